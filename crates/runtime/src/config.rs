@@ -1,0 +1,287 @@
+//! Layered settings: defaults → optional TOML file → environment variables.
+//!
+//! Every field of [`Settings`] is read from the environment variable of the same name in
+//! upper case (`kafka_bootstrap_servers` ← `KAFKA_BOOTSTRAP_SERVERS`); the file named by
+//! `CONFIG_FILE`, when set, may hold the same keys in lower case. A bad value stops the
+//! process with a message naming the variable. Secrets (`OPENAI_API_KEY`) are
+//! [`SecretString`]s: never logged, never returned by `/health`.
+//!
+//! The variables of the Python system keep their meaning (`KAFKA_BOOTSTRAP_SERVERS`,
+//! `KAFKA_TOPIC`, `KAFKA_RESULTS_TOPIC`, `OPENAI_API_KEY`); the README's configuration
+//! table lists them all.
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::{Error, Result, kafka::Topics};
+
+/// Every setting of every service, flat, as read from the environment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// `PORT`: HTTP port; each service has its own default (8001, 8000, 8002). `0` picks a
+    /// free port (tests).
+    pub port: Option<u16>,
+    /// `BIND_ADDRESS`: interface to listen on; default `0.0.0.0`.
+    pub bind_address: String,
+    /// `LOG_FORMAT`: `pretty` (default) or `json`.
+    pub log_format: String,
+    /// `SHUTDOWN_DRAIN_SECS`: how long in-flight work may finish after SIGTERM; default 20.
+    pub shutdown_drain_secs: u64,
+
+    /// `KAFKA_BOOTSTRAP_SERVERS`: comma-separated `host:port`s; default `localhost:9092`.
+    pub kafka_bootstrap_servers: String,
+    /// `KAFKA_TOPIC_PREFIX`: prefix of the topic names; default `dev`.
+    pub kafka_topic_prefix: String,
+    /// `KAFKA_TOPIC`: the events (task) topic; default `{prefix}-langgraph-agent-events`.
+    pub kafka_topic: Option<String>,
+    /// `KAFKA_RESULTS_TOPIC`: default `{prefix}-langgraph-task-results`.
+    pub kafka_results_topic: Option<String>,
+    /// `KAFKA_DEAD_LETTER_TOPIC`: default `{prefix}-langgraph-dead-letter`.
+    pub kafka_dead_letter_topic: Option<String>,
+    /// `KAFKA_PARTITIONS`: partitions of topics created at start-up; default 3.
+    pub kafka_partitions: i32,
+    /// `KAFKA_REPLICATION_FACTOR`: replication of topics created at start-up; default 1.
+    pub kafka_replication_factor: i32,
+    /// `KAFKA_SESSION_TIMEOUT_MS`: consumer-group session timeout; default 10000.
+    pub kafka_session_timeout_ms: u32,
+    /// `KAFKA_PRODUCE_TIMEOUT_MS`: how long a publish may wait for the broker's
+    /// acknowledgement before it fails (and `POST /generate-task` answers 503); default
+    /// 10000.
+    pub kafka_produce_timeout_ms: u32,
+
+    /// `OPENAI_API_KEY`: key for OpenAI or a compatible server (secret).
+    pub openai_api_key: Option<SecretString>,
+    /// `OPENAI_BASE_URL`: an OpenAI-compatible server, e.g. `http://127.0.0.1:8080/v1`;
+    /// default OpenAI's.
+    pub openai_base_url: Option<String>,
+    /// `OPENAI_MODEL`: default `gpt-4o-mini`.
+    pub openai_model: String,
+    /// `OPENAI_TIMEOUT_SECS`: per-request timeout; default 60.
+    pub openai_timeout_secs: u64,
+    /// `OPENAI_MAX_RETRIES`: retries on 429, 5xx and connection errors (with backoff,
+    /// honouring `Retry-After`); default 3.
+    pub openai_max_retries: u32,
+
+    /// `SOLVER_ID`: this solver's name in results; default `$HOSTNAME` or `task-solver`.
+    pub solver_id: Option<String>,
+    /// `HOSTNAME`: set by Kubernetes to the pod name.
+    pub hostname: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            port: None,
+            bind_address: "0.0.0.0".into(),
+            log_format: "pretty".into(),
+            shutdown_drain_secs: 20,
+            kafka_bootstrap_servers: "localhost:9092".into(),
+            kafka_topic_prefix: "dev".into(),
+            kafka_topic: None,
+            kafka_results_topic: None,
+            kafka_dead_letter_topic: None,
+            kafka_partitions: 3,
+            kafka_replication_factor: 1,
+            kafka_session_timeout_ms: 10_000,
+            kafka_produce_timeout_ms: 10_000,
+            openai_api_key: None,
+            openai_base_url: None,
+            openai_model: "gpt-4o-mini".into(),
+            openai_timeout_secs: 60,
+            openai_max_retries: 3,
+            solver_id: None,
+            hostname: None,
+        }
+    }
+}
+
+impl Settings {
+    /// Reads the settings from `CONFIG_FILE` (when set) and the process environment.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the variable of a value that does not parse or is out of
+    /// range.
+    pub fn load() -> Result<Self> {
+        Self::from_source(config::Environment::default().try_parsing(true))
+    }
+
+    /// Reads the settings from the given variables only (tests and tools), on top of the
+    /// defaults.
+    ///
+    /// # Errors
+    /// As [`Settings::load`].
+    pub fn from_vars<'a>(vars: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self> {
+        let map = vars
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        Self::from_source(
+            config::Environment::default()
+                .source(Some(map))
+                .try_parsing(true),
+        )
+    }
+
+    fn from_source(env: config::Environment) -> Result<Self> {
+        let mut builder = config::Config::builder();
+        if let Ok(path) = std::env::var("CONFIG_FILE") {
+            builder = builder.add_source(config::File::with_name(&path).required(true));
+        }
+        let settings: Self = builder
+            .add_source(env)
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(|err| Error::Config(name_the_variable(&err.to_string())))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks ranges and choices the types cannot express.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the variable.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |var: &str, why: &str| Err(Error::Config(format!("{var} {why}")));
+        if !matches!(self.log_format.as_str(), "pretty" | "json") {
+            return bad("LOG_FORMAT", "must be `pretty` or `json`");
+        }
+        if self.kafka_bootstrap_servers.trim().is_empty() {
+            return bad("KAFKA_BOOTSTRAP_SERVERS", "must not be empty");
+        }
+        if self.kafka_partitions < 1 {
+            return bad("KAFKA_PARTITIONS", "must be at least 1");
+        }
+        if self.kafka_replication_factor < 1 {
+            return bad("KAFKA_REPLICATION_FACTOR", "must be at least 1");
+        }
+        if self.kafka_session_timeout_ms < 1000 {
+            return bad("KAFKA_SESSION_TIMEOUT_MS", "must be at least 1000");
+        }
+        if self.kafka_produce_timeout_ms < 100 {
+            return bad("KAFKA_PRODUCE_TIMEOUT_MS", "must be at least 100");
+        }
+        if self.openai_timeout_secs == 0 {
+            return bad("OPENAI_TIMEOUT_SECS", "must be at least 1");
+        }
+        if let Some(url) = &self.openai_base_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return bad("OPENAI_BASE_URL", "must start with http:// or https://");
+        }
+        for (var, topic) in [
+            ("KAFKA_TOPIC", &self.kafka_topic),
+            ("KAFKA_RESULTS_TOPIC", &self.kafka_results_topic),
+            ("KAFKA_DEAD_LETTER_TOPIC", &self.kafka_dead_letter_topic),
+        ] {
+            if let Some(topic) = topic
+                && !crate::kafka::valid_topic_name(topic)
+            {
+                return bad(
+                    var,
+                    "must be 1 to 249 characters of a-z, A-Z, 0-9, '.', '_' or '-'",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The HTTP port: `PORT`, or the service's default.
+    pub fn port_or(&self, default: u16) -> u16 {
+        self.port.unwrap_or(default)
+    }
+
+    /// The topic names in force.
+    pub fn topics(&self) -> Topics {
+        Topics::new(
+            &self.kafka_topic_prefix,
+            self.kafka_topic.clone(),
+            self.kafka_results_topic.clone(),
+            self.kafka_dead_letter_topic.clone(),
+        )
+    }
+
+    /// How long in-flight work may finish after the shutdown signal.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_drain_secs)
+    }
+
+    /// This instance's name: `SOLVER_ID`, else `HOSTNAME`, else `default`.
+    pub fn instance_id(&self, default: &str) -> String {
+        self.solver_id
+            .clone()
+            .or_else(|| self.hostname.clone())
+            .unwrap_or_else(|| default.to_owned())
+    }
+}
+
+/// Rewrites config's `for key "kafka_partitions"` as the variable users set.
+fn name_the_variable(message: &str) -> String {
+    match message.find("for key `").or_else(|| message.find("for key \"")) {
+        Some(at) => {
+            let rest = &message[at + 9..];
+            let key: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            format!("{}: {}", key.to_uppercase(), &message[..at].trim_end())
+        }
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let s = Settings::from_vars([]).expect("defaults are valid");
+        assert_eq!(s.kafka_bootstrap_servers, "localhost:9092");
+        assert_eq!(s.openai_model, "gpt-4o-mini");
+        assert_eq!(s.kafka_partitions, 3);
+        let topics = s.topics();
+        assert_eq!(topics.events, "dev-langgraph-agent-events");
+        assert_eq!(topics.results, "dev-langgraph-task-results");
+        assert_eq!(topics.dead_letter, "dev-langgraph-dead-letter");
+    }
+
+    #[test]
+    fn environment_overrides_defaults() {
+        let s = Settings::from_vars([
+            ("KAFKA_TOPIC_PREFIX", "prod"),
+            ("KAFKA_RESULTS_TOPIC", "custom-results"),
+            ("KAFKA_PARTITIONS", "6"),
+            ("OPENAI_API_KEY", "sk-123"),
+            ("PORT", "9000"),
+        ])
+        .expect("valid");
+        assert_eq!(s.topics().events, "prod-langgraph-agent-events");
+        assert_eq!(s.topics().results, "custom-results");
+        assert_eq!(s.kafka_partitions, 6);
+        assert_eq!(s.port_or(8001), 9000);
+        assert_eq!(
+            s.openai_api_key.as_ref().map(|k| k.expose_secret().to_owned()),
+            Some("sk-123".to_owned())
+        );
+        assert!(!format!("{s:?}").contains("sk-123"), "secret leaked into Debug");
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable() {
+        let err = Settings::from_vars([("KAFKA_PARTITIONS", "three")]).expect_err("not a number");
+        assert!(err.to_string().contains("KAFKA_PARTITIONS"), "{err}");
+        let err = Settings::from_vars([("PORT", "70000")]).expect_err("out of range");
+        assert!(err.to_string().contains("PORT"), "{err}");
+        let err = Settings::from_vars([("LOG_FORMAT", "xml")]).expect_err("bad choice");
+        assert_eq!(err.to_string(), "configuration error: LOG_FORMAT must be `pretty` or `json`");
+        let err = Settings::from_vars([("KAFKA_TOPIC", "bad topic!")]).expect_err("bad name");
+        assert!(err.to_string().contains("KAFKA_TOPIC must be"), "{err}");
+        let err = Settings::from_vars([("OPENAI_BASE_URL", "localhost:8080")]).expect_err("no scheme");
+        assert!(err.to_string().contains("OPENAI_BASE_URL"), "{err}");
+    }
+}

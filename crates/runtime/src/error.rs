@@ -1,0 +1,27 @@
+//! The crate's error type.
+
+/// Every error `agent-runtime` returns.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A setting is missing or invalid; the message names the environment variable.
+    #[error("configuration error: {0}")]
+    Config(String),
+    /// The Kafka client failed (broker unreachable, delivery timed out, …).
+    #[error("kafka error: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The LLM request failed after its retries, or its answer was unusable.
+    #[error("LLM error: {0}")]
+    Llm(String),
+    /// A value could not be encoded or decoded as JSON.
+    #[error("JSON error: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A task or result failed validation.
+    #[error(transparent)]
+    Task(#[from] agent_core::Error),
+    /// An I/O error (binding a port, reading a file).
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,102 @@
+//! [`ApiError`]: every HTTP error answer.
+
+use axum::{
+    Json,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
+
+/// An error answered to an HTTP client, as `{"error": {"code", "message"}}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400 `bad_request`: the body is not JSON, or a parameter is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 404 `not_found`.
+    #[error("{0}")]
+    NotFound(String),
+    /// 405 `method_not_allowed`.
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
+    /// 413 `payload_too_large`: over [`super::MAX_BODY_BYTES`].
+    #[error("request body is larger than {} bytes", super::MAX_BODY_BYTES)]
+    PayloadTooLarge,
+    /// 415 `unsupported_media_type`: not `Content-Type: application/json`.
+    #[error("expected a request with `Content-Type: application/json`")]
+    UnsupportedMediaType,
+    /// 422 `validation_failed`: JSON of the wrong shape, or a value out of bounds.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// 502 `bad_gateway`: an upstream (the LLM) failed or answered nonsense.
+    #[error("{0}")]
+    BadGateway(String),
+    /// 503 `unavailable`: the broker did not acknowledge in time, or is unreachable.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500 `internal`: logged with its cause, answered without it.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The machine-readable `code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Unprocessable(_) => "validation_failed",
+            Self::BadGateway(_) => "bad_gateway",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Self::Internal(cause) = &self {
+            tracing::error!(cause = %cause, "internal error");
+        }
+        let body = json!({"error": {"code": self.code(), "message": self.to_string()}});
+        (self.status(), Json(body)).into_response()
+    }
+}
+
+impl From<agent_core::Error> for ApiError {
+    fn from(err: agent_core::Error) -> Self {
+        match err {
+            agent_core::Error::Invalid { .. } => Self::Unprocessable(err.to_string()),
+            agent_core::Error::Json(_) => Self::BadRequest(err.to_string()),
+            agent_core::Error::Graph(_) => Self::Internal(err.to_string()),
+        }
+    }
+}
+
+/// The answer to a panic in a handler: logged, then a bare 500.
+pub(crate) fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    ApiError::Internal(format!("handler panicked: {detail}")).into_response()
+}

@@ -1,0 +1,86 @@
+//! `GET /health` (liveness: always 200, says `ok` or `degraded`) and `GET /ready`
+//! (readiness: 503 while degraded), for people and Kubernetes probes.
+
+use std::sync::Arc;
+
+use axum::{Router, extract::State, http::StatusCode, routing::get};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::Json;
+use crate::kafka::{BrokerWatch, Topics, watch::BrokerStatus};
+
+/// What a service reports about itself. Never holds a secret.
+#[derive(Clone)]
+pub struct Health {
+    service: &'static str,
+    broker: BrokerWatch,
+    topics: Topics,
+    details: Arc<Value>,
+}
+
+/// The body of `/health` and `/ready`.
+#[derive(Debug, Serialize)]
+pub struct HealthReport {
+    /// `ok`, or `degraded` when the broker is unreachable.
+    pub status: &'static str,
+    /// The service name.
+    pub service: &'static str,
+    /// The crate version.
+    pub version: &'static str,
+    /// The broker's last check.
+    pub broker: BrokerStatus,
+    /// Topic names in force.
+    pub topics: Topics,
+    /// Service-specific facts (model name, consumer group, …).
+    #[serde(flatten)]
+    pub details: Value,
+}
+
+impl Health {
+    /// A health source for `service` (e.g. `task-generator`), with extra `details` (a
+    /// JSON object merged into the report; keep secrets out).
+    pub fn new(service: &'static str, broker: BrokerWatch, topics: Topics, details: Value) -> Self {
+        Self {
+            service,
+            broker,
+            topics,
+            details: Arc::new(details),
+        }
+    }
+
+    /// The report now.
+    pub fn report(&self) -> HealthReport {
+        let broker = self.broker.status();
+        HealthReport {
+            status: if broker.reachable { "ok" } else { "degraded" },
+            service: self.service,
+            version: env!("CARGO_PKG_VERSION"),
+            broker,
+            topics: self.topics.clone(),
+            details: (*self.details).clone(),
+        }
+    }
+}
+
+/// `GET /health` and `GET /ready` on their own router, to merge into a service's.
+pub fn health_routes(health: Health) -> Router {
+    Router::new()
+        .route("/health", get(liveness))
+        .route("/ready", get(readiness))
+        .with_state(health)
+}
+
+async fn liveness(State(health): State<Health>) -> Json<HealthReport> {
+    Json(health.report())
+}
+
+async fn readiness(State(health): State<Health>) -> (StatusCode, Json<HealthReport>) {
+    let report = health.report();
+    let status = if report.status == "ok" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(report))
+}

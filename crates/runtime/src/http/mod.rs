@@ -1,0 +1,77 @@
+//! HTTP pieces every service shares: [`ApiError`], the [`Json`] extractor, health routes
+//! and the tower layers.
+//!
+//! Every error answer is JSON `{"error": {"code": "...", "message": "..."}}` with the right
+//! status; an unexpected error or a panic is logged and answered with a bare 500 — never a
+//! stack trace, never a secret.
+
+mod error;
+mod extract;
+mod health;
+
+pub use error::ApiError;
+pub use extract::Json;
+pub use health::{Health, HealthReport, health_routes};
+
+use std::time::Duration;
+
+use axum::{Router, extract::DefaultBodyLimit, http::HeaderName};
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+
+/// Largest request body accepted, in bytes (1 MiB); larger bodies get 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Adds what every service's router needs: JSON 404 and 405 answers, a 1 MiB body limit,
+/// a request timeout (`request_timeout`, answered 408), an `x-request-id` on every
+/// request (generated when absent, echoed in the answer, recorded on the request's
+/// span), a trace span per request, and panics turned into a bare JSON 500.
+pub fn with_common_layers(router: Router, request_timeout: Duration) -> Router {
+    router
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(error::panic_response))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+                let request_id = request
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!(
+                    "http",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                    request_id,
+                )
+            }),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// Binds `address:port` (port 0 picks a free one).
+///
+/// # Errors
+/// [`crate::Error::Io`] naming the address when the port is taken or not allowed.
+pub async fn bind(address: &str, port: u16) -> crate::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind((address, port))
+        .await
+        .map_err(|err| {
+            crate::Error::Io(std::io::Error::new(
+                err.kind(),
+                format!("cannot listen on {address}:{port}: {err}"),
+            ))
+        })
+}

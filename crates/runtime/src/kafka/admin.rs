@@ -1,0 +1,72 @@
+//! Topic creation at start-up.
+
+use std::time::Duration;
+
+use rdkafka::{
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    types::RDKafkaErrorCode,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::client_config;
+use crate::{Result, config::Settings};
+
+/// Creates the missing ones of `topics` with `KAFKA_PARTITIONS` partitions and
+/// `KAFKA_REPLICATION_FACTOR` replicas; existing topics are left as they are.
+///
+/// Retries every 2 s, logging why, until the broker answers or `shutdown` fires (then
+/// returns `Ok(false)`); `Ok(true)` once every topic exists.
+///
+/// # Errors
+/// [`crate::Error::Kafka`] when the admin client cannot be created.
+pub async fn ensure_topics(
+    settings: &Settings,
+    topics: &[&str],
+    shutdown: &CancellationToken,
+) -> Result<bool> {
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(settings, "langgraph-kafka-admin").create()?;
+    let new_topics: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|name| {
+            NewTopic::new(
+                name,
+                settings.kafka_partitions,
+                TopicReplication::Fixed(settings.kafka_replication_factor),
+            )
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    loop {
+        let failure = match admin.create_topics(&new_topics, &options).await {
+            Ok(results) => {
+                let failures: Vec<String> = results
+                    .into_iter()
+                    .filter_map(|r| match r {
+                        Ok(name) => {
+                            tracing::info!(topic = %name, partitions = settings.kafka_partitions, "topic created");
+                            None
+                        }
+                        Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => None,
+                        Err((name, code)) => Some(format!("{name}: {code}")),
+                    })
+                    .collect();
+                if failures.is_empty() {
+                    return Ok(true);
+                }
+                failures.join(", ")
+            }
+            Err(err) => err.to_string(),
+        };
+        tracing::warn!(
+            bootstrap = %settings.kafka_bootstrap_servers,
+            error = %failure,
+            "cannot create topics yet; is the broker up? retrying in 2 s"
+        );
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(false),
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}

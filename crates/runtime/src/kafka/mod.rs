@@ -1,0 +1,83 @@
+//! Kafka: topic names, producer, at-least-once consumer loop, CloudEvents headers, topic
+//! creation and the broker watch behind `/health`.
+//!
+//! Values are JSON; keys are task ids, so every message of one task lands on one
+//! partition, in order. Headers carry CloudEvents binary-mode attributes and a W3C
+//! `traceparent` ([`headers`]).
+
+pub mod admin;
+pub mod consumer;
+pub mod headers;
+pub mod producer;
+pub mod watch;
+
+pub use admin::ensure_topics;
+pub use consumer::{ConsumerOptions, Outcome, run_at_least_once};
+pub use headers::CloudEvent;
+pub use producer::{Delivery, Producer};
+pub use watch::BrokerWatch;
+
+use rdkafka::ClientConfig;
+
+use crate::config::Settings;
+
+/// The topic names in force (see the README's Kafka contract).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Topics {
+    /// Tasks: `KAFKA_TOPIC`, default `{prefix}-langgraph-agent-events`.
+    pub events: String,
+    /// Results: `KAFKA_RESULTS_TOPIC`, default `{prefix}-langgraph-task-results`.
+    pub results: String,
+    /// Poison messages: `KAFKA_DEAD_LETTER_TOPIC`, default `{prefix}-langgraph-dead-letter`.
+    pub dead_letter: String,
+}
+
+impl Topics {
+    /// Topic names from a prefix and optional overrides.
+    pub fn new(
+        prefix: &str,
+        events: Option<String>,
+        results: Option<String>,
+        dead_letter: Option<String>,
+    ) -> Self {
+        let named = |suffix: &str| {
+            if prefix.is_empty() {
+                format!("langgraph-{suffix}")
+            } else {
+                format!("{prefix}-langgraph-{suffix}")
+            }
+        };
+        Self {
+            events: events.unwrap_or_else(|| named("agent-events")),
+            results: results.unwrap_or_else(|| named("task-results")),
+            dead_letter: dead_letter.unwrap_or_else(|| named("dead-letter")),
+        }
+    }
+
+    /// All three names.
+    pub fn all(&self) -> [&str; 3] {
+        [&self.events, &self.results, &self.dead_letter]
+    }
+}
+
+/// Kafka's rule for topic names: 1 to 249 of `[a-zA-Z0-9._-]`, and not `.` or `..`.
+pub fn valid_topic_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// The librdkafka properties shared by every client: bootstrap servers and client id.
+pub fn client_config(settings: &Settings, client_id: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &settings.kafka_bootstrap_servers)
+        .set("client.id", client_id)
+        // Fail fast on a dead address rather than retrying DNS for minutes.
+        .set("socket.connection.setup.timeout.ms", "10000");
+    config
+}

@@ -1,0 +1,27 @@
+//! `agent-runtime`: what every langgraph-kafka service shares.
+//!
+//! # Layout
+//!
+//! - [`config`]: layered [`Settings`](config::Settings) — defaults, then an optional TOML
+//!   file (`CONFIG_FILE`), then environment variables; secrets as `SecretString`.
+//! - [`telemetry`]: the tracing subscriber (human or JSON, `LOG_FORMAT`) and W3C
+//!   [`TraceContext`](telemetry::TraceContext) for Kafka headers.
+//! - [`kafka`]: topic names, the [`Producer`](kafka::Producer), the at-least-once
+//!   consumer loop, CloudEvents headers, topic creation, the dead-letter topic and the
+//!   broker watch behind `/health`.
+//! - [`llm`]: the [`LlmClient`](llm::LlmClient) over async-openai — chat, structured
+//!   output under a JSON Schema, timeouts, retries and token usage.
+//! - [`http`]: [`ApiError`](http::ApiError) with JSON bodies, the JSON extractor,
+//!   health routes and the tower layers every service uses.
+//! - [`shutdown`]: one `CancellationToken` fired by SIGTERM or Ctrl-C.
+//! - [`error`]: the crate's [`Error`] and [`Result`].
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod kafka;
+pub mod llm;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use error::{Error, Result};

@@ -1,0 +1,270 @@
+//! The LLM client: chat completions over async-openai, with structured output.
+//!
+//! One [`LlmClient`] talks to OpenAI or any OpenAI-compatible server (`OPENAI_BASE_URL`,
+//! e.g. a local llama.cpp server). Each request has a timeout (`OPENAI_TIMEOUT_SECS`);
+//! 429, 5xx and connection errors are retried `OPENAI_MAX_RETRIES` times with
+//! exponential backoff (100 ms doubling, at most 8 s) honouring `Retry-After`, by
+//! async-openai's retry layer. [`LlmClient::structured`] asks for JSON under a JSON Schema
+//! (`response_format: json_schema`, OpenAI's structured outputs) and parses it. Every
+//! answer carries its [`TokenUsage`].
+
+use std::time::Duration;
+
+use agent_core::task::TokenUsage;
+use async_openai::{
+    Client,
+    config::OpenAIConfig,
+    error::OpenAIError,
+    middleware::{ReqwestService, retry::OpenAIRetryLayer},
+    types::chat::{
+        ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage,
+        ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage,
+        CreateChatCompletionRequestArgs, ResponseFormat, ResponseFormatJsonSchema,
+    },
+};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result, config::Settings};
+
+/// Who said a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Instructions to the model.
+    System,
+    /// The person.
+    User,
+    /// The model.
+    Assistant,
+}
+
+/// One chat message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// Who said it.
+    pub role: Role,
+    /// What was said.
+    pub content: String,
+}
+
+impl ChatMessage {
+    /// A system message.
+    pub fn system(content: impl Into<String>) -> Self {
+        Self {
+            role: Role::System,
+            content: content.into(),
+        }
+    }
+
+    /// A user message.
+    pub fn user(content: impl Into<String>) -> Self {
+        Self {
+            role: Role::User,
+            content: content.into(),
+        }
+    }
+}
+
+/// A model's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion<T> {
+    /// The answer: text, or the parsed JSON of a structured answer.
+    pub content: T,
+    /// Tokens spent.
+    pub usage: TokenUsage,
+}
+
+/// A client for one model on one OpenAI-compatible endpoint. Cheap to clone.
+#[derive(Clone)]
+pub struct LlmClient {
+    client: Client<OpenAIConfig>,
+    model: String,
+    endpoint: String,
+}
+
+impl std::fmt::Debug for LlmClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmClient")
+            .field("model", &self.model)
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LlmClient {
+    /// A client from `OPENAI_BASE_URL`, `OPENAI_API_KEY`, `OPENAI_MODEL`,
+    /// `OPENAI_TIMEOUT_SECS` and `OPENAI_MAX_RETRIES`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when neither `OPENAI_API_KEY` nor `OPENAI_BASE_URL` is set (there
+    /// is no model to talk to), or the HTTP client cannot be built.
+    pub fn new(settings: &Settings) -> Result<Self> {
+        let key = settings
+            .openai_api_key
+            .as_ref()
+            .map(|k| k.expose_secret().to_owned());
+        if key.is_none() && settings.openai_base_url.is_none() {
+            return Err(Error::Config(
+                "OPENAI_API_KEY is not set: set it to use OpenAI, or set OPENAI_BASE_URL to an \
+                 OpenAI-compatible server (e.g. http://127.0.0.1:8080/v1 from `make run-local`)"
+                    .into(),
+            ));
+        }
+        let mut config = OpenAIConfig::new().with_api_key(key.unwrap_or_default());
+        let endpoint = match &settings.openai_base_url {
+            Some(url) => {
+                config = config.with_api_base(url.trim_end_matches('/'));
+                url.clone()
+            }
+            None => "https://api.openai.com/v1".to_owned(),
+        };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(settings.openai_timeout_secs))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|err| Error::Config(format!("cannot build the HTTP client: {err}")))?;
+        let transport = tower::ServiceBuilder::new()
+            .layer(OpenAIRetryLayer::new(settings.openai_max_retries as usize))
+            .service(ReqwestService::new(http.clone()));
+        let client = Client::build(http, config).with_http_service(transport);
+        Ok(Self {
+            client,
+            model: settings.openai_model.clone(),
+            endpoint,
+        })
+    }
+
+    /// The model name sent with each request.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// The endpoint's base URL (no credentials), for `/health`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Asks for a free-text answer of at most `max_tokens` tokens.
+    ///
+    /// # Errors
+    /// [`Error::Llm`] when the request fails after its retries, times out, or the model
+    /// returns no text.
+    pub async fn chat(&self, messages: &[ChatMessage], max_tokens: u32) -> Result<Completion<String>> {
+        self.complete(messages, max_tokens, None).await
+    }
+
+    /// Asks for a JSON answer under `schema` (named `name`, strict) and parses it.
+    ///
+    /// # Errors
+    /// As [`LlmClient::chat`], and [`Error::Llm`] when the answer is not JSON.
+    pub async fn structured(
+        &self,
+        messages: &[ChatMessage],
+        name: &str,
+        schema: serde_json::Value,
+        max_tokens: u32,
+    ) -> Result<Completion<serde_json::Value>> {
+        let format = ResponseFormat::JsonSchema {
+            json_schema: ResponseFormatJsonSchema {
+                description: None,
+                name: name.to_owned(),
+                schema,
+                strict: Some(true),
+            },
+        };
+        let answer = self.complete(messages, max_tokens, Some(format)).await?;
+        let content = serde_json::from_str(answer.content.trim()).map_err(|err| {
+            Error::Llm(format!(
+                "the model's answer is not valid JSON ({err}): {}",
+                truncate(&answer.content, 200)
+            ))
+        })?;
+        Ok(Completion {
+            content,
+            usage: answer.usage,
+        })
+    }
+
+    async fn complete(
+        &self,
+        messages: &[ChatMessage],
+        max_tokens: u32,
+        format: Option<ResponseFormat>,
+    ) -> Result<Completion<String>> {
+        let messages: Vec<ChatCompletionRequestMessage> = messages
+            .iter()
+            .map(|m| match m.role {
+                Role::System => ChatCompletionRequestSystemMessage::from(m.content.as_str()).into(),
+                Role::User => ChatCompletionRequestUserMessage::from(m.content.as_str()).into(),
+                Role::Assistant => {
+                    ChatCompletionRequestAssistantMessage::from(m.content.as_str()).into()
+                }
+            })
+            .collect();
+        let mut request = CreateChatCompletionRequestArgs::default();
+        request
+            .model(&self.model)
+            .messages(messages)
+            .max_completion_tokens(max_tokens)
+            .temperature(0.2_f32);
+        if let Some(format) = format {
+            request.response_format(format);
+        }
+        let request = request.build().map_err(|err| Error::Llm(err.to_string()))?;
+        let started = std::time::Instant::now();
+        let response = self
+            .client
+            .chat()
+            .create(request)
+            .await
+            .map_err(|err| Error::Llm(describe(&err)))?;
+        let usage = response
+            .usage
+            .map(|u| TokenUsage {
+                prompt_tokens: u.prompt_tokens,
+                completion_tokens: u.completion_tokens,
+                total_tokens: u.total_tokens,
+            })
+            .unwrap_or_default();
+        let content = response
+            .choices
+            .into_iter()
+            .next()
+            .and_then(|c| c.message.content)
+            .filter(|c| !c.trim().is_empty())
+            .ok_or_else(|| Error::Llm("the model returned an empty answer".into()))?;
+        tracing::debug!(
+            model = %self.model,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            prompt_tokens = usage.prompt_tokens,
+            completion_tokens = usage.completion_tokens,
+            "LLM answered"
+        );
+        Ok(Completion { content, usage })
+    }
+}
+
+/// A one-line reason for an API failure, without request details or credentials.
+fn describe(err: &OpenAIError) -> String {
+    match err {
+        OpenAIError::ApiError(api) => format!("{} from the model server: {}", api.status_code, api.api_error.message),
+        OpenAIError::Reqwest(err) if err.is_timeout() => "the model server did not answer in time".into(),
+        OpenAIError::Reqwest(err) if err.is_connect() => "cannot connect to the model server".into(),
+        OpenAIError::Reqwest(err) => match err.status() {
+            Some(status) => format!("{status} from the model server"),
+            None => format!("request to the model server failed: {err}"),
+        },
+        OpenAIError::JSONDeserialize(_, body) => {
+            format!("the model server's answer is not an OpenAI response: {}", truncate(body, 200))
+        }
+        other => other.to_string(),
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
