@@ -219,7 +219,10 @@ impl Settings {
 
 /// Rewrites config's `for key "kafka_partitions"` as the variable users set.
 fn name_the_variable(message: &str) -> String {
-    match message.find("for key `").or_else(|| message.find("for key \"")) {
+    match message
+        .find("for key `")
+        .or_else(|| message.find("for key \""))
+    {
         Some(at) => {
             let rest = &message[at + 9..];
             let key: String = rest
@@ -265,10 +268,15 @@ mod tests {
         assert_eq!(s.kafka_partitions, 6);
         assert_eq!(s.port_or(8001), 9000);
         assert_eq!(
-            s.openai_api_key.as_ref().map(|k| k.expose_secret().to_owned()),
+            s.openai_api_key
+                .as_ref()
+                .map(|k| k.expose_secret().to_owned()),
             Some("sk-123".to_owned())
         );
-        assert!(!format!("{s:?}").contains("sk-123"), "secret leaked into Debug");
+        assert!(
+            !format!("{s:?}").contains("sk-123"),
+            "secret leaked into Debug"
+        );
     }
 
     #[test]
@@ -278,10 +286,14 @@ mod tests {
         let err = Settings::from_vars([("PORT", "70000")]).expect_err("out of range");
         assert!(err.to_string().contains("PORT"), "{err}");
         let err = Settings::from_vars([("LOG_FORMAT", "xml")]).expect_err("bad choice");
-        assert_eq!(err.to_string(), "configuration error: LOG_FORMAT must be `pretty` or `json`");
+        assert_eq!(
+            err.to_string(),
+            "configuration error: LOG_FORMAT must be `pretty` or `json`"
+        );
         let err = Settings::from_vars([("KAFKA_TOPIC", "bad topic!")]).expect_err("bad name");
         assert!(err.to_string().contains("KAFKA_TOPIC must be"), "{err}");
-        let err = Settings::from_vars([("OPENAI_BASE_URL", "localhost:8080")]).expect_err("no scheme");
+        let err =
+            Settings::from_vars([("OPENAI_BASE_URL", "localhost:8080")]).expect_err("no scheme");
         assert!(err.to_string().contains("OPENAI_BASE_URL"), "{err}");
     }
 }

@@ -18,7 +18,12 @@ pub fn init(log_format: &str) {
     // `try_init` fails only when a subscriber is already installed: keep that one.
     let _ = if log_format == "json" {
         registry
-            .with(tfmt::layer().json().flatten_event(true).with_current_span(true))
+            .with(
+                tfmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true),
+            )
             .try_init()
     } else {
         registry.with(tfmt::layer().with_target(false)).try_init()
@@ -60,10 +65,18 @@ impl TraceContext {
         let mut parts = header.trim().split('-');
         let (version, trace, span, flags) =
             (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        if version.len() != 2 || version == "ff" || trace.len() != 32 || span.len() != 16 || flags.len() != 2 {
+        if version.len() != 2
+            || version == "ff"
+            || trace.len() != 32
+            || span.len() != 16
+            || flags.len() != 2
+        {
             return None;
         }
-        let hex = |s: &str| s.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase());
+        let hex = |s: &str| {
+            s.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        };
         if !(hex(version) && hex(trace) && hex(span) && hex(flags)) {
             return None;
         }
@@ -88,7 +101,11 @@ impl TraceContext {
 
 impl fmt::Display for TraceContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "00-{:032x}-{:016x}-{:02x}", self.trace_id, self.span_id, self.flags)
+        write!(
+            f,
+            "00-{:032x}-{:016x}-{:02x}",
+            self.trace_id, self.span_id, self.flags
+        )
     }
 }
 

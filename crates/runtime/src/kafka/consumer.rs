@@ -52,7 +52,11 @@ pub struct ConsumerOptions {
 ///
 /// # Errors
 /// [`crate::Error::Kafka`] when librdkafka rejects the configuration.
-pub fn group_consumer(settings: &Settings, group_id: &str, client_id: &str) -> Result<StreamConsumer> {
+pub fn group_consumer(
+    settings: &Settings,
+    group_id: &str,
+    client_id: &str,
+) -> Result<StreamConsumer> {
     let session = settings.kafka_session_timeout_ms;
     let consumer = client_config(settings, client_id)
         .set("group.id", group_id)

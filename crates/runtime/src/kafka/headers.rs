@@ -47,7 +47,9 @@ impl CloudEvent {
     /// The Kafka headers: `ce_specversion`, `ce_id`, `ce_source`, `ce_type`, `ce_time`,
     /// `content-type: application/json` and `traceparent`.
     pub fn to_headers(&self) -> OwnedHeaders {
-        let time = self.time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let time = self
+            .time
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let trace = self.trace.to_string();
         [
             ("ce_specversion", "1.0"),
@@ -97,7 +99,10 @@ mod tests {
             header_str(Some(&headers), "ce_source"),
             Some("/langgraph-kafka/task-generator")
         );
-        assert_eq!(header_str(Some(&headers), "content-type"), Some("application/json"));
+        assert_eq!(
+            header_str(Some(&headers), "content-type"),
+            Some("application/json")
+        );
         let trace = trace_of(Some(&headers)).expect("traceparent");
         assert_eq!(trace.trace_id, parent.trace_id);
         assert_ne!(trace.span_id, parent.span_id);

@@ -46,7 +46,10 @@ impl Producer {
                 .set("enable.idempotence", "true")
                 .set("linger.ms", "5")
                 // A message not acknowledged in time fails its delivery future.
-                .set("message.timeout.ms", settings.kafka_produce_timeout_ms.to_string()),
+                .set(
+                    "message.timeout.ms",
+                    settings.kafka_produce_timeout_ms.to_string(),
+                ),
             timeout,
         )
     }

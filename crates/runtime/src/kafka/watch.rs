@@ -57,7 +57,9 @@ impl BrokerWatch {
                 if was_reachable != Some(now.reachable) {
                     match &now.error {
                         None => tracing::info!("broker reachable"),
-                        Some(error) => tracing::warn!(error = %error, "broker unreachable; health is degraded"),
+                        Some(error) => {
+                            tracing::warn!(error = %error, "broker unreachable; health is degraded")
+                        }
                     }
                     was_reachable = Some(now.reachable);
                 }

@@ -150,7 +150,11 @@ impl LlmClient {
     /// # Errors
     /// [`Error::Llm`] when the request fails after its retries, times out, or the model
     /// returns no text.
-    pub async fn chat(&self, messages: &[ChatMessage], max_tokens: u32) -> Result<Completion<String>> {
+    pub async fn chat(
+        &self,
+        messages: &[ChatMessage],
+        max_tokens: u32,
+    ) -> Result<Completion<String>> {
         self.complete(messages, max_tokens, None).await
     }
 
@@ -248,15 +252,25 @@ impl LlmClient {
 /// A one-line reason for an API failure, without request details or credentials.
 fn describe(err: &OpenAIError) -> String {
     match err {
-        OpenAIError::ApiError(api) => format!("{} from the model server: {}", api.status_code, api.api_error.message),
-        OpenAIError::Reqwest(err) if err.is_timeout() => "the model server did not answer in time".into(),
-        OpenAIError::Reqwest(err) if err.is_connect() => "cannot connect to the model server".into(),
+        OpenAIError::ApiError(api) => format!(
+            "{} from the model server: {}",
+            api.status_code, api.api_error.message
+        ),
+        OpenAIError::Reqwest(err) if err.is_timeout() => {
+            "the model server did not answer in time".into()
+        }
+        OpenAIError::Reqwest(err) if err.is_connect() => {
+            "cannot connect to the model server".into()
+        }
         OpenAIError::Reqwest(err) => match err.status() {
             Some(status) => format!("{status} from the model server"),
             None => format!("request to the model server failed: {err}"),
         },
         OpenAIError::JSONDeserialize(_, body) => {
-            format!("the model server's answer is not an OpenAI response: {}", truncate(body, 200))
+            format!(
+                "the model server's answer is not an OpenAI response: {}",
+                truncate(body, 200)
+            )
         }
         other => other.to_string(),
     }

@@ -1,0 +1,126 @@
+//! The HTTP routes of agent-comms (the Python system's, same paths and fields).
+//!
+//! - `POST /send_event` `{"payload": <any JSON>, "topic"?: name, "key"?: string}` → 200
+//!   `{"topic", "partition", "offset"}` once the broker acknowledged; the default topic is
+//!   the events topic; 422 for a missing payload or a bad topic name, 503 when the broker
+//!   does not acknowledge in time.
+//! - `GET /last_message?topic=` → the newest message of the topic (default the results
+//!   topic) as a [`LastMessage`]; 404 before there is any.
+
+use std::time::Duration;
+
+use agent_runtime::{
+    http::{self, ApiError, Health, Json, health_routes},
+    kafka::{CloudEvent, Delivery, Producer, Topics, headers::EVENT_PUBLISHED, valid_topic_name},
+};
+use axum::{
+    Router,
+    extract::{Query, State},
+    routing::{get, post},
+};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::{
+    SERVICE,
+    last_message::{LastMessage, LastMessageReader},
+};
+
+/// Longest accepted key, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The producer.
+    pub producer: Producer,
+    /// The topic names.
+    pub topics: Topics,
+    /// The last-message reader.
+    pub reader: LastMessageReader,
+}
+
+/// The router with every route and the common layers.
+pub fn router(state: AppState, health: Health) -> Router {
+    let api = Router::new()
+        .route("/send_event", post(send_event))
+        .route("/last_message", get(last_message))
+        .with_state(state);
+    http::with_common_layers(api.merge(health_routes(health)), Duration::from_secs(60))
+}
+
+/// The body of `POST /send_event`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendEvent {
+    payload: Option<Value>,
+    topic: Option<String>,
+    key: Option<String>,
+}
+
+#[tracing::instrument(skip_all, fields(topic))]
+async fn send_event(
+    State(state): State<AppState>,
+    Json(body): Json<SendEvent>,
+) -> Result<Json<Delivery>, ApiError> {
+    let payload = match body.payload {
+        None | Some(Value::Null) => {
+            return Err(ApiError::Unprocessable("missing field `payload`".into()));
+        }
+        Some(payload) => payload,
+    };
+    let topic = body.topic.unwrap_or_else(|| state.topics.events.clone());
+    if !valid_topic_name(&topic) {
+        return Err(ApiError::Unprocessable(format!(
+            "topic {topic:?} is not a valid Kafka topic name (1 to 249 of a-z, A-Z, 0-9, '.', '_', '-')"
+        )));
+    }
+    if body.key.as_ref().is_some_and(|k| k.len() > MAX_KEY_BYTES) {
+        return Err(ApiError::Unprocessable(format!(
+            "key is longer than {MAX_KEY_BYTES} bytes"
+        )));
+    }
+    tracing::Span::current().record("topic", topic.as_str());
+    let event = CloudEvent::new(SERVICE, EVENT_PUBLISHED, None);
+    let bytes = serde_json::to_vec(&payload).map_err(|err| ApiError::Internal(err.to_string()))?;
+    let delivery = state
+        .producer
+        .send_bytes(&topic, body.key.as_deref(), &bytes, event.to_headers())
+        .await
+        .map_err(|err| {
+            ApiError::Unavailable(format!("the broker did not store the event: {err}"))
+        })?;
+    tracing::info!(
+        partition = delivery.partition,
+        offset = delivery.offset,
+        "event published"
+    );
+    Ok(Json(delivery))
+}
+
+#[derive(Debug, Deserialize)]
+struct LastQuery {
+    topic: Option<String>,
+}
+
+async fn last_message(
+    State(state): State<AppState>,
+    query: Result<Query<LastQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<LastMessage>, ApiError> {
+    let Query(query) = query.map_err(|err| ApiError::BadRequest(err.body_text()))?;
+    let topic = query.topic.unwrap_or_else(|| state.topics.results.clone());
+    if !valid_topic_name(&topic) {
+        return Err(ApiError::BadRequest(format!(
+            "topic {topic:?} is not a valid Kafka topic name"
+        )));
+    }
+    match state.reader.read(&topic).await {
+        Ok(Some(message)) => Ok(Json(message)),
+        Ok(None) => Err(ApiError::NotFound(format!(
+            "no message on topic {topic} yet"
+        ))),
+        Err(err) => Err(ApiError::Unavailable(format!(
+            "cannot read topic {topic}: {err}"
+        ))),
+    }
+}

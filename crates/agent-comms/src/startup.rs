@@ -1,0 +1,95 @@
+//! Wiring: [`App::build`] and [`App::run_until_stopped`].
+
+use std::{net::SocketAddr, time::Duration};
+
+use agent_runtime::{
+    Result,
+    config::Settings,
+    http::{self, Health},
+    kafka::{self, BrokerWatch, Producer},
+};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    DEFAULT_PORT, SERVICE,
+    last_message::LastMessageReader,
+    routes::{self, AppState},
+};
+
+/// A built agent-comms: its port is bound, nothing runs until
+/// [`App::run_until_stopped`].
+pub struct App {
+    settings: Settings,
+    listener: TcpListener,
+    router: axum::Router,
+    producer: Producer,
+    watch_stop: CancellationToken,
+}
+
+impl App {
+    /// Builds the bridge from `settings`; binds `PORT` (default 8000; 0 picks a free
+    /// port). Needs no LLM.
+    ///
+    /// # Errors
+    /// Bad Kafka settings or a port that cannot be bound.
+    pub async fn build(settings: Settings) -> Result<Self> {
+        let topics = settings.topics();
+        let producer = Producer::new(&settings, SERVICE)?;
+        let watch_stop = CancellationToken::new();
+        let watch =
+            BrokerWatch::spawn(producer.clone(), Duration::from_secs(5), watch_stop.clone());
+        let health = Health::new(SERVICE, watch, topics.clone(), json!({}));
+        let router = routes::router(
+            AppState {
+                producer: producer.clone(),
+                topics,
+                reader: LastMessageReader::new(&settings)?,
+            },
+            health,
+        );
+        let listener = http::bind(&settings.bind_address, settings.port_or(DEFAULT_PORT)).await?;
+        Ok(Self {
+            settings,
+            listener,
+            router,
+            producer,
+            watch_stop,
+        })
+    }
+
+    /// The bound address.
+    ///
+    /// # Errors
+    /// Only if the OS cannot say.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Creates the topics in the background and serves HTTP until `shutdown` fires.
+    ///
+    /// # Errors
+    /// An I/O error of the HTTP server.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<()> {
+        tracing::info!(address = %self.listener.local_addr()?, "agent-comms listening");
+        let topics_task = {
+            let settings = self.settings.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let topics = settings.topics();
+                if let Err(err) = kafka::ensure_topics(&settings, &topics.all(), &shutdown).await {
+                    tracing::error!(error = %err, "cannot create topics");
+                }
+            })
+        };
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await?;
+        topics_task.abort();
+        self.watch_stop.cancel();
+        self.producer.flush(Duration::from_secs(5));
+        tracing::info!("agent-comms stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,23 @@
+//! task-generator: turns a conversation into a task, publishes it to Kafka, and serves the
+//! results view.
+//!
+//! # Layout
+//!
+//! - [`startup`]: [`App::build`](startup::App::build) wires settings, Kafka, the LLM and
+//!   the routes, binds the port (0 in tests) and runs until the shutdown signal.
+//! - [`routes`]: `POST /generate-task`, `GET /task-results`, `GET /task-result/{task_id}`,
+//!   plus `/health` and `/ready`.
+//! - [`generation`]: the generation graph — normalize the conversation, ask the LLM for a
+//!   task under the task schema, validate (re-asking on an invalid answer), publish keyed
+//!   by `task_id`.
+//! - [`view`]: the results view, rebuilt from the events and results topics at start.
+
+pub mod generation;
+pub mod routes;
+pub mod startup;
+pub mod view;
+
+/// The service's name in logs, health and CloudEvents `source`.
+pub const SERVICE: &str = "task-generator";
+/// The default HTTP port (the Python system's).
+pub const DEFAULT_PORT: u16 = 8001;

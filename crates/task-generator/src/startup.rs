@@ -1,0 +1,187 @@
+//! Wiring: [`App::build`] and [`App::run_until_stopped`].
+
+use std::{net::SocketAddr, time::Duration};
+
+use agent_core::task::{Task, TaskResult};
+use agent_runtime::{
+    Result,
+    config::Settings,
+    http::{self, Health},
+    kafka::{self, BrokerWatch, Producer, consumer::assign_all},
+    llm::LlmClient,
+};
+use rdkafka::{Message, Offset, consumer::StreamConsumer};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    DEFAULT_PORT, SERVICE,
+    generation::{self, Deps},
+    routes::{self, AppState},
+    view::ResultsView,
+};
+
+/// A built task-generator: its port is bound, nothing runs until
+/// [`App::run_until_stopped`].
+pub struct App {
+    settings: Settings,
+    listener: TcpListener,
+    router: axum::Router,
+    producer: Producer,
+    view: ResultsView,
+    watch_stop: CancellationToken,
+}
+
+impl App {
+    /// Builds the service from `settings`: Kafka producer, LLM client, generation graph,
+    /// results view and routes; binds `PORT` (default 8001; 0 picks a free port). Does
+    /// not need the broker to be up: a missing broker shows as `degraded` on `/health`.
+    ///
+    /// # Errors
+    /// A configuration error (no model configured, bad Kafka settings) or a port that
+    /// cannot be bound.
+    pub async fn build(settings: Settings) -> Result<Self> {
+        let topics = settings.topics();
+        let llm = LlmClient::new(&settings)?;
+        let producer = Producer::new(&settings, SERVICE)?;
+        let watch_stop = CancellationToken::new();
+        let watch =
+            BrokerWatch::spawn(producer.clone(), Duration::from_secs(5), watch_stop.clone());
+        let graph = generation::graph(Deps {
+            llm: llm.clone(),
+            producer: producer.clone(),
+            events_topic: topics.events.clone(),
+        })
+        .map_err(|err| agent_runtime::Error::Task(err.into()))?;
+        let view = ResultsView::new();
+        let health = Health::new(
+            SERVICE,
+            watch,
+            topics,
+            json!({"model": llm.model(), "llm_endpoint": llm.endpoint()}),
+        );
+        let request_timeout = Duration::from_secs(settings.openai_timeout_secs * 4 + 30);
+        let router = routes::router(
+            AppState {
+                graph,
+                view: view.clone(),
+            },
+            health,
+            request_timeout,
+        );
+        let listener = http::bind(&settings.bind_address, settings.port_or(DEFAULT_PORT)).await?;
+        Ok(Self {
+            settings,
+            listener,
+            router,
+            producer,
+            view,
+            watch_stop,
+        })
+    }
+
+    /// The bound address (its port is the real one when `PORT=0`).
+    ///
+    /// # Errors
+    /// Only if the OS cannot say.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// The results view (tests read it directly).
+    pub fn view(&self) -> ResultsView {
+        self.view.clone()
+    }
+
+    /// Creates the topics (retrying until the broker answers), starts the view's readers
+    /// and serves HTTP until `shutdown` fires; then lets in-flight requests finish.
+    ///
+    /// # Errors
+    /// An I/O error of the HTTP server.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<()> {
+        let Self {
+            settings,
+            listener,
+            router,
+            producer,
+            view,
+            watch_stop,
+        } = self;
+        tracing::info!(address = %listener.local_addr()?, "task-generator listening");
+        let topics = settings.topics();
+        let background = {
+            let settings = settings.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                if let Err(err) = kafka::ensure_topics(&settings, &topics.all(), &shutdown).await {
+                    tracing::error!(error = %err, "cannot create topics");
+                }
+                let events = follow(&settings, &topics.events, &shutdown, {
+                    let view = view.clone();
+                    move |payload, topic, partition, offset| {
+                        let id = || Task::id_for_offset(topic, partition, offset);
+                        if let Ok(task) = Task::from_json(payload, id) {
+                            view.record_task(&task);
+                        }
+                    }
+                });
+                let results = follow(&settings, &topics.results, &shutdown, {
+                    let view = view.clone();
+                    move |payload, _, _, offset| match TaskResult::from_json(payload) {
+                        Ok(result) => view.record_result(result),
+                        Err(err) => {
+                            tracing::warn!(offset, error = %err, "skipping an invalid result")
+                        }
+                    }
+                });
+                tokio::join!(events, results);
+            })
+        };
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await?;
+        watch_stop.cancel();
+        background.abort();
+        producer.flush(Duration::from_secs(5));
+        tracing::info!("task-generator stopped");
+        Ok(())
+    }
+}
+
+/// Reads every partition of `topic` from the beginning, calling `apply` on each value,
+/// until `shutdown` fires.
+async fn follow(
+    settings: &Settings,
+    topic: &str,
+    shutdown: &CancellationToken,
+    apply: impl Fn(&[u8], &str, i32, i64),
+) {
+    let consumer: StreamConsumer =
+        match assign_all(settings, topic, Offset::Beginning, SERVICE, shutdown).await {
+            Ok(Some(consumer)) => consumer,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::error!(topic, error = %err, "cannot read topic for the results view");
+                return;
+            }
+        };
+    tracing::info!(topic, "results view reading");
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            received = consumer.recv() => match received {
+                Ok(message) => apply(
+                    message.payload().unwrap_or_default(),
+                    message.topic(),
+                    message.partition(),
+                    message.offset(),
+                ),
+                Err(err) => {
+                    tracing::warn!(topic, error = %err, "view reader error; retrying in 1 s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! The results view: every task's latest state, by `task_id`.
+//!
+//! Fed by two readers that every replica runs over all partitions from the beginning (no
+//! consumer group, nothing committed), so a restarted replica rebuilds the same view:
+//! the events topic makes a task `pending`, the results topic settles it. It is
+//! idempotent by `task_id`: a redelivered task or result never shows twice.
+//!
+//! Which result wins when several arrive for one task (a redelivered task solved
+//! twice): a `completed` result beats a `failed` one; between two of the same status the
+//! one that finished last wins.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
+
+use agent_core::task::{Task, TaskResult, TaskStatus};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+/// One task as the view sees it: the body of `GET /task-result/{task_id}`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TaskView {
+    /// The task id.
+    pub task_id: Uuid,
+    /// `pending`, `completed` or `failed`.
+    pub status: TaskStatus,
+    /// The task, when its event was seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<Task>,
+    /// The result, once it arrived.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<TaskResult>,
+    /// When the view first learnt of the task (its `created_at` when known).
+    pub created_at: DateTime<Utc>,
+}
+
+/// The view; cheap to clone, shared by the routes and the readers.
+#[derive(Debug, Clone, Default)]
+pub struct ResultsView {
+    tasks: Arc<RwLock<HashMap<Uuid, TaskView>>>,
+}
+
+impl ResultsView {
+    /// An empty view.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a published task as `pending`, unless the view already knows more of it.
+    pub fn record_task(&self, task: &Task) {
+        let Ok(mut tasks) = self.tasks.write() else {
+            return;
+        };
+        tasks
+            .entry(task.task_id)
+            .and_modify(|view| {
+                if view.task.is_none() {
+                    view.task = Some(task.clone());
+                    view.created_at = task.created_at;
+                }
+            })
+            .or_insert_with(|| TaskView {
+                task_id: task.task_id,
+                status: TaskStatus::Pending,
+                task: Some(task.clone()),
+                result: None,
+                created_at: task.created_at,
+            });
+    }
+
+    /// Records a result; see the module doc for which result wins.
+    pub fn record_result(&self, result: TaskResult) {
+        let Ok(mut tasks) = self.tasks.write() else {
+            return;
+        };
+        let view = tasks.entry(result.task_id).or_insert_with(|| TaskView {
+            task_id: result.task_id,
+            status: TaskStatus::Pending,
+            task: None,
+            result: None,
+            created_at: result.started_at,
+        });
+        let wins = match &view.result {
+            None => true,
+            Some(old) => match (old.status, result.status) {
+                (TaskStatus::Completed, TaskStatus::Failed) => false,
+                (TaskStatus::Failed, TaskStatus::Completed) => true,
+                _ => result.finished_at > old.finished_at,
+            },
+        };
+        if wins {
+            view.status = result.status;
+            view.result = Some(result);
+        }
+    }
+
+    /// One task's view.
+    pub fn get(&self, task_id: Uuid) -> Option<TaskView> {
+        self.tasks.read().ok()?.get(&task_id).cloned()
+    }
+
+    /// Up to `limit` tasks, newest first, optionally only those with `status`.
+    pub fn list(&self, status: Option<TaskStatus>, limit: usize) -> Vec<TaskView> {
+        let Ok(tasks) = self.tasks.read() else {
+            return Vec::new();
+        };
+        let mut views: Vec<&TaskView> = tasks
+            .values()
+            .filter(|v| status.is_none_or(|s| v.status == s))
+            .collect();
+        views.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then(b.task_id.cmp(&a.task_id))
+        });
+        views.into_iter().take(limit).cloned().collect()
+    }
+
+    /// How many tasks the view holds.
+    pub fn len(&self) -> usize {
+        self.tasks.read().map(|t| t.len()).unwrap_or(0)
+    }
+
+    /// Whether the view is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use agent_core::task::TokenUsage;
+
+    use super::*;
+
+    fn result(task: &Task, ok: bool) -> TaskResult {
+        if ok {
+            TaskResult::completed(task, "done", "s", Utc::now(), TokenUsage::default())
+        } else {
+            TaskResult::failed(task, "boom", "s", Utc::now(), TokenUsage::default())
+        }
+    }
+
+    #[test]
+    fn a_task_is_pending_until_its_result_and_never_listed_twice() {
+        let view = ResultsView::new();
+        let task = Task::new("n", "d", "").expect("valid");
+        view.record_task(&task);
+        assert_eq!(
+            view.get(task.task_id).map(|v| v.status),
+            Some(TaskStatus::Pending)
+        );
+        view.record_result(result(&task, true));
+        view.record_task(&task);
+        view.record_result(result(&task, true));
+        assert_eq!(view.len(), 1);
+        let seen = view.get(task.task_id).expect("known");
+        assert_eq!(seen.status, TaskStatus::Completed);
+        assert_eq!(seen.task.as_ref(), Some(&task));
+    }
+
+    #[test]
+    fn completed_beats_failed_whatever_the_order() {
+        let task = Task::new("n", "d", "").expect("valid");
+        for order in [[true, false], [false, true]] {
+            let view = ResultsView::new();
+            for ok in order {
+                view.record_result(result(&task, ok));
+            }
+            assert_eq!(
+                view.get(task.task_id).map(|v| v.status),
+                Some(TaskStatus::Completed)
+            );
+        }
+    }
+
+    #[test]
+    fn a_result_before_its_task_still_lists_and_keeps_the_task_later() {
+        let view = ResultsView::new();
+        let task = Task::new("n", "d", "").expect("valid");
+        view.record_result(result(&task, false));
+        view.record_task(&task);
+        let seen = view.get(task.task_id).expect("known");
+        assert_eq!(seen.status, TaskStatus::Failed);
+        assert!(seen.task.is_some());
+    }
+
+    #[test]
+    fn list_is_newest_first_filtered_and_limited() {
+        let view = ResultsView::new();
+        let mut tasks = Vec::new();
+        for i in 0..5 {
+            let mut task = Task::new(format!("t{i}"), "d", "").expect("valid");
+            task.created_at = DateTime::from_timestamp(1_700_000_000 + i, 0).expect("time");
+            view.record_task(&task);
+            tasks.push(task);
+        }
+        view.record_result(result(&tasks[1], true));
+        let names: Vec<String> = view
+            .list(None, 3)
+            .into_iter()
+            .filter_map(|v| v.task.map(|t| t.task_name))
+            .collect();
+        assert_eq!(names, ["t4", "t3", "t2"]);
+        let done = view.list(Some(TaskStatus::Completed), 10);
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].task_id, tasks[1].task_id);
+        assert_eq!(view.list(Some(TaskStatus::Pending), 10).len(), 4);
+    }
+}

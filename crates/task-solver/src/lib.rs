@@ -1,0 +1,21 @@
+//! task-solver: consumes tasks, solves them with an LLM agent graph, publishes results.
+//!
+//! # Layout
+//!
+//! - [`startup`]: [`App::build`](startup::App::build) — health server on port 8002 and the
+//!   consumer loop in group `task-solver`, until the shutdown signal.
+//! - [`worker`]: [`process`](worker::process), one message's work: parse the task (or send
+//!   it to the dead-letter topic), solve it, publish the result and only then let the
+//!   loop store the offset.
+//! - [`solver`]: the solver graph — plan → solve → format.
+
+pub mod solver;
+pub mod startup;
+pub mod worker;
+
+/// The service's name in logs, health and CloudEvents `source`.
+pub const SERVICE: &str = "task-solver";
+/// The default HTTP port (health and readiness).
+pub const DEFAULT_PORT: u16 = 8002;
+/// The consumer group every solver replica joins.
+pub const CONSUMER_GROUP: &str = "task-solver";

@@ -1,0 +1,13 @@
+//! The task-solver binary: settings, telemetry, app, run until SIGTERM.
+
+use agent_runtime::{config::Settings, shutdown, telemetry};
+use task_solver::startup::App;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::load()?;
+    telemetry::init(&settings.log_format);
+    let app = App::build(settings).await?;
+    app.run_until_stopped(shutdown::signal()).await?;
+    Ok(())
+}

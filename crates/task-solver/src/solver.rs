@@ -1,0 +1,129 @@
+//! The solver graph: plan → solve → format.
+//!
+//! `plan` asks the LLM for a short numbered plan; `solve` asks it to carry the plan out
+//! and answer; `format` assembles the result text. Any LLM failure fails the run with the
+//! reason, which the worker turns into a `failed` result.
+
+use std::sync::Arc;
+
+use agent_core::{
+    graph::{CompiledGraph, END, GraphError, NodeError, RunContext, START, State, StateGraph},
+    task::{Task, TokenUsage},
+};
+use agent_runtime::llm::{ChatMessage, LlmClient};
+
+const PLAN_MAX_TOKENS: u32 = 160;
+const SOLVE_MAX_TOKENS: u32 = 400;
+
+/// The solver graph's state.
+#[derive(Debug, Clone)]
+pub struct SolverState {
+    /// The task (input).
+    pub task: Task,
+    /// The plan, after `plan`.
+    pub plan: Option<String>,
+    /// The answer, after `solve`.
+    pub answer: Option<String>,
+    /// The result text, after `format`.
+    pub result: Option<String>,
+    /// Tokens spent.
+    pub usage: TokenUsage,
+}
+
+impl SolverState {
+    /// The initial state for `task`.
+    pub fn new(task: Task) -> Self {
+        Self {
+            task,
+            plan: None,
+            answer: None,
+            result: None,
+            usage: TokenUsage::default(),
+        }
+    }
+}
+
+/// One node's contribution.
+#[derive(Debug)]
+pub enum SolverUpdate {
+    /// `plan` answered.
+    Planned(String, TokenUsage),
+    /// `solve` answered.
+    Solved(String, TokenUsage),
+    /// `format` assembled the result.
+    Formatted(String),
+}
+
+impl State for SolverState {
+    type Update = SolverUpdate;
+
+    fn apply(&mut self, update: SolverUpdate) -> Result<(), GraphError> {
+        match update {
+            SolverUpdate::Planned(plan, usage) => {
+                self.plan = Some(plan);
+                self.usage += usage;
+            }
+            SolverUpdate::Solved(answer, usage) => {
+                self.answer = Some(answer);
+                self.usage += usage;
+            }
+            SolverUpdate::Formatted(result) => self.result = Some(result),
+        }
+        Ok(())
+    }
+}
+
+fn describe(task: &Task) -> String {
+    let mut text = format!("Task: {}\n{}", task.task_name, task.task_description);
+    if !task.context.trim().is_empty() {
+        text.push_str(&format!("\nContext: {}", task.context));
+    }
+    text
+}
+
+/// Builds the solver graph over `llm`.
+///
+/// # Errors
+/// [`GraphError`] if the graph does not compile (a bug caught by the tests).
+pub fn graph(llm: LlmClient) -> Result<CompiledGraph<SolverState>, GraphError> {
+    let llm = Arc::new(llm);
+    let mut g = StateGraph::new();
+    let l = Arc::clone(&llm);
+    g.add_node("plan", move |s: SolverState, _ctx: RunContext| {
+        let llm = Arc::clone(&l);
+        async move {
+            let messages = [
+                ChatMessage::system(
+                    "You are a careful planner. Write a short numbered plan (at most 5 steps) to solve the task.",
+                ),
+                ChatMessage::user(describe(&s.task)),
+            ];
+            let answer = llm.chat(&messages, PLAN_MAX_TOKENS).await?;
+            Ok::<_, NodeError>(SolverUpdate::Planned(answer.content, answer.usage))
+        }
+    });
+    let l = Arc::clone(&llm);
+    g.add_node("solve", move |s: SolverState, _ctx: RunContext| {
+        let llm = Arc::clone(&l);
+        async move {
+            let plan = s.plan.as_deref().unwrap_or("(no plan)");
+            let messages = [
+                ChatMessage::system(
+                    "You are a helpful expert. Carry out the plan and give the final answer to the task, concisely.",
+                ),
+                ChatMessage::user(format!("{}\n\nPlan:\n{plan}", describe(&s.task))),
+            ];
+            let answer = llm.chat(&messages, SOLVE_MAX_TOKENS).await?;
+            Ok::<_, NodeError>(SolverUpdate::Solved(answer.content, answer.usage))
+        }
+    });
+    g.add_node("format", |s: SolverState, _ctx: RunContext| async move {
+        let answer = s.answer.unwrap_or_default();
+        Ok::<_, NodeError>(SolverUpdate::Formatted(answer.trim().to_owned()))
+    });
+    g.add_edge(START, "plan")
+        .add_edge("plan", "solve")
+        .add_edge("solve", "format")
+        .add_edge("format", END);
+    g.compile()
+}

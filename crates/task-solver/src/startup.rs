@@ -1,0 +1,129 @@
+//! Wiring: [`App::build`] and [`App::run_until_stopped`].
+
+use std::{net::SocketAddr, time::Duration};
+
+use agent_runtime::{
+    Result,
+    config::Settings,
+    http::{self, Health, health_routes},
+    kafka::{self, BrokerWatch, ConsumerOptions, Producer, run_at_least_once},
+    llm::LlmClient,
+};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    CONSUMER_GROUP, DEFAULT_PORT, SERVICE, solver,
+    worker::{self, Deps},
+};
+
+/// A built task-solver: its health port is bound, nothing runs until
+/// [`App::run_until_stopped`].
+pub struct App {
+    settings: Settings,
+    listener: TcpListener,
+    router: axum::Router,
+    deps: Deps,
+    watch_stop: CancellationToken,
+}
+
+impl App {
+    /// Builds the solver from `settings`: LLM client, solver graph, producer, health
+    /// routes; binds `PORT` (default 8002; 0 picks a free port).
+    ///
+    /// # Errors
+    /// A configuration error (no model configured, bad Kafka settings) or a port that
+    /// cannot be bound.
+    pub async fn build(settings: Settings) -> Result<Self> {
+        let topics = settings.topics();
+        let llm = LlmClient::new(&settings)?;
+        let solver_id = settings.instance_id(SERVICE);
+        let producer = Producer::new(&settings, &solver_id)?;
+        let watch_stop = CancellationToken::new();
+        let watch =
+            BrokerWatch::spawn(producer.clone(), Duration::from_secs(5), watch_stop.clone());
+        let health = Health::new(
+            SERVICE,
+            watch,
+            topics.clone(),
+            json!({
+                "model": llm.model(),
+                "llm_endpoint": llm.endpoint(),
+                "consumer_group": CONSUMER_GROUP,
+                "solver_id": solver_id,
+            }),
+        );
+        let graph = solver::graph(llm).map_err(|err| agent_runtime::Error::Task(err.into()))?;
+        let router = http::with_common_layers(health_routes(health), Duration::from_secs(10));
+        let listener = http::bind(&settings.bind_address, settings.port_or(DEFAULT_PORT)).await?;
+        Ok(Self {
+            settings,
+            listener,
+            router,
+            deps: Deps {
+                graph,
+                producer,
+                results_topic: topics.results,
+                solver_id,
+            },
+            watch_stop,
+        })
+    }
+
+    /// The bound address of the health server.
+    ///
+    /// # Errors
+    /// Only if the OS cannot say.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Creates the topics (retrying until the broker answers), then consumes tasks in
+    /// group `task-solver` until `shutdown` fires; in-flight work gets
+    /// `SHUTDOWN_DRAIN_SECS` to finish.
+    ///
+    /// # Errors
+    /// A Kafka configuration error or an I/O error of the health server.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<()> {
+        let Self {
+            settings,
+            listener,
+            router,
+            deps,
+            watch_stop,
+        } = self;
+        tracing::info!(address = %listener.local_addr()?, solver_id = %deps.solver_id, "task-solver listening");
+        let server = tokio::spawn(
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .into_future(),
+        );
+        let topics = settings.topics();
+        let mut outcome = Ok(());
+        if kafka::ensure_topics(&settings, &topics.all(), &shutdown).await? {
+            let options = ConsumerOptions {
+                group_id: CONSUMER_GROUP.to_owned(),
+                topics: vec![topics.events.clone()],
+                dead_letter_topic: topics.dead_letter.clone(),
+                client_id: deps.solver_id.clone(),
+                drain_timeout: settings.drain_timeout(),
+            };
+            let producer = deps.producer.clone();
+            outcome =
+                run_at_least_once(&settings, options, producer, shutdown.clone(), |message| {
+                    let deps = deps.clone();
+                    async move { worker::process(&deps, message).await }
+                })
+                .await;
+        }
+        shutdown.cancel();
+        watch_stop.cancel();
+        deps.producer.flush(Duration::from_secs(5));
+        if let Ok(Err(err)) = server.await {
+            tracing::error!(error = %err, "health server failed");
+        }
+        tracing::info!("task-solver stopped");
+        outcome
+    }
+}

