@@ -10,12 +10,20 @@ fn assert_error(what: &str, status: u16, body: &Value, want_status: u16, code: &
     assert_eq!(status, want_status, "{what}: {body}");
     assert_eq!(body["error"]["code"], code, "{what}: {body}");
     assert!(
-        body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
         "{what}: no message in {body}"
     );
 }
 
-async fn raw(system: &System, method: reqwest::Method, url: &str, content_type: Option<&str>, body: Vec<u8>) -> (u16, Value) {
+async fn raw(
+    system: &System,
+    method: reqwest::Method,
+    url: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, Value) {
     let mut request = system.http.request(method, url).body(body);
     if let Some(ct) = content_type {
         request = request.header("content-type", ct);
@@ -23,7 +31,10 @@ async fn raw(system: &System, method: reqwest::Method, url: &str, content_type: 
     let response = request.send().await.expect("sent");
     let status = response.status().as_u16();
     let text = response.text().await.expect("body");
-    (status, serde_json::from_str(&text).unwrap_or_else(|_| json!({"raw": text})))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|_| json!({"raw": text})),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,15 +48,60 @@ async fn every_route_answers_bad_input_with_a_json_4xx() {
 
     // POST /generate-task
     for (what, body, status, code) in [
-        ("missing conversation_history", json!({}), 422, "validation_failed"),
-        ("null conversation_history", json!({"conversation_history": null}), 422, "validation_failed"),
-        ("empty conversation_history", json!({"conversation_history": ""}), 422, "validation_failed"),
-        ("blank conversation_history", json!({"conversation_history": "   "}), 422, "validation_failed"),
-        ("numeric conversation_history", json!({"conversation_history": 42}), 422, "validation_failed"),
-        ("object conversation_history", json!({"conversation_history": {"a": 1}}), 422, "validation_failed"),
-        ("empty message list", json!({"conversation_history": []}), 422, "validation_failed"),
-        ("message without role", json!({"conversation_history": [{"content": "hi"}]}), 422, "validation_failed"),
-        ("body not an object", json!(["User: hi"]), 422, "validation_failed"),
+        (
+            "missing conversation_history",
+            json!({}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "null conversation_history",
+            json!({"conversation_history": null}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "empty conversation_history",
+            json!({"conversation_history": ""}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "blank conversation_history",
+            json!({"conversation_history": "   "}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "numeric conversation_history",
+            json!({"conversation_history": 42}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "object conversation_history",
+            json!({"conversation_history": {"a": 1}}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "empty message list",
+            json!({"conversation_history": []}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "message without role",
+            json!({"conversation_history": [{"content": "hi"}]}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "body not an object",
+            json!(["User: hi"]),
+            422,
+            "validation_failed",
+        ),
         (
             "conversation too long",
             json!({"conversation_history": "x".repeat(100_001)}),
@@ -56,27 +112,65 @@ async fn every_route_answers_bad_input_with_a_json_4xx() {
         let (got, body) = system.post_json(&generate, &body).await;
         assert_error(what, got, &body, status, code);
     }
-    let (got, body) = raw(&system, post.clone(), &generate, json_ct, b"{not json".to_vec()).await;
+    let (got, body) = raw(
+        &system,
+        post.clone(),
+        &generate,
+        json_ct,
+        b"{not json".to_vec(),
+    )
+    .await;
     assert_error("malformed JSON", got, &body, 400, "bad_request");
-    let (got, body) = raw(&system, post.clone(), &generate, Some("text/plain"), br#"{"conversation_history": "hi"}"#.to_vec()).await;
-    assert_error("wrong content type", got, &body, 415, "unsupported_media_type");
-    let (got, body) = raw(&system, post.clone(), &generate, None, br#"{"conversation_history": "hi"}"#.to_vec()).await;
+    let (got, body) = raw(
+        &system,
+        post.clone(),
+        &generate,
+        Some("text/plain"),
+        br#"{"conversation_history": "hi"}"#.to_vec(),
+    )
+    .await;
+    assert_error(
+        "wrong content type",
+        got,
+        &body,
+        415,
+        "unsupported_media_type",
+    );
+    let (got, body) = raw(
+        &system,
+        post.clone(),
+        &generate,
+        None,
+        br#"{"conversation_history": "hi"}"#.to_vec(),
+    )
+    .await;
     assert_error("no content type", got, &body, 415, "unsupported_media_type");
-    let big = format!(r#"{{"conversation_history": "{}"}}"#, "x".repeat(1024 * 1024 + 10));
+    let big = format!(
+        r#"{{"conversation_history": "{}"}}"#,
+        "x".repeat(1024 * 1024 + 10)
+    );
     let (got, body) = raw(&system, post.clone(), &generate, json_ct, big.into_bytes()).await;
     assert_error("body over 1 MiB", got, &body, 413, "payload_too_large");
     let (got, body) = raw(&system, reqwest::Method::GET, &generate, None, Vec::new()).await;
     assert_error("wrong method", got, &body, 405, "method_not_allowed");
 
     // GET /task-result/{id} and /task-results
-    let (got, body) = system.get_json(&format!("{}/task-result/not-a-uuid", system.generator)).await;
+    let (got, body) = system
+        .get_json(&format!("{}/task-result/not-a-uuid", system.generator))
+        .await;
     assert_error("malformed task id", got, &body, 400, "bad_request");
     let (got, body) = system
-        .get_json(&format!("{}/task-result/{}", system.generator, uuid::Uuid::new_v4()))
+        .get_json(&format!(
+            "{}/task-result/{}",
+            system.generator,
+            uuid::Uuid::new_v4()
+        ))
         .await;
     assert_error("unknown task id", got, &body, 404, "not_found");
     for query in ["status=done", "limit=0", "limit=abc", "limit=5000"] {
-        let (got, body) = system.get_json(&format!("{}/task-results?{query}", system.generator)).await;
+        let (got, body) = system
+            .get_json(&format!("{}/task-results?{query}", system.generator))
+            .await;
         assert_error(query, got, &body, 400, "bad_request");
     }
 
@@ -89,27 +183,71 @@ async fn every_route_answers_bad_input_with_a_json_4xx() {
     // POST /send_event and GET /last_message
     let send = format!("{}/send_event", system.comms);
     for (what, body, status, code) in [
-        ("missing payload", json!({"topic": "x"}), 422, "validation_failed"),
-        ("null payload", json!({"payload": null}), 422, "validation_failed"),
-        ("bad topic name", json!({"payload": {}, "topic": "no spaces allowed"}), 422, "validation_failed"),
-        ("numeric key", json!({"payload": {}, "key": 5}), 422, "validation_failed"),
-        ("unknown field", json!({"payload": {}, "partition": 3}), 422, "validation_failed"),
+        (
+            "missing payload",
+            json!({"topic": "x"}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "null payload",
+            json!({"payload": null}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "bad topic name",
+            json!({"payload": {}, "topic": "no spaces allowed"}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "numeric key",
+            json!({"payload": {}, "key": 5}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "unknown field",
+            json!({"payload": {}, "partition": 3}),
+            422,
+            "validation_failed",
+        ),
     ] {
         let (got, body) = system.post_json(&send, &body).await;
         assert_error(what, got, &body, status, code);
     }
     let (got, body) = raw(&system, post.clone(), &send, json_ct, b"nope".to_vec()).await;
     assert_error("malformed JSON", got, &body, 400, "bad_request");
-    let (got, body) = raw(&system, post.clone(), &send, Some("text/plain"), br#"{"payload": 1}"#.to_vec()).await;
-    assert_error("wrong content type", got, &body, 415, "unsupported_media_type");
-    let (got, body) = system.get_json(&format!("{}/last_message?topic=bad%20name", system.comms)).await;
+    let (got, body) = raw(
+        &system,
+        post.clone(),
+        &send,
+        Some("text/plain"),
+        br#"{"payload": 1}"#.to_vec(),
+    )
+    .await;
+    assert_error(
+        "wrong content type",
+        got,
+        &body,
+        415,
+        "unsupported_media_type",
+    );
+    let (got, body) = system
+        .get_json(&format!("{}/last_message?topic=bad%20name", system.comms))
+        .await;
     assert_error("bad topic", got, &body, 400, "bad_request");
-    let (got, body) = system.get_json(&format!("{}/last_message", system.comms)).await;
+    let (got, body) = system
+        .get_json(&format!("{}/last_message", system.comms))
+        .await;
     assert_error("no message yet", got, &body, 404, "not_found");
 
     // Nothing reached the broker: no task was published, so the model saw no solver call.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (_, list) = system.get_json(&format!("{}/task-results", system.generator)).await;
+    let (_, list) = system
+        .get_json(&format!("{}/task-results", system.generator))
+        .await;
     assert_eq!(list["count"], 0, "{list}");
     assert_eq!(llm.calls().await, 0);
 }
@@ -136,12 +274,22 @@ async fn a_poison_message_goes_to_the_dead_letter_topic_and_the_solver_moves_on(
     assert_eq!(status, 200);
 
     let list = system
-        .wait_for_results(Duration::from_secs(60), |b| b["results"].as_array().is_some_and(|r| r.iter().any(|t| t["status"] == "completed")))
+        .wait_for_results(Duration::from_secs(60), |b| {
+            b["results"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|t| t["status"] == "completed"))
+        })
         .await;
-    assert_eq!(list["results"][0]["task"]["task_name"], "After poison", "{list}");
+    assert_eq!(
+        list["results"][0]["task"]["task_name"], "After poison",
+        "{list}"
+    );
 
     let (status, dead) = system
-        .get_json(&format!("{}/last_message?topic={}", system.comms, topics.dead_letter))
+        .get_json(&format!(
+            "{}/last_message?topic={}",
+            system.comms, topics.dead_letter
+        ))
         .await;
     assert_eq!(status, 200, "{dead}");
     assert_eq!(dead["payload"], json!({"not": "a task"}));
@@ -149,7 +297,9 @@ async fn a_poison_message_goes_to_the_dead_letter_topic_and_the_solver_moves_on(
     assert_eq!(dead["headers"]["dlq_topic"], topics.events.as_str());
     assert_eq!(dead["headers"]["dlq_group"], "task-solver");
     assert!(
-        dead["headers"]["dlq_error"].as_str().is_some_and(|e| e.contains("task_name")),
+        dead["headers"]["dlq_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("task_name")),
         "{dead}"
     );
     // The original CloudEvents headers are kept.

@@ -10,7 +10,10 @@ use tokio_util::sync::CancellationToken;
 
 async fn get(http: &reqwest::Client, url: &str) -> (u16, Value) {
     let response = http.get(url).send().await.expect("sent");
-    (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -28,7 +31,9 @@ async fn without_a_broker_health_is_degraded_and_generate_task_is_503() {
     ])
     .expect("valid settings");
     let shutdown = CancellationToken::new();
-    let app = task_generator::startup::App::build(settings).await.expect("builds without a broker");
+    let app = task_generator::startup::App::build(settings)
+        .await
+        .expect("builds without a broker");
     let base = format!("http://{}", app.local_addr().expect("address"));
     tokio::spawn(app.run_until_stopped(shutdown.clone()));
     let http = reqwest::Client::new();
@@ -60,7 +65,10 @@ async fn without_a_broker_health_is_degraded_and_generate_task_is_503() {
         if health["status"] == "ok" {
             break;
         }
-        assert!(Instant::now() < deadline, "health did not recover: {health}");
+        assert!(
+            Instant::now() < deadline,
+            "health did not recover: {health}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let (status, _) = get(&http, &format!("{base}/ready")).await;

@@ -9,9 +9,13 @@ pub enum Error {
     /// The Kafka client failed (broker unreachable, delivery timed out, …).
     #[error("kafka error: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
-    /// The LLM request failed after its retries, or its answer was unusable.
+    /// The LLM request failed after its retries.
     #[error("LLM error: {0}")]
     Llm(String),
+    /// The LLM answered, but not in the shape asked for (not JSON, cut off, empty).
+    /// Asking again may help.
+    #[error("unusable LLM answer: {0}")]
+    LlmAnswer(String),
     /// A value could not be encoded or decoded as JSON.
     #[error("JSON error: {0}")]
     Json(#[from] serde_json::Error),

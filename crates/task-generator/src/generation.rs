@@ -30,12 +30,13 @@ use crate::SERVICE;
 /// Drafts asked of the LLM before giving up on an invalid answer.
 pub const MAX_DRAFTS: u32 = 3;
 /// Longest answer asked of the LLM, in tokens.
-const DRAFT_MAX_TOKENS: u32 = 384;
+const DRAFT_MAX_TOKENS: u32 = 512;
 
 const SYSTEM_PROMPT: &str = "You turn a conversation between a user and an assistant into one \
 task for a solver agent. Answer only with a JSON object with three string fields: \
 task_name (a short title of at most 10 words), task_description (what the solver must do, \
-in one to three sentences) and context (the facts from the conversation the solver needs).";
+in one to three sentences) and context (the facts from the conversation the solver needs, \
+in one or two sentences).";
 
 /// A conversation as clients send it: one transcript (`"User: …\nAssistant: …"`) or a list
 /// of `{role, content}` messages.
@@ -111,8 +112,8 @@ pub struct GenerationState {
 /// One node's contribution to [`GenerationState`].
 #[derive(Debug)]
 pub enum GenerationUpdate {
-    /// `draft` got an answer.
-    Drafted(serde_json::Value, TokenUsage),
+    /// `draft` got an answer: JSON, or why the answer was unusable.
+    Drafted(Result<serde_json::Value, String>, TokenUsage),
     /// `validate` accepted the draft.
     Valid(Task),
     /// `validate` rejected it, saying why.
@@ -128,8 +129,14 @@ impl State for GenerationState {
         match update {
             GenerationUpdate::Drafted(draft, usage) => {
                 self.drafts += 1;
-                self.draft = Some(draft);
                 self.usage += usage;
+                match draft {
+                    Ok(draft) => self.draft = Some(draft),
+                    Err(problem) => {
+                        self.draft = None;
+                        self.problem = Some(problem);
+                    }
+                }
             }
             GenerationUpdate::Valid(task) => {
                 self.task = Some(task);
@@ -251,16 +258,25 @@ async fn draft(llm: &LlmClient, s: &GenerationState) -> Result<GenerationUpdate,
             "Your last answer was not usable ({problem}). Answer again with a non-empty task_name and task_description."
         )));
     }
-    let answer = llm
+    match llm
         .structured(&messages, "task", llm_task_schema(), DRAFT_MAX_TOKENS)
         .await
-        .map_err(|err| GenerationError::Llm(err.to_string()))?;
-    Ok(GenerationUpdate::Drafted(answer.content, answer.usage))
+    {
+        Ok(answer) => Ok(GenerationUpdate::Drafted(Ok(answer.content), answer.usage)),
+        Err(agent_runtime::Error::LlmAnswer(problem)) => {
+            tracing::warn!(problem = %problem, "the model's answer is unusable");
+            Ok(GenerationUpdate::Drafted(
+                Err(problem),
+                TokenUsage::default(),
+            ))
+        }
+        Err(err) => Err(GenerationError::Llm(err.to_string()).into()),
+    }
 }
 
 fn validate(s: &GenerationState) -> GenerationUpdate {
     let Some(draft) = s.draft.clone() else {
-        return GenerationUpdate::Invalid("no draft".into());
+        return GenerationUpdate::Invalid(s.problem.clone().unwrap_or_else(|| "no draft".into()));
     };
     let parsed: Result<TaskDraft, _> = serde_json::from_value(draft);
     let task = parsed.map_err(agent_core::Error::from).and_then(|d| {

@@ -12,8 +12,8 @@ use agent_core::{
 };
 use agent_runtime::llm::{ChatMessage, LlmClient};
 
-const PLAN_MAX_TOKENS: u32 = 160;
-const SOLVE_MAX_TOKENS: u32 = 400;
+const PLAN_MAX_TOKENS: u32 = 128;
+const SOLVE_MAX_TOKENS: u32 = 320;
 
 /// The solver graph's state.
 #[derive(Debug, Clone)]

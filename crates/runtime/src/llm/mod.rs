@@ -19,7 +19,7 @@ use async_openai::{
     types::chat::{
         ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage,
         ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage,
-        CreateChatCompletionRequestArgs, ResponseFormat, ResponseFormatJsonSchema,
+        CreateChatCompletionRequestArgs, FinishReason, ResponseFormat, ResponseFormatJsonSchema,
     },
 };
 use secrecy::ExposeSecret;
@@ -73,6 +73,12 @@ pub struct Completion<T> {
     pub content: T,
     /// Tokens spent.
     pub usage: TokenUsage,
+}
+
+/// A raw answer and whether it hit the token limit.
+struct Answer {
+    completion: Completion<String>,
+    truncated: bool,
 }
 
 /// A client for one model on one OpenAI-compatible endpoint. Cheap to clone.
@@ -148,20 +154,21 @@ impl LlmClient {
     /// Asks for a free-text answer of at most `max_tokens` tokens.
     ///
     /// # Errors
-    /// [`Error::Llm`] when the request fails after its retries, times out, or the model
-    /// returns no text.
+    /// [`Error::Llm`] when the request fails after its retries or times out;
+    /// [`Error::LlmAnswer`] when the model returns no text.
     pub async fn chat(
         &self,
         messages: &[ChatMessage],
         max_tokens: u32,
     ) -> Result<Completion<String>> {
-        self.complete(messages, max_tokens, None).await
+        Ok(self.complete(messages, max_tokens, None).await?.completion)
     }
 
     /// Asks for a JSON answer under `schema` (named `name`, strict) and parses it.
     ///
     /// # Errors
-    /// As [`LlmClient::chat`], and [`Error::Llm`] when the answer is not JSON.
+    /// As [`LlmClient::chat`], and [`Error::LlmAnswer`] when the answer is not JSON (or was
+    /// cut off at `max_tokens` before its JSON ended).
     pub async fn structured(
         &self,
         messages: &[ChatMessage],
@@ -177,12 +184,19 @@ impl LlmClient {
                 strict: Some(true),
             },
         };
-        let answer = self.complete(messages, max_tokens, Some(format)).await?;
+        let Answer {
+            completion: answer,
+            truncated,
+        } = self.complete(messages, max_tokens, Some(format)).await?;
         let content = serde_json::from_str(answer.content.trim()).map_err(|err| {
-            Error::Llm(format!(
-                "the model's answer is not valid JSON ({err}): {}",
-                truncate(&answer.content, 200)
-            ))
+            Error::LlmAnswer(if truncated {
+                format!("the answer was cut off at {max_tokens} tokens before its JSON ended")
+            } else {
+                format!(
+                    "the answer is not valid JSON ({err}): {}",
+                    truncate(&answer.content, 200)
+                )
+            })
         })?;
         Ok(Completion {
             content,
@@ -190,12 +204,14 @@ impl LlmClient {
         })
     }
 
+    /// One request; `Ok` holds the text and whether it was cut off at `max_tokens`.
     async fn complete(
         &self,
         messages: &[ChatMessage],
         max_tokens: u32,
         format: Option<ResponseFormat>,
-    ) -> Result<Completion<String>> {
+    ) -> Result<Answer> {
+        let structured = format.is_some();
         let messages: Vec<ChatCompletionRequestMessage> = messages
             .iter()
             .map(|m| match m.role {
@@ -213,7 +229,9 @@ impl LlmClient {
             .max_completion_tokens(max_tokens)
             .temperature(0.2_f32);
         if let Some(format) = format {
-            request.response_format(format);
+            // Small models loop inside JSON strings ("Python, Python, …") until the token
+            // limit; a frequency penalty breaks the loop.
+            request.response_format(format).frequency_penalty(0.5_f32);
         }
         let request = request.build().map_err(|err| Error::Llm(err.to_string()))?;
         let started = std::time::Instant::now();
@@ -231,21 +249,30 @@ impl LlmClient {
                 total_tokens: u.total_tokens,
             })
             .unwrap_or_default();
-        let content = response
+        let choice = response
             .choices
             .into_iter()
             .next()
-            .and_then(|c| c.message.content)
+            .ok_or_else(|| Error::LlmAnswer("the model returned no choice".into()))?;
+        let truncated = choice.finish_reason == Some(FinishReason::Length);
+        let content = choice
+            .message
+            .content
             .filter(|c| !c.trim().is_empty())
-            .ok_or_else(|| Error::Llm("the model returned an empty answer".into()))?;
+            .ok_or_else(|| Error::LlmAnswer("the model returned an empty answer".into()))?;
         tracing::debug!(
             model = %self.model,
             elapsed_ms = started.elapsed().as_millis() as u64,
             prompt_tokens = usage.prompt_tokens,
             completion_tokens = usage.completion_tokens,
+            truncated,
+            structured,
             "LLM answered"
         );
-        Ok(Completion { content, usage })
+        Ok(Answer {
+            completion: Completion { content, usage },
+            truncated,
+        })
     }
 }
 

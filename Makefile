@@ -1,0 +1,107 @@
+# langgraph-kafka — the same commands locally and in CI. `make` (or `make help`) lists them.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+REGISTRY ?= localhost:5000
+TAG ?= latest
+NAMESPACE ?= langgraph
+OPENAI_API_KEY ?=
+RELEASE ?= langgraph-kafka
+SERVICES := task-generator agent-comms task-solver
+PLATFORM ?= linux/amd64
+
+# cargo-nextest when installed, else cargo test.
+NEXTEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo yes)
+
+.PHONY: help
+help: ## list the targets
+	@echo "langgraph-kafka — make <target> [REGISTRY=… TAG=… NAMESPACE=… OPENAI_API_KEY=…]"
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-14s %s\n", $$1, $$2}'
+
+# ---------------------------------------------------------------- local
+.PHONY: bootstrap
+bootstrap: ## install the local broker (Tansu) and model (SmolLM2) into .venv (idempotent)
+	@scripts/bootstrap.sh
+
+.PHONY: build-local
+build-local: ## cargo build --release of the three services
+	cargo build --release --locked $(addprefix -p ,$(SERVICES))
+
+.PHONY: run-local
+run-local: build-local ## start broker, local model and the three services in the background (logs in .local/)
+	@scripts/run-local.sh
+
+.PHONY: stop-local
+stop-local: ## stop what run-local started
+	@scripts/stop-local.sh
+
+.PHONY: demo
+demo: build-local ## run-local, then POST a conversation to /generate-task and print the task and its result
+	@scripts/demo.sh
+
+# ---------------------------------------------------------------- checks
+.PHONY: test
+test: bootstrap ## every test: unit, router, end-to-end on Tansu, the local-model smoke test, chart checks
+ifeq ($(NEXTEST),yes)
+	cargo nextest run --workspace --locked --no-fail-fast
+else
+	cargo test --workspace --locked --no-fail-fast
+endif
+	cargo test --workspace --locked --doc
+	@if [ -x scripts/k8s-check.sh ]; then $(MAKE) --no-print-directory k8s-check; fi
+
+.PHONY: lint
+lint: ## cargo fmt --check and clippy with warnings as errors
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+.PHONY: k8s-check
+k8s-check: ## lint, render and validate the Helm chart, Dockerfiles and YAML offline
+	@scripts/k8s-check.sh
+
+
+# ---------------------------------------------------------------- images and cluster
+.PHONY: build
+build: ## build the three images: $(REGISTRY)/langgraph-kafka/<service>:$(TAG)
+	@for s in $(SERVICES); do \
+	  echo "==> $(REGISTRY)/langgraph-kafka/$$s:$(TAG)"; \
+	  docker buildx build --platform $(PLATFORM) -f docker/Dockerfile.$$s -t $(REGISTRY)/langgraph-kafka/$$s:$(TAG) --load . || exit 1; \
+	done
+
+.PHONY: push
+push: ## push the three images
+	@for s in $(SERVICES); do docker push $(REGISTRY)/langgraph-kafka/$$s:$(TAG) || exit 1; done
+
+HELM_SET := --set image.repository=$(REGISTRY)/langgraph-kafka --set image.tag=$(TAG) \
+	$(if $(OPENAI_API_KEY),--set env.openaiApiKey=$(OPENAI_API_KEY))
+
+.PHONY: deploy-dev
+deploy-dev: ## helm upgrade --install with values-dev.yaml (built-in Kafka, small resources)
+	helm upgrade --install $(RELEASE) ./helm --namespace $(NAMESPACE) --create-namespace \
+	  --values values-dev.yaml $(HELM_SET) --wait --timeout 10m
+
+.PHONY: deploy
+deploy: ## helm upgrade --install with the production values (helm/values.yaml)
+	helm upgrade --install $(RELEASE) ./helm --namespace $(NAMESPACE) --create-namespace \
+	  $(HELM_SET) --wait --timeout 10m
+
+.PHONY: status
+status: ## pods, services and jobs of the release
+	kubectl get pods,svc,jobs,hpa -n $(NAMESPACE) -l app.kubernetes.io/instance=$(RELEASE)
+
+.PHONY: logs
+logs: ## follow the logs of every service
+	kubectl logs -n $(NAMESPACE) -l app.kubernetes.io/instance=$(RELEASE) --all-containers --prefix -f --max-log-requests 10
+
+.PHONY: port-forward
+port-forward: ## forward 8001, 8000 and 8002 to the services (Ctrl-C stops)
+	@trap 'kill 0' INT TERM; \
+	kubectl port-forward -n $(NAMESPACE) svc/$(RELEASE)-task-generator 8001:8001 & \
+	kubectl port-forward -n $(NAMESPACE) svc/$(RELEASE)-agent-comms 8000:8000 & \
+	kubectl port-forward -n $(NAMESPACE) svc/$(RELEASE)-task-solver 8002:8002 & \
+	wait
+
+.PHONY: undeploy
+undeploy: ## helm uninstall the release
+	helm uninstall $(RELEASE) --namespace $(NAMESPACE)

@@ -1,0 +1,124 @@
+//! Smoke test of the whole pipeline on the real local model (SmolLM2-135M served by
+//! llama.cpp through `scripts/model-server.py`) and a real broker.
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use e2e::{Broker, System, free_port, repo_root, venv};
+use serde_json::json;
+
+/// The model server process; killed on drop.
+struct ModelServer {
+    child: Child,
+    port: u16,
+}
+
+impl ModelServer {
+    fn start() -> Self {
+        let python = venv().join("bin/python");
+        assert!(
+            python.exists(),
+            "no project venv at {}: run `make test` (or scripts/bootstrap.sh) first",
+            venv().display()
+        );
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!("lgk-model-server-{port}.log"));
+        let child = Command::new(&python)
+            .arg(repo_root().join("scripts/model-server.py"))
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).map_or_else(|_| Stdio::null(), Stdio::from))
+            .spawn()
+            .expect("model server starts");
+        let server = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let ready = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && reqwest::blocking_health(port);
+            if ready {
+                return server;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the model server did not answer in 120 s; see {}",
+                log.display()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for ModelServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+mod reqwest {
+    /// `GET /health` answers 200 (plain TCP, so the check needs no runtime).
+    pub fn blocking_health(port: u16) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let request =
+            format!("GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+        if stream.write_all(request.as_bytes()).is_err() {
+            return false;
+        }
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer.starts_with("HTTP/1.1 200")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_local_model_generates_a_task_and_solves_it() {
+    let broker = Broker::start();
+    let model = tokio::task::spawn_blocking(ModelServer::start)
+        .await
+        .expect("model server");
+    let llm_url = format!("http://127.0.0.1:{}/v1", model.port);
+    let system = System::start(
+        &broker.bootstrap(),
+        &llm_url,
+        &[("OPENAI_MODEL", "smollm2"), ("OPENAI_TIMEOUT_SECS", "120")],
+    )
+    .await;
+
+    let started = Instant::now();
+    let (status, body) = system
+        .post_json(
+            &format!("{}/generate-task", system.generator),
+            &json!({"conversation_history": "User: I need help with my project"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let generated_in = started.elapsed();
+    let name = body["task"]["task_name"].as_str().unwrap_or_default();
+    assert!(!name.trim().is_empty(), "the model named the task: {body}");
+    let task_id = body["task_id"].as_str().expect("task_id").to_owned();
+
+    let view = system
+        .wait_for_result(&task_id, Duration::from_secs(240))
+        .await;
+    assert_eq!(view["status"], "completed", "{view}");
+    let answer = view["result"]["result"].as_str().unwrap_or_default();
+    assert!(!answer.trim().is_empty(), "the model answered: {view}");
+    assert!(
+        view["result"]["usage"]["completion_tokens"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "{view}"
+    );
+    println!(
+        "local model: task {name:?} generated in {:.1} s, completed {:.1} s after the POST, solver used {} tokens",
+        generated_in.as_secs_f64(),
+        started.elapsed().as_secs_f64(),
+        view["result"]["usage"]["total_tokens"]
+    );
+}
