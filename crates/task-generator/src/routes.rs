@@ -161,3 +161,122 @@ async fn task_result(
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("no task with id {id}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use agent_core::task::{Task, TaskResult, TokenUsage};
+    use agent_runtime::{
+        config::Settings,
+        kafka::{BrokerWatch, Producer},
+        llm::LlmClient,
+    };
+    use axum::{body::Body, http::Request};
+    use http_body_util::BodyExt;
+    use tokio_util::sync::CancellationToken;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::generation::{self, Deps};
+
+    /// The router over a view, with a broker and a model that are never reached.
+    fn app(view: ResultsView) -> Router {
+        let settings = Settings::from_vars([
+            ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1"),
+            ("OPENAI_BASE_URL", "http://127.0.0.1:1/v1"),
+            ("OPENAI_API_KEY", "sk-secret-123"),
+        ])
+        .expect("settings");
+        let producer = Producer::new(&settings, "test").expect("producer");
+        let llm = LlmClient::new(&settings).expect("llm");
+        let graph = generation::graph(Deps {
+            llm,
+            producer: producer.clone(),
+            events_topic: "events".into(),
+        })
+        .expect("graph");
+        let watch = BrokerWatch::spawn(producer, Duration::from_secs(60), CancellationToken::new());
+        let health = Health::new(
+            "task-generator",
+            watch,
+            settings.topics(),
+            json!({"model": settings.openai_model, "llm_endpoint": settings.openai_base_url}),
+        );
+        router(AppState { graph, view }, health, Duration::from_secs(5))
+    }
+
+    async fn get(app: Router, uri: &str) -> (u16, Value) {
+        let response = app
+            .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        let status = response.status().as_u16();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (status, serde_json::from_slice(&bytes).expect("JSON body"))
+    }
+
+    #[tokio::test]
+    async fn a_known_task_is_pending_then_completed() {
+        let view = ResultsView::new();
+        let task = Task::new("Write docs", "Document the API", "").expect("task");
+        view.record_task(&task);
+        let uri = format!("/task-result/{}", task.task_id);
+        let (status, body) = get(app(view.clone()), &uri).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["status"], "pending");
+        assert_eq!(body["task"]["task_name"], "Write docs");
+        assert!(body.get("result").is_none());
+
+        let result = TaskResult::completed(
+            &task,
+            "Done.",
+            "solver-1",
+            chrono::Utc::now(),
+            TokenUsage::default(),
+        );
+        view.record_result(result);
+        let (status, body) = get(app(view), &uri).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["status"], "completed");
+        assert_eq!(body["result"]["result"], "Done.");
+        assert_eq!(body["result"]["solver_id"], "solver-1");
+    }
+
+    #[tokio::test]
+    async fn task_results_filters_by_status_and_limits() {
+        let view = ResultsView::new();
+        for i in 0..3 {
+            let task = Task::new(format!("t{i}"), "d", "").expect("task");
+            view.record_task(&task);
+            if i == 0 {
+                view.record_result(TaskResult::failed(
+                    &task,
+                    "no",
+                    "s",
+                    chrono::Utc::now(),
+                    TokenUsage::default(),
+                ));
+            }
+        }
+        let (status, body) = get(app(view.clone()), "/task-results?status=pending&limit=1").await;
+        assert_eq!(status, 200);
+        assert_eq!(body["count"], 1);
+        assert_eq!(body["results"][0]["status"], "pending");
+        let (_, body) = get(app(view), "/task-results?status=failed").await;
+        assert_eq!(body["count"], 1);
+        assert_eq!(body["results"][0]["result"]["error"], "no");
+    }
+
+    #[tokio::test]
+    async fn health_never_shows_the_api_key() {
+        let (status, body) = get(app(ResultsView::new()), "/health").await;
+        assert_eq!(status, 200);
+        assert_eq!(body["service"], "task-generator");
+        assert!(body["topics"]["events"].is_string());
+        assert!(!body.to_string().contains("sk-secret-123"), "{body}");
+    }
+}

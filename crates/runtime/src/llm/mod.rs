@@ -309,3 +309,186 @@ fn truncate(text: &str, max: usize) -> String {
         None => text.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use serde_json::json;
+    use wiremock::{
+        Mock, MockServer, ResponseTemplate,
+        matchers::{body_partial_json, method, path},
+    };
+
+    use super::*;
+
+    fn body(content: &str, finish: &str) -> serde_json::Value {
+        json!({
+            "id": "x", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+        })
+    }
+
+    async fn client(server: &MockServer, extra: &[(&str, &str)]) -> LlmClient {
+        let url = format!("{}/v1", server.uri());
+        let mut vars = vec![("OPENAI_BASE_URL", url.as_str()), ("OPENAI_MODEL", "m")];
+        vars.extend_from_slice(extra);
+        LlmClient::new(&Settings::from_vars(vars).expect("settings")).expect("client")
+    }
+
+    #[test]
+    fn no_key_and_no_base_url_is_a_configuration_error_naming_both() {
+        let err =
+            LlmClient::new(&Settings::from_vars([]).expect("settings")).expect_err("no model");
+        let text = err.to_string();
+        assert!(
+            text.contains("OPENAI_API_KEY") && text.contains("OPENAI_BASE_URL"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn structured_output_sends_the_schema_and_parses_the_answer() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/chat/completions"))
+            .and(body_partial_json(json!({
+                "model": "m",
+                "response_format": {"type": "json_schema", "json_schema": {"name": "task", "strict": true}}
+            })))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body(r#"{"a": 1}"#, "stop")))
+            .mount(&server)
+            .await;
+        let llm = client(&server, &[]).await;
+        let answer = llm
+            .structured(
+                &[ChatMessage::user("hi")],
+                "task",
+                json!({"type": "object"}),
+                50,
+            )
+            .await
+            .expect("answer");
+        assert_eq!(answer.content, json!({"a": 1}));
+        assert_eq!(answer.usage.total_tokens, 10);
+    }
+
+    #[tokio::test]
+    async fn a_cut_off_or_non_json_answer_is_unusable_not_a_request_failure() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(body(r#"{"a": "Python, Pyth"#, "length")),
+            )
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(body("sure! here you go", "stop")),
+            )
+            .mount(&server)
+            .await;
+        let llm = client(&server, &[]).await;
+        let schema = json!({"type": "object"});
+        let err = llm
+            .structured(&[], "t", schema.clone(), 50)
+            .await
+            .expect_err("cut off");
+        assert_eq!(
+            err.to_string(),
+            "unusable LLM answer: the answer was cut off at 50 tokens before its JSON ended"
+        );
+        let err = llm
+            .structured(&[], "t", schema, 50)
+            .await
+            .expect_err("prose");
+        assert!(
+            matches!(err, Error::LlmAnswer(ref m) if m.contains("not valid JSON") && m.contains("sure!")),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_429_is_retried_after_retry_after_and_then_answered() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(
+                ResponseTemplate::new(429)
+                    .insert_header("retry-after", "1")
+                    .set_body_json(json!({"error": {"message": "slow down", "type": "rate_limit_error", "param": null, "code": null}})),
+            )
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body("hello", "stop")))
+            .mount(&server)
+            .await;
+        let llm = client(&server, &[]).await;
+        let started = Instant::now();
+        let answer = llm
+            .chat(&[ChatMessage::user("hi")], 10)
+            .await
+            .expect("answered after retry");
+        assert_eq!(answer.content, "hello");
+        assert!(
+            started.elapsed() >= Duration::from_millis(900),
+            "Retry-After was honoured"
+        );
+        assert_eq!(server.received_requests().await.map(|r| r.len()), Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_persistent_500_fails_after_the_retries_with_status_and_message() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(500).set_body_json(
+                json!({"error": {"message": "overloaded", "type": "server_error", "param": null, "code": null}}),
+            ))
+            .mount(&server)
+            .await;
+        let llm = client(&server, &[("OPENAI_MAX_RETRIES", "2")]).await;
+        let err = llm
+            .chat(&[ChatMessage::user("hi")], 10)
+            .await
+            .expect_err("500");
+        let text = err.to_string();
+        assert!(
+            text.contains("500") && text.contains("overloaded"),
+            "{text}"
+        );
+        assert_eq!(
+            server.received_requests().await.map(|r| r.len()),
+            Some(3),
+            "1 try + 2 retries"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_slow_server_times_out_with_a_clear_reason() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(body("late", "stop"))
+                    .set_delay(Duration::from_secs(3)),
+            )
+            .mount(&server)
+            .await;
+        let llm = client(
+            &server,
+            &[("OPENAI_TIMEOUT_SECS", "1"), ("OPENAI_MAX_RETRIES", "0")],
+        )
+        .await;
+        let err = llm
+            .chat(&[ChatMessage::user("hi")], 10)
+            .await
+            .expect_err("timeout");
+        assert_eq!(
+            err.to_string(),
+            "LLM error: the model server did not answer in time"
+        );
+    }
+}
