@@ -130,6 +130,8 @@ else
         "OPENAI_BASE_URL=$model_url/v1"
         "OPENAI_MODEL=smollm2"
         "OPENAI_API_KEY=local"
+        # A 135M model on 2 busy cores can take minutes for one answer.
+        "OPENAI_TIMEOUT_SECS=${OPENAI_TIMEOUT_SECS:-180}"
     )
 fi
 
@@ -152,7 +154,8 @@ for svc in "${SERVICES[@]}"; do
         die "$svc: port $port is taken by another program (see: ss -ltnp 'sport = :$port')"
     fi
     start "$svc" env "${SERVICE_ENV[@]}" "PORT=$port" "$BIN_DIR/$svc"
-    await "$svc" "$url" "$SERVICE_WAIT_SECS"
+    # /ready answers 2xx once the service reaches the broker (/health answers at once).
+    await "$svc" "http://127.0.0.1:$port/ready" "$SERVICE_WAIT_SECS"
     status="$(curl -fsS --max-time 2 "$url" 2>/dev/null \
         | python3 -c 'import json,sys; print(json.load(sys.stdin).get("status","?"))' 2>/dev/null || echo '?')"
     line "$svc" "up on :$port in $(since "$t0")s, /health status=$status (pid $(cat "$LOCAL_DIR/$svc.pid"), log $LOCAL_DIR/$svc.log)"

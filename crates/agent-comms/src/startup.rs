@@ -76,12 +76,7 @@ impl App {
         let topics_task = {
             let settings = self.settings.clone();
             let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                let topics = settings.topics();
-                if let Err(err) = kafka::ensure_topics(&settings, &topics.all(), &shutdown).await {
-                    tracing::error!(error = %err, "cannot create topics");
-                }
-            })
+            tokio::spawn(async move { kafka::ensure_service_topics(&settings, &shutdown).await })
         };
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())

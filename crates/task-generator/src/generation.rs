@@ -30,7 +30,7 @@ use crate::SERVICE;
 /// Drafts asked of the LLM before giving up on an invalid answer.
 pub const MAX_DRAFTS: u32 = 3;
 /// Longest answer asked of the LLM, in tokens.
-const DRAFT_MAX_TOKENS: u32 = 512;
+const DRAFT_MAX_TOKENS: u32 = 320;
 
 const SYSTEM_PROMPT: &str = "You turn a conversation between a user and an assistant into one \
 task for a solver agent. Answer only with a JSON object with three string fields: \

@@ -114,9 +114,7 @@ impl App {
             let settings = settings.clone();
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
-                if let Err(err) = kafka::ensure_topics(&settings, &topics.all(), &shutdown).await {
-                    tracing::error!(error = %err, "cannot create topics");
-                }
+                kafka::ensure_service_topics(&settings, &shutdown).await;
                 let events = follow(&settings, &topics.events, &shutdown, {
                     let view = view.clone();
                     move |payload, topic, partition, offset| {

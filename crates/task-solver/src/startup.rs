@@ -101,7 +101,7 @@ impl App {
         );
         let topics = settings.topics();
         let mut outcome = Ok(());
-        if kafka::ensure_topics(&settings, &topics.all(), &shutdown).await? {
+        if kafka::ensure_service_topics(&settings, &shutdown).await {
             let options = ConsumerOptions {
                 group_id: CONSUMER_GROUP.to_owned(),
                 topics: vec![topics.events.clone()],

@@ -70,3 +70,17 @@ pub async fn ensure_topics(
         }
     }
 }
+
+/// [`ensure_topics`] for the events, results and dead-letter topics of `settings`,
+/// logging a failure instead of returning it: what every service runs at start-up.
+/// `true` once the topics exist, `false` when shutdown came first or creation failed.
+pub async fn ensure_service_topics(settings: &Settings, shutdown: &CancellationToken) -> bool {
+    let topics = settings.topics();
+    match ensure_topics(settings, &topics.all(), shutdown).await {
+        Ok(done) => done,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot create topics");
+            false
+        }
+    }
+}

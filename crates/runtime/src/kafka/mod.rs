@@ -11,7 +11,7 @@ pub mod headers;
 pub mod producer;
 pub mod watch;
 
-pub use admin::ensure_topics;
+pub use admin::{ensure_service_topics, ensure_topics};
 pub use consumer::{ConsumerOptions, Outcome, run_at_least_once};
 pub use headers::CloudEvent;
 pub use producer::{Delivery, Producer};
