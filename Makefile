@@ -49,7 +49,8 @@ else
 	cargo test --workspace --locked --no-fail-fast
 endif
 	cargo test --workspace --locked --doc
-	@if [ -x scripts/k8s-check.sh ]; then $(MAKE) --no-print-directory k8s-check; fi
+	$(MAKE) --no-print-directory k8s-check
+	scripts/test-k8s-check.sh
 
 .PHONY: lint
 lint: ## cargo fmt --check and clippy with warnings as errors
@@ -59,6 +60,10 @@ lint: ## cargo fmt --check and clippy with warnings as errors
 .PHONY: k8s-check
 k8s-check: ## lint, render and validate the Helm chart, Dockerfiles and YAML offline
 	@scripts/k8s-check.sh
+
+.PHONY: test-k8s-check
+test-k8s-check: ## prove k8s-check fails on planted bugs (broken template, bad values, …)
+	@scripts/test-k8s-check.sh
 
 
 # ---------------------------------------------------------------- images and cluster

@@ -1,0 +1,589 @@
+#!/usr/bin/env bash
+# Offline checks of the deployment artifacts: the Helm chart, values, Dockerfiles
+# and YAML. Called by `make k8s-check` (and so by `make test`).
+#
+#   scripts/k8s-check.sh            run every check; exit 1 if any fails
+#   scripts/k8s-check.sh setup      only create/update the tool venv
+#   scripts/k8s-check.sh render [--values FILE]... [--set KEY=VALUE]...
+#                                   print the manifests like `helm template`
+#
+# Checks:
+#   1. Dockerfiles: hadolint, base image Rust version == rust-toolchain.toml,
+#      non-root USER and the expected ENTRYPOINT.
+#   2. yamllint on the repository's YAML (helm/templates/ excepted: Go templates).
+#   3. helm lint --strict with the default values and with values-dev.yaml.
+#   4. Render four value sets to manifests (default, dev + the users' --set
+#      flags, "alt": external SASL_SSL Kafka + KEDA + Postgres checkpointer, and
+#      "keda": the defaults with KEDA), including the hook Job and the helm test pod.
+#   5. yamllint on the rendered manifests (duplicate keys, trailing spaces).
+#   6. kubernetes-validate --strict against Kubernetes $K8S_KUBE_VERSIONS; a kind
+#      it has no schema for fails too. The KEDA kinds (CRDs, keda.sh/v1alpha1)
+#      are checked instead against a structural schema embedded below.
+#   7. checkov --framework kubernetes on the rendered manifests.
+#
+# No cluster, no Docker engine and no network are needed once the venv exists:
+# the tools are PyPI packages (pinned in scripts/requirements-k8s.txt) installed
+# into ${K8S_VENV:-<repo>/.venv-k8s}; Helm itself is the Helm v4 Go SDK inside
+# helm-python-sdk.
+#
+# Environment: K8S_VENV (venv path), K8S_OUT (rendered manifests, default
+# <repo>/target/k8s-check), K8S_KUBE_VERSIONS (default "1.30.0 1.34.0").
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${K8S_VENV:-${REPO}/.venv-k8s}"
+REQUIREMENTS="${REPO}/scripts/requirements-k8s.txt"
+CHART="${REPO}/helm"
+DEV_VALUES="${REPO}/values-dev.yaml"
+OUT="${K8S_OUT:-${REPO}/target/k8s-check}"
+KUBE_VERSIONS="${K8S_KUBE_VERSIONS:-1.30.0 1.34.0}"
+RELEASE="langgraph-kafka"
+NAMESPACE="langgraph"
+SERVICES=(task-generator agent-comms task-solver)
+
+# ---------------------------------------------------------------------------
+# checkov checks skipped for the whole chart. Each one is a deliberate choice:
+#
+# CKV_K8S_43 "Image should use digest": images are deployed by immutable tags
+#   chosen at release time (image.tag=$TAG, e.g. the git SHA; ECR tag
+#   immutability enforces it). A digest is not known when the chart is written;
+#   users who want digests can set image.tag to "<tag>@sha256:<digest>".
+# CKV_K8S_15 "Image Pull Policy should be Always": with immutable tags,
+#   IfNotPresent is the right policy: a restart does not depend on the
+#   registry being reachable, and pulls cost nothing when the tag is cached.
+#   image.pullPolicy=Always is available for mutable tags.
+# CKV_K8S_35 "Prefer secrets as files over environment variables": the
+#   services' configuration contract (kept from the Python system) reads
+#   OPENAI_API_KEY, DATABASE_URL and KAFKA_SASL_PASSWORD from the environment.
+#   The values live in Secrets (never in the manifests), are injected with
+#   secretKeyRef, and the services keep them in SecretString, never logging them.
+#
+# Checks skipped for single resources carry a `checkov.io/skipN` annotation with
+# the reason in the template (helm/templates/): CKV_K8S_40 on the Kafka
+# StatefulSet and the topics Job (the apache/kafka image runs as uid 1000), and
+# CKV_K8S_8/CKV_K8S_9 on the helm test pod (a run-to-completion pod has no
+# liveness or readiness to probe).
+CHECKOV_SKIPS="CKV_K8S_43,CKV_K8S_15,CKV_K8S_35"
+
+# ---------------------------------------------------------------------------
+# Output helpers
+if [[ -t 1 ]]; then
+  BOLD=$'\e[1m' RED=$'\e[31m' GREEN=$'\e[32m' RESET=$'\e[0m'
+else
+  BOLD="" RED="" GREEN="" RESET=""
+fi
+FAILED=()
+PASSED=()
+step_start=0
+step() {
+  printf '\n%s==> %s%s\n' "${BOLD}" "$1" "${RESET}"
+  step_start=${SECONDS}
+}
+pass() {
+  local took=$((SECONDS - step_start))
+  printf '%sPASS%s %s (%ss)\n' "${GREEN}" "${RESET}" "$1" "${took}"
+  PASSED+=("$1")
+}
+fail() {
+  local took=$((SECONDS - step_start))
+  printf '%sFAIL%s %s (%ss)\n' "${RED}" "${RESET}" "$1" "${took}"
+  FAILED+=("$1")
+}
+
+# ---------------------------------------------------------------------------
+# The tool venv: created once, reinstalled only when requirements-k8s.txt changes.
+ensure_venv() {
+  local stamp="${VENV}/.requirements-k8s.sha256" want
+  want="$(sha256sum "${REQUIREMENTS}" | cut -d' ' -f1)"
+  if [[ -f "${stamp}" && "$(cat "${stamp}")" == "${want}" && -x "${VENV}/bin/checkov" ]]; then
+    return 0
+  fi
+  mkdir -p "${VENV}"
+  (
+    # One installer at a time when several checks start together.
+    if command -v flock > /dev/null; then
+      exec 9> "${VENV}/.install.lock"
+      flock 9
+    fi
+    if [[ -f "${stamp}" && "$(cat "${stamp}")" == "${want}" && -x "${VENV}/bin/checkov" ]]; then
+      exit 0
+    fi
+    echo "Installing the k8s-check tools into ${VENV} (first run: about a minute)"
+    local python="${K8S_PYTHON:-python3}"
+    if [[ ! -x "${VENV}/bin/python" ]] && ! "${python}" -m venv "${VENV}"; then
+      echo "cannot create a venv with ${python} (Debian/Ubuntu: apt-get install python3-venv;" \
+        "or point K8S_PYTHON at another Python 3.9+)" >&2
+      exit 1
+    fi
+    "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+      --requirement "${REQUIREMENTS}"
+    echo "${want}" > "${stamp}"
+  )
+}
+
+# ---------------------------------------------------------------------------
+# Helm through the Helm v4 Go SDK (helm-python-sdk): lint, render, schema.
+read -r -d '' HELM_TOOL <<'PY' || true
+"""lint / render / check-crds: the parts of helm (and of the CRD check) k8s-check needs."""
+import argparse
+import json
+import os
+import re
+import sys
+
+import helm_python as helm
+import jsonschema
+import yaml
+
+SEVERITY = {0: "UNKNOWN", 1: "INFO", 2: "WARNING", 3: "ERROR"}
+# A number Helm printed from a float64 (values files): 604800000 → 6.048e+08.
+SCIENTIFIC = re.compile(r"(?<![\w.])[0-9](\.[0-9]+)?e\+[0-9]+\b")
+CRD_GROUPS = ("keda.sh/",)
+
+
+def merge(base, override):
+    """Helm's coalescing of -f files and --set flags: maps merge, the rest replaces."""
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def user_values(args):
+    values = {}
+    for path in args.values or []:
+        with open(path, encoding="utf-8") as handle:
+            merge(values, yaml.safe_load(handle) or {})
+    for expression in args.set or []:
+        merge(values, helm.parse_set_string(expression))
+    return values
+
+
+def cmd_lint(args):
+    report = helm.lint(args.chart, user_values(args), strict=True, namespace=args.namespace,
+                       kube_version="v" + args.kube_version)
+    bad = 0
+    for message in report.get("messages", []):
+        severity = message.get("severity", 0)
+        print(f"  [{SEVERITY.get(severity, severity)}] {message.get('path')}: "
+              f"{message.get('error', '').strip()}")
+        # --strict: warnings fail as errors do.
+        if severity >= 2:
+            bad += 1
+    for error in report.get("errors", []):
+        if not any(error.strip() in m.get("error", "") for m in report.get("messages", [])):
+            print(f"  [ERROR] {error.strip()}")
+            bad += 1
+    print(f"  {report.get('total_charts_linted', 0)} chart(s) linted, {bad} failure(s)")
+    return 1 if bad else 0
+
+
+def split_documents(text):
+    """Rendered template text → non-empty YAML documents (text kept for yamllint)."""
+    docs = re.split(r"^---[ \t]*$", text, flags=re.M)
+    return [d.strip("\n") for d in docs
+            if any(line.strip() and not line.lstrip().startswith("#") for line in d.splitlines())]
+
+
+def cmd_render(args):
+    values = user_values(args)
+    with helm.Chart.load(args.chart) as chart:
+        try:
+            rendered = chart.render(values=values, name=args.release, namespace=args.namespace,
+                                    is_install=True)
+        except helm.HelmError as error:
+            print(f"render failed: {error}", file=sys.stderr)
+            return 1
+    manifests, crds, notes, seen, problems = [], [], "", set(), []
+    for template in sorted(rendered):
+        text = rendered[template]
+        if template.endswith("NOTES.txt"):
+            notes = text
+            continue
+        for doc in split_documents(text):
+            for match in SCIENTIFIC.finditer(doc):
+                problems.append(f"{template}: number in scientific notation '{match.group(0)}' "
+                                "(print it through the langgraph-kafka.scalar helper or int64)")
+            try:
+                obj = yaml.safe_load(doc)
+            except yaml.YAMLError as error:
+                problems.append(f"{template}: not YAML: {error}")
+                continue
+            if not isinstance(obj, dict) or not obj.get("kind") or not obj.get("apiVersion"):
+                problems.append(f"{template}: a document without kind/apiVersion")
+                continue
+            name = (obj.get("metadata") or {}).get("name")
+            if not name:
+                problems.append(f"{template}: {obj['kind']} without metadata.name")
+            key = (obj["apiVersion"].split("/")[0], obj["kind"], name)
+            if key in seen:
+                problems.append(f"{template}: duplicate {obj['kind']} {name}")
+            seen.add(key)
+            block = f"---\n# Source: {template}\n{doc}\n"
+            (crds if obj["apiVersion"].startswith(CRD_GROUPS) else manifests).append(block)
+    for problem in problems:
+        print(f"  {problem}", file=sys.stderr)
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        for name, blocks in (("manifests.yaml", manifests), ("crds.yaml", crds)):
+            path = os.path.join(args.out, name)
+            if blocks:
+                with open(path, "w", encoding="utf-8") as handle:
+                    handle.write("".join(blocks))
+            elif os.path.exists(path):
+                os.remove(path)
+        with open(os.path.join(args.out, "NOTES.txt"), "w", encoding="utf-8") as handle:
+            handle.write(notes)
+    else:
+        sys.stdout.write("".join(manifests + crds))
+    return 1 if problems else 0
+
+
+# Structural schemas of the KEDA objects the chart renders (keda.sh/v1alpha1, KEDA 2.x):
+# the fields of the CRDs' specs, unknown fields rejected, trigger metadata values strings.
+_NAME = {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 253}
+_METADATA = {"type": "object", "required": ["name"], "properties": {"name": _NAME}}
+KEDA_SCHEMAS = {
+    "ScaledObject": {
+        "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"],
+        "additionalProperties": False,
+        "properties": {
+            "apiVersion": {"const": "keda.sh/v1alpha1"}, "kind": {"const": "ScaledObject"},
+            "metadata": _METADATA,
+            "spec": {
+                "type": "object", "required": ["scaleTargetRef", "triggers"], "additionalProperties": False,
+                "properties": {
+                    "scaleTargetRef": {
+                        "type": "object", "required": ["name"], "additionalProperties": False,
+                        "properties": {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                                       "name": _NAME, "envSourceContainerName": {"type": "string"}}},
+                    "pollingInterval": {"type": "integer", "minimum": 1},
+                    "initialCooldownPeriod": {"type": "integer", "minimum": 0},
+                    "cooldownPeriod": {"type": "integer", "minimum": 0},
+                    "idleReplicaCount": {"type": "integer", "minimum": 0},
+                    "minReplicaCount": {"type": "integer", "minimum": 0},
+                    "maxReplicaCount": {"type": "integer", "minimum": 1},
+                    "fallback": {"type": "object"},
+                    "advanced": {"type": "object", "additionalProperties": False, "properties": {
+                        "horizontalPodAutoscalerConfig": {"type": "object"},
+                        "restoreToOriginalReplicaCount": {"type": "boolean"},
+                        "scalingModifiers": {"type": "object"}}},
+                    "triggers": {"type": "array", "minItems": 1, "items": {
+                        "type": "object", "required": ["type", "metadata"], "additionalProperties": False,
+                        "properties": {
+                            "type": {"type": "string"}, "name": {"type": "string"},
+                            "metricType": {"enum": ["AverageValue", "Value", "Utilization"]},
+                            "useCachedMetrics": {"type": "boolean"},
+                            "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+                            "authenticationRef": {"type": "object", "required": ["name"],
+                                                  "additionalProperties": False,
+                                                  "properties": {"name": _NAME,
+                                                                 "kind": {"enum": ["TriggerAuthentication",
+                                                                                   "ClusterTriggerAuthentication"]}}}}}}}}}},
+    "TriggerAuthentication": {
+        "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"],
+        "additionalProperties": False,
+        "properties": {
+            "apiVersion": {"const": "keda.sh/v1alpha1"}, "kind": {"const": "TriggerAuthentication"},
+            "metadata": _METADATA,
+            "spec": {"type": "object", "additionalProperties": False, "minProperties": 1, "properties": {
+                "secretTargetRef": {"type": "array", "items": {
+                    "type": "object", "required": ["parameter", "name", "key"], "additionalProperties": False,
+                    "properties": {"parameter": {"type": "string"}, "name": _NAME,
+                                   "key": {"type": "string", "minLength": 1}}}},
+                "configMapTargetRef": {"type": "array"}, "env": {"type": "array"},
+                "podIdentity": {"type": "object"}, "hashiCorpVault": {"type": "object"},
+                "azureKeyVault": {"type": "object"}, "awsSecretManager": {"type": "object"},
+                "gcpSecretManager": {"type": "object"}}}}},
+}
+KAFKA_TRIGGER_REQUIRED = ("bootstrapServers", "consumerGroup", "topic", "lagThreshold")
+
+
+def cmd_check_crds(args):
+    failures = 0
+    for directory in args.dirs:
+        crd_path = os.path.join(directory, "crds.yaml")
+        if not os.path.exists(crd_path):
+            continue
+        with open(os.path.join(directory, "manifests.yaml"), encoding="utf-8") as handle:
+            others = [o for o in yaml.safe_load_all(handle) if o]
+        deployments = {o["metadata"]["name"] for o in others if o["kind"] == "Deployment"}
+        with open(crd_path, encoding="utf-8") as handle:
+            objects = [o for o in yaml.safe_load_all(handle) if o]
+        auths = {o["metadata"]["name"] for o in objects if o.get("kind") == "TriggerAuthentication"}
+        for obj in objects:
+            label = f"{crd_path}: {obj.get('kind')}/{(obj.get('metadata') or {}).get('name')}"
+            schema = KEDA_SCHEMAS.get(obj.get("kind"))
+            if schema is None or not obj.get("apiVersion", "").startswith("keda.sh/v1alpha1"):
+                print(f"ERROR {label}: no schema for {obj.get('apiVersion')} {obj.get('kind')}")
+                failures += 1
+                continue
+            errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(obj), key=lambda e: list(e.path))
+            for error in errors:
+                path = ".".join(str(p) for p in error.path)
+                print(f"ERROR {label}: {path}: {error.message}")
+            failures += len(errors)
+            if obj["kind"] == "ScaledObject" and not errors:
+                target = obj["spec"]["scaleTargetRef"]["name"]
+                if target not in deployments:
+                    print(f"ERROR {label}: scaleTargetRef {target} is not a Deployment of the release")
+                    failures += 1
+                for trigger in obj["spec"]["triggers"]:
+                    ref = (trigger.get("authenticationRef") or {}).get("name")
+                    if ref and ref not in auths:
+                        print(f"ERROR {label}: authenticationRef {ref} is not rendered")
+                        failures += 1
+                    if trigger["type"] == "kafka":
+                        missing = [k for k in KAFKA_TRIGGER_REQUIRED if k not in trigger["metadata"]]
+                        if missing:
+                            print(f"ERROR {label}: kafka trigger lacks {', '.join(missing)}")
+                            failures += 1
+            if not errors:
+                print(f"INFO {label}: valid")
+    return 1 if failures else 0
+
+
+def main():
+    parser = argparse.ArgumentParser(prog="k8s-check helm tool")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("lint", "render"):
+        p = sub.add_parser(name)
+        p.add_argument("--chart", required=True)
+        p.add_argument("--values", action="append")
+        p.add_argument("--set", action="append")
+        p.add_argument("--release", default="langgraph-kafka")
+        p.add_argument("--namespace", default="langgraph")
+        p.add_argument("--kube-version", default="1.30.0")
+        p.add_argument("--out")
+    p = sub.add_parser("check-crds")
+    p.add_argument("dirs", nargs="+")
+    args = parser.parse_args()
+    return {"lint": cmd_lint, "render": cmd_render, "check-crds": cmd_check_crds}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+PY
+
+helm_tool() {
+  "${VENV}/bin/python" -c "${HELM_TOOL}" "$@"
+}
+
+# Value sets rendered and validated, in order; value_set_args NAME puts the
+# helm arguments of set NAME into ARGS. dev carries the flags of the documented
+# install command.
+VALUE_SET_ORDER=(default dev alt keda)
+value_set_args() {
+  case "$1" in
+    default) ARGS=() ;;
+    dev)
+      ARGS=(--values "${DEV_VALUES}"
+        --set image.repository=registry.example.com/langgraph-kafka --set image.tag=0.0.0-ci
+        --set env.openaiApiKey=sk-placeholder)
+      ;;
+    alt)
+      # A managed cluster over SASL_SSL with a private CA, KEDA, a Postgres checkpointer.
+      ARGS=(--values "${DEV_VALUES}"
+        --set kafka.builtin.enabled=false
+        --set 'kafka.external.bootstrapServers=b-1.example.kafka.eu-west-1.amazonaws.com:9096\,b-2.example.kafka.eu-west-1.amazonaws.com:9096'
+        --set kafka.external.securityProtocol=SASL_SSL --set kafka.external.saslMechanism=SCRAM-SHA-512
+        --set kafka.external.existingSecret=msk-credentials --set kafka.external.caKey=ca.crt
+        --set kafka.topics.replicationFactor=3 --set taskSolver.keda.enabled=true
+        --set checkpointer.enabled=true --set checkpointer.backend=postgres
+        --set existingSecret=langgraph-kafka-secrets --set tests.runTask=false)
+      ;;
+    keda) ARGS=(--set taskSolver.keda.enabled=true) ;;
+    *) return 1 ;;
+  esac
+}
+
+# ---------------------------------------------------------------------------
+check_dockerfiles() {
+  step "Dockerfiles: hadolint and conventions"
+  local ok=1 toolchain="" file service
+  if [[ -f "${REPO}/rust-toolchain.toml" ]]; then
+    toolchain="$(sed -n 's/^channel *= *"\(.*\)"/\1/p' "${REPO}/rust-toolchain.toml")"
+  fi
+  for service in "${SERVICES[@]}"; do
+    file="${REPO}/docker/Dockerfile.${service}"
+    if [[ ! -f "${file}" ]]; then
+      echo "  missing ${file}"
+      ok=0
+      continue
+    fi
+    if [[ -n "${toolchain}" ]] && ! grep -q "^ARG RUST_VERSION=${toolchain}\$" "${file}"; then
+      echo "  ${file}: ARG RUST_VERSION differs from rust-toolchain.toml (${toolchain})"
+      ok=0
+    fi
+    if ! grep -Eq '^USER [1-9][0-9]*(:[0-9]+)?$' "${file}"; then
+      echo "  ${file}: the final stage must switch to a numeric non-root USER"
+      ok=0
+    fi
+    if ! grep -q "^ENTRYPOINT \[\"/usr/local/bin/${service}\"\]" "${file}"; then
+      echo "  ${file}: ENTRYPOINT must run /usr/local/bin/${service}"
+      ok=0
+    fi
+  done
+  if ! "${VENV}/bin/hadolint" --config "${REPO}/.hadolint.yaml" --no-color "${REPO}"/docker/Dockerfile.*; then
+    ok=0
+  fi
+  if ((ok)); then pass "dockerfiles"; else fail "dockerfiles"; fi
+}
+
+check_yamllint_sources() {
+  step "yamllint: repository YAML"
+  local files=()
+  mapfile -t files < <(cd "${REPO}" && find . \
+    \( -path ./target -o -path ./.git -o -path './.venv*' -o -path ./helm/templates -o -name node_modules \) -prune \
+    -o -type f \( -name '*.yaml' -o -name '*.yml' -o -name .yamllint \) -print | sort)
+  if (cd "${REPO}" && "${VENV}/bin/yamllint" --strict --config-file .yamllint "${files[@]}"); then
+    pass "yamllint (${#files[@]} files)"
+  else
+    fail "yamllint (sources)"
+  fi
+}
+
+check_lint() {
+  local name ARGS=()
+  for name in default dev; do
+    step "helm lint --strict (${name} values)"
+    value_set_args "${name}"
+    if helm_tool lint --chart "${CHART}" --kube-version "${KUBE_VERSIONS%% *}" "${ARGS[@]}"; then
+      pass "helm lint ${name}"
+    else
+      fail "helm lint ${name}"
+    fi
+  done
+}
+
+RENDERED=()
+render_all() {
+  local name ARGS=()
+  for name in "${VALUE_SET_ORDER[@]}"; do
+    step "render (${name} values)"
+    rm -rf "${OUT:?}/${name}"
+    value_set_args "${name}"
+    if helm_tool render --chart "${CHART}" --release "${RELEASE}" --namespace "${NAMESPACE}" \
+      --out "${OUT}/${name}" "${ARGS[@]}"; then
+      echo "  $(grep -c '^kind:' "${OUT}/${name}/manifests.yaml") objects in ${OUT}/${name}/manifests.yaml$(
+        [[ -f "${OUT}/${name}/crds.yaml" ]] && echo ", $(grep -c '^kind:' "${OUT}/${name}/crds.yaml") in crds.yaml")"
+      RENDERED+=("${name}")
+      pass "render ${name}"
+    else
+      fail "render ${name}"
+    fi
+  done
+}
+
+check_yamllint_rendered() {
+  step "yamllint: rendered manifests"
+  local config files=() name
+  config='{rules: {key-duplicates: enable, trailing-spaces: enable, new-line-at-end-of-file: enable,
+           new-lines: enable, colons: enable, hyphens: enable, empty-values: disable}}'
+  for name in "${RENDERED[@]}"; do
+    files+=("${OUT}/${name}"/*.yaml)
+  done
+  if "${VENV}/bin/yamllint" --strict --config-data "${config}" "${files[@]}"; then
+    pass "yamllint (rendered)"
+  else
+    fail "yamllint (rendered)"
+  fi
+}
+
+check_kubernetes_validate() {
+  local name version args=() log rc
+  for version in ${KUBE_VERSIONS}; do
+    args+=(--kubernetes-version "${version}")
+  done
+  for name in "${RENDERED[@]}"; do
+    step "kubernetes-validate --strict (${name}, Kubernetes ${KUBE_VERSIONS})"
+    log="$("${VENV}/bin/kubernetes-validate" --strict --quiet "${args[@]}" "${OUT}/${name}/manifests.yaml" 2>&1)" \
+      && rc=0 || rc=$?
+    [[ -n "${log}" ]] && printf '%s\n' "${log}" | sed 's/^/  /'
+    # A WARN means no schema for the kind/apiVersion: an unknown kind is a failure.
+    if ((rc == 0)) && ! grep -q '^WARN' <<< "${log}"; then
+      pass "kubernetes-validate ${name} ($(grep -c '^kind:' "${OUT}/${name}/manifests.yaml") objects)"
+    else
+      fail "kubernetes-validate ${name}"
+    fi
+  done
+  local dirs=()
+  for name in "${RENDERED[@]}"; do
+    [[ -f "${OUT}/${name}/crds.yaml" ]] && dirs+=("${OUT}/${name}")
+  done
+  if ((${#dirs[@]})); then
+    step "CRD objects (KEDA ScaledObject, TriggerAuthentication): structural schema"
+    if helm_tool check-crds "${dirs[@]}"; then
+      pass "CRD objects"
+    else
+      fail "CRD objects"
+    fi
+  fi
+}
+
+check_checkov() {
+  step "checkov --framework kubernetes (skipped: ${CHECKOV_SKIPS})"
+  if ((${#RENDERED[@]} == 0)); then
+    fail "checkov (nothing rendered)"
+    return
+  fi
+  # One run over ${OUT} (<set>/manifests.yaml, <set>/crds.yaml). Offline: no
+  # platform download, no version check.
+  if (cd "${OUT}" && BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=true \
+    "${VENV}/bin/checkov" --framework kubernetes --directory . --skip-check "${CHECKOV_SKIPS}" \
+    --skip-download --compact --quiet --output cli 2>&1 | sed 's/^/  /'); then
+    pass "checkov"
+  else
+    fail "checkov"
+  fi
+}
+
+summary() {
+  printf '\nk8s-check took %ss; rendered manifests are in %s\n' "${SECONDS}" "${OUT}"
+  if ((${#FAILED[@]})); then
+    printf '%sFAILED:%s %s\n' "${RED}" "${RESET}" "$(IFS=,; echo "${FAILED[*]}")"
+  fi
+  # The closing line, in the plain "N passed, N failed" form.
+  printf 'k8s-check: %d passed, %d failed\n' "${#PASSED[@]}" "${#FAILED[@]}"
+  ((${#FAILED[@]} == 0))
+}
+
+main() {
+  case "${1:-check}" in
+    setup)
+      ensure_venv
+      ;;
+    render)
+      shift
+      ensure_venv
+      helm_tool render --chart "${CHART}" --release "${RELEASE}" --namespace "${NAMESPACE}" "$@"
+      ;;
+    check)
+      step "tools venv (${VENV})"
+      ensure_venv
+      pass "venv"
+      mkdir -p "${OUT}"
+      check_dockerfiles
+      check_yamllint_sources
+      check_lint
+      render_all
+      if ((${#RENDERED[@]})); then
+        check_yamllint_rendered
+        check_kubernetes_validate
+      fi
+      check_checkov
+      summary
+      ;;
+    -h | --help | help)
+      sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+      ;;
+    *)
+      echo "unknown command: $1 (try --help)" >&2
+      exit 2
+      ;;
+  esac
+}
+
+main "$@"
