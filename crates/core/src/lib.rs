@@ -9,12 +9,21 @@
 //!   [`TaskStatus`](task::TaskStatus), the legacy plain-JSON task of the Python system
 //!   ([`TaskDraft`](task::TaskDraft)), validation and the JSON Schemas of both records.
 //! - [`graph`]: a LangGraph-style engine — [`StateGraph`](graph::StateGraph) builder,
-//!   [`CompiledGraph`](graph::CompiledGraph) executor running in supersteps, conditional
-//!   edges, `START`/`END` and a recursion limit.
+//!   [`state!`] states with per-field reducers, [`CompiledGraph`](graph::CompiledGraph)
+//!   executor running in supersteps, conditional and fan-in edges, `Send`, `Command`,
+//!   subgraphs, checkpointers, interrupts, retry policies, streaming and Mermaid output.
 //! - [`error`]: the crate's [`Error`] enum and [`Result`] alias.
+
+// Lets `state!` name this crate as `::agent_core` inside the crate too.
+extern crate self as agent_core;
 
 pub mod error;
 pub mod graph;
 pub mod task;
 
 pub use error::{Error, Result};
+
+#[doc(hidden)]
+pub mod __private {
+    pub use serde;
+}

@@ -226,7 +226,9 @@ pub async fn generate(
         .invoke_with(input, config)
         .await
         .map_err(|err| match err {
-            GraphError::Node { error, .. } => match error.inner().downcast_ref::<GenerationError>()
+            GraphError::Node { error, .. } => match error
+                .inner()
+                .and_then(|e| e.downcast_ref::<GenerationError>())
             {
                 Some(GenerationError::Llm(m)) => GenerationError::Llm(m.clone()),
                 Some(GenerationError::Publish(m)) => GenerationError::Publish(m.clone()),

@@ -1,35 +1,53 @@
 //! [`StateGraph`]: the builder.
 
-use std::{collections::HashMap, future::Future, sync::Arc};
+use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
+
+use serde::{Serialize, de::DeserializeOwned};
 
 use super::{
-    END, GraphError, NodeError, RunContext, START, State,
-    compiled::{CompiledGraph, Edge, Router, Target},
-    node::{NodeFn, node_fn},
+    Command, CompiledGraph, END, Goto, GraphError, NodeError, RetryPolicy, RunConfig, RunContext,
+    START, Send, State,
+    checkpoint::{Checkpointer, Codec},
+    compiled::{Edge, Join, Router, Spec, Target},
+    node::{NodeFn, command_node, update_node},
+    retry::NodeOptions,
 };
 
-/// What a router returns: one route key or several (several run in parallel in the next
-/// superstep). Implemented for `&str`, `String` and vectors of them.
-pub trait Route {
-    /// The route keys.
-    fn into_keys(self) -> Vec<String>;
+/// What a router returns: one or several route keys or node names, or [`Send`]s (each a
+/// task of its own in the next superstep). Implemented for `&str`, `String`, [`Send`],
+/// [`Goto`] and vectors of them.
+pub trait Route<S> {
+    /// The destinations.
+    fn into_gotos(self) -> Vec<Goto<S>>;
 }
 
-impl Route for &str {
-    fn into_keys(self) -> Vec<String> {
-        vec![self.to_owned()]
+impl<S> Route<S> for &str {
+    fn into_gotos(self) -> Vec<Goto<S>> {
+        vec![Goto::Node(self.to_owned())]
     }
 }
 
-impl Route for String {
-    fn into_keys(self) -> Vec<String> {
+impl<S> Route<S> for String {
+    fn into_gotos(self) -> Vec<Goto<S>> {
+        vec![Goto::Node(self)]
+    }
+}
+
+impl<S> Route<S> for Send<S> {
+    fn into_gotos(self) -> Vec<Goto<S>> {
+        vec![Goto::Send(self)]
+    }
+}
+
+impl<S> Route<S> for Goto<S> {
+    fn into_gotos(self) -> Vec<Goto<S>> {
         vec![self]
     }
 }
 
-impl<R: Route> Route for Vec<R> {
-    fn into_keys(self) -> Vec<String> {
-        self.into_iter().flat_map(Route::into_keys).collect()
+impl<S, R: Route<S>> Route<S> for Vec<R> {
+    fn into_gotos(self) -> Vec<Goto<S>> {
+        self.into_iter().flat_map(Route::into_gotos).collect()
     }
 }
 
@@ -38,8 +56,10 @@ impl<R: Route> Route for Vec<R> {
 /// Methods chain; mistakes (duplicate names, unknown nodes) are reported by
 /// [`StateGraph::compile`], which checks the whole graph at once.
 pub struct StateGraph<S: State> {
-    nodes: Vec<(String, NodeFn<S, S::Update>)>,
+    nodes: Vec<(String, NodeFn<S>, Vec<String>)>,
     edges: Vec<(String, EdgeSpec<S>)>,
+    joins: Vec<(Vec<String>, String)>,
+    options: Vec<(String, NodeOptions)>,
 }
 
 enum EdgeSpec<S> {
@@ -62,6 +82,8 @@ impl<S: State> StateGraph<S> {
         Self {
             nodes: Vec::new(),
             edges: Vec::new(),
+            joins: Vec::new(),
+            options: Vec::new(),
         }
     }
 
@@ -70,10 +92,67 @@ impl<S: State> StateGraph<S> {
     /// several run in one superstep.
     pub fn add_node<F, Fut>(&mut self, name: impl Into<String>, node: F) -> &mut Self
     where
-        F: Fn(S, RunContext) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<S::Update, NodeError>> + Send + 'static,
+        F: Fn(S, RunContext) -> Fut + std::marker::Send + Sync + 'static,
+        Fut: Future<Output = Result<S::Update, NodeError>> + std::marker::Send + 'static,
     {
-        self.nodes.push((name.into(), node_fn(node)));
+        self.nodes
+            .push((name.into(), update_node(node), Vec::new()));
+        self
+    }
+
+    /// Adds a node that returns a [`Command`]: an update and where to go next (LangGraph's
+    /// `Command(update=…, goto=…)`). `destinations` names where its commands may go (for
+    /// [`compile`](Self::compile)'s checks and [`CompiledGraph::draw_mermaid`]); a goto
+    /// elsewhere is an error at run time.
+    pub fn add_command_node<F, Fut>(
+        &mut self,
+        name: impl Into<String>,
+        destinations: &[&str],
+        node: F,
+    ) -> &mut Self
+    where
+        F: Fn(S, RunContext) -> Fut + std::marker::Send + Sync + 'static,
+        Fut: Future<Output = Result<Command<S>, NodeError>> + std::marker::Send + 'static,
+    {
+        let destinations = destinations.iter().map(|d| (*d).to_owned()).collect();
+        self.nodes
+            .push((name.into(), command_node(node), destinations));
+        self
+    }
+
+    /// Adds a compiled graph over the same state as a node (a subgraph with shared
+    /// keys). It runs to its end on a snapshot of the state; `into_update(before, after)`
+    /// turns its final state into this node's update. A command with
+    /// [`Command::to_parent`] inside it stops the subgraph and applies here, as this node's
+    /// command.
+    pub fn add_subgraph<F>(
+        &mut self,
+        name: impl Into<String>,
+        graph: CompiledGraph<S>,
+        into_update: F,
+    ) -> &mut Self
+    where
+        F: Fn(&S, S) -> S::Update + std::marker::Send + Sync + 'static,
+    {
+        let into_update = Arc::new(into_update);
+        let node = move |state: S, ctx: RunContext| {
+            let graph = graph.clone();
+            let into_update = Arc::clone(&into_update);
+            async move {
+                let before = state.clone();
+                let config = RunConfig {
+                    thread_id: None,
+                    ..RunConfig::default()
+                };
+                match graph.run_detached(state, config, ctx.emitter.clone()).await {
+                    Ok(after) => Ok(Command::update(into_update(&before, after))),
+                    Err(GraphError::ParentCommand(signal)) => Err(signal),
+                    Err(err) => Err(NodeError::msg(err)),
+                }
+            }
+        };
+        self.nodes
+            .push((name.into(), command_node(node), Vec::new()));
         self
     }
 
@@ -84,10 +163,19 @@ impl<S: State> StateGraph<S> {
         self
     }
 
+    /// Adds a fan-in edge: `to` runs once every node of `from` has finished since its last
+    /// run — in the same superstep or not (LangGraph's `add_edge([a, b], c)`).
+    pub fn add_join_edge(&mut self, from: &[&str], to: impl Into<String>) -> &mut Self {
+        self.joins
+            .push((from.iter().map(|s| (*s).to_owned()).collect(), to.into()));
+        self
+    }
+
     /// Adds a conditional edge: after `from` runs, `router` reads the merged state and
-    /// returns one or several route keys; `path_map` maps each key to a node (or
-    /// [`END`]). With an empty `path_map` the keys are node names themselves (and, as
-    /// compile cannot know where the router goes, it is assumed to reach `END`).
+    /// returns route keys, node names or [`Send`]s. `path_map` maps each key to a node (or
+    /// [`END`]); with an empty `path_map` keys are node names (and, as compile cannot know
+    /// where the router goes, it is assumed to reach `END`). `Send`s name their node
+    /// directly.
     pub fn add_conditional_edges<R, F, K, V>(
         &mut self,
         from: impl Into<String>,
@@ -95,12 +183,12 @@ impl<S: State> StateGraph<S> {
         path_map: impl IntoIterator<Item = (K, V)>,
     ) -> &mut Self
     where
-        F: Fn(&S) -> R + Send + Sync + 'static,
-        R: Route,
+        F: Fn(&S) -> R + std::marker::Send + Sync + 'static,
+        R: Route<S>,
         K: Into<String>,
         V: Into<String>,
     {
-        let router: Router<S> = Arc::new(move |state: &S| router(state).into_keys());
+        let router: Router<S> = Arc::new(move |state: &S| router(state).into_gotos());
         let path_map = path_map
             .into_iter()
             .map(|(k, v)| (k.into(), v.into()))
@@ -110,16 +198,65 @@ impl<S: State> StateGraph<S> {
         self
     }
 
-    /// Validates the graph and freezes it for running.
+    /// Retries `node` under `policy` when it fails.
+    pub fn retry_policy(&mut self, node: impl Into<String>, policy: RetryPolicy) -> &mut Self {
+        self.options_of(node.into()).retry = Some(policy);
+        self
+    }
+
+    /// Fails an attempt of `node` that takes longer than `timeout` (with a transient
+    /// error, so a retry policy retries it).
+    pub fn node_timeout(&mut self, node: impl Into<String>, timeout: Duration) -> &mut Self {
+        self.options_of(node.into()).timeout = Some(timeout);
+        self
+    }
+
+    fn options_of(&mut self, node: String) -> &mut NodeOptions {
+        let at = match self.options.iter().position(|(n, _)| *n == node) {
+            Some(at) => at,
+            None => {
+                self.options.push((node, NodeOptions::default()));
+                self.options.len() - 1
+            }
+        };
+        &mut self.options[at].1
+    }
+
+    /// Validates the graph and freezes it for running, without a checkpointer.
     ///
     /// # Errors
     /// [`GraphError::InvalidNodeName`] for an empty, reserved or duplicate name,
-    /// [`GraphError::UnknownNode`] for an edge naming a node never added,
+    /// [`GraphError::UnknownNode`] for an edge or option naming a node never added,
     /// [`GraphError::NoEntryPoint`] when no edge leaves `START`, and
     /// [`GraphError::NoPathToEnd`] for a node from which `END` cannot be reached.
     pub fn compile(self) -> Result<CompiledGraph<S>, GraphError> {
+        self.build(None, None)
+    }
+
+    /// As [`compile`](Self::compile), saving a checkpoint after every superstep of runs
+    /// that have a thread id (see [`RunConfig`]), so they can be resumed, inspected,
+    /// updated and replayed.
+    ///
+    /// # Errors
+    /// As [`compile`](Self::compile).
+    pub fn compile_with_checkpointer(
+        self,
+        checkpointer: Arc<dyn Checkpointer>,
+    ) -> Result<CompiledGraph<S>, GraphError>
+    where
+        S: Serialize + DeserializeOwned,
+        S::Update: Serialize + DeserializeOwned,
+    {
+        self.build(Some(checkpointer), Some(Codec::new()))
+    }
+
+    fn build(
+        self,
+        checkpointer: Option<Arc<dyn Checkpointer>>,
+        codec: Option<Codec<S>>,
+    ) -> Result<CompiledGraph<S>, GraphError> {
         let mut index: HashMap<String, usize> = HashMap::new();
-        for (i, (name, _)) in self.nodes.iter().enumerate() {
+        for (i, (name, _, _)) in self.nodes.iter().enumerate() {
             let reason = if name.is_empty() {
                 Some("names must not be empty")
             } else if name == START || name == END {
@@ -150,88 +287,106 @@ impl<S: State> StateGraph<S> {
                     })
             }
         };
+        let source = |name: &str, context: &dyn Fn() -> String| -> Result<usize, GraphError> {
+            if name == START {
+                return Ok(0);
+            }
+            if name == END {
+                return Err(GraphError::InvalidNodeName {
+                    name: name.to_owned(),
+                    reason: "no edge may leave END",
+                });
+            }
+            index
+                .get(name)
+                .map(|&i| i + 1)
+                .ok_or_else(|| GraphError::UnknownNode {
+                    name: name.to_owned(),
+                    context: context(),
+                })
+        };
 
         // Edges indexed by source: slot 0 is START, node i is slot i + 1.
         let mut edges: Vec<Vec<Edge<S>>> = (0..=self.nodes.len()).map(|_| Vec::new()).collect();
         for (from, spec) in self.edges {
-            let slot = if from == START {
-                0
-            } else if from == END {
-                return Err(GraphError::InvalidNodeName {
-                    name: from,
-                    reason: "no edge may leave END",
-                });
-            } else {
-                index
-                    .get(&from)
-                    .map(|&i| i + 1)
-                    .ok_or_else(|| GraphError::UnknownNode {
-                        name: from.clone(),
-                        context: format!("edge from {from}"),
-                    })?
-            };
+            let slot = source(&from, &|| format!("edge from {from}"))?;
             let edge = match spec {
                 EdgeSpec::Fixed(to) => {
                     Edge::Fixed(resolve(&to, &|| format!("edge {from} -> {to}"))?)
                 }
                 EdgeSpec::Conditional { router, path_map } => {
-                    let mut map = HashMap::new();
+                    let mut map = Vec::new();
                     for (key, to) in path_map {
-                        let target = resolve(&to, &|| format!("path map of {from}"))?;
-                        map.insert(key, target);
+                        map.push((key, resolve(&to, &|| format!("path map of {from}"))?));
                     }
                     Edge::Conditional { router, map }
                 }
             };
             edges[slot].push(edge);
         }
-        if edges[0].is_empty() {
+        let mut joins = Vec::new();
+        for (from, to) in self.joins {
+            let context = || format!("join edge {} -> {to}", from.join(", "));
+            let mut sources = Vec::new();
+            for name in &from {
+                match resolve(name, &context)? {
+                    Target::Node(i) => sources.push(i),
+                    Target::End => {
+                        return Err(GraphError::InvalidNodeName {
+                            name: name.clone(),
+                            reason: "no edge may leave END",
+                        });
+                    }
+                }
+            }
+            sources.sort_unstable();
+            sources.dedup();
+            joins.push(Join {
+                sources,
+                target: resolve(&to, &context)?,
+            });
+        }
+        let mut destinations = Vec::new();
+        for (name, _, dests) in &self.nodes {
+            let mut targets = Vec::new();
+            for d in dests {
+                targets.push(resolve(d, &|| format!("destinations of {name}"))?);
+            }
+            destinations.push(targets);
+        }
+        let mut options = vec![NodeOptions::default(); self.nodes.len()];
+        for (name, opts) in self.options {
+            match index.get(&name) {
+                Some(&i) => options[i] = opts,
+                None => {
+                    return Err(GraphError::UnknownNode {
+                        context: "retry policy or timeout".into(),
+                        name,
+                    });
+                }
+            }
+        }
+        let has_entry = !edges[0].is_empty();
+        if !has_entry {
             return Err(GraphError::NoEntryPoint);
         }
-
         let names: Vec<Arc<str>> = self
             .nodes
             .iter()
-            .map(|(n, _)| Arc::from(n.as_str()))
+            .map(|(n, _, _)| Arc::from(n.as_str()))
             .collect();
-        check_paths_to_end(&names, &edges)?;
-        Ok(CompiledGraph::new(
+        let spec = Spec {
             names,
-            self.nodes.into_iter().map(|(_, f)| f).collect(),
-            edges,
             index,
-        ))
-    }
-}
-
-/// Every node must reach `END`: walk the edges backwards from `END`.
-fn check_paths_to_end<S>(names: &[Arc<str>], edges: &[Vec<Edge<S>>]) -> Result<(), GraphError> {
-    let n = names.len();
-    // reaches[i]: node i reaches END.
-    let mut reaches = vec![false; n];
-    let mut changed = true;
-    while changed {
-        changed = false;
-        for i in 0..n {
-            if reaches[i] {
-                continue;
-            }
-            let hit = edges[i + 1].iter().any(|edge| match edge {
-                Edge::Fixed(t) => t.reaches(&reaches),
-                // An unmapped router may go anywhere, END included.
-                Edge::Conditional { map, .. } if map.is_empty() => true,
-                Edge::Conditional { map, .. } => map.values().any(|t| t.reaches(&reaches)),
-            });
-            if hit {
-                reaches[i] = true;
-                changed = true;
-            }
-        }
-    }
-    match reaches.iter().position(|r| !r) {
-        Some(i) => Err(GraphError::NoPathToEnd {
-            node: names[i].to_string(),
-        }),
-        None => Ok(()),
+            nodes: self.nodes.into_iter().map(|(_, f, _)| f).collect(),
+            options,
+            edges,
+            joins,
+            destinations,
+            checkpointer,
+            codec,
+        };
+        spec.check_paths_to_end()?;
+        Ok(CompiledGraph::new(spec))
     }
 }

@@ -1,40 +1,48 @@
 //! A LangGraph-style graph-workflow engine, typed and async.
 //!
 //! A [`StateGraph<S>`] holds named nodes over a state `S`. A node is an async function
-//! `(S, RunContext) -> Result<S::Update, NodeError>`: it reads a snapshot of the state and
-//! returns an *update*, which the state merges ([`State::apply`]); nodes never mutate the
-//! state themselves. Edges are fixed ([`StateGraph::add_edge`]) or conditional
-//! ([`StateGraph::add_conditional_edges`]: a router picks one or several next nodes).
-//! [`START`] and [`END`] are the virtual entry and exit.
+//! `(S, RunContext) -> Result<S::Update, NodeError>` (or returning a [`Command`]): it reads
+//! a snapshot of the state and returns an *update*; the state merges the updates of a
+//! superstep through its per-field [reducers](reducer) ([`State::apply_step`]). Nodes
+//! never mutate the state themselves. Edges are fixed ([`StateGraph::add_edge`]),
+//! conditional ([`StateGraph::add_conditional_edges`]: a router picks one or several next
+//! nodes, or fans out with [`Send`]) or fan-in ([`StateGraph::add_join_edge`]). [`START`]
+//! and [`END`] are the virtual entry and exit.
 //!
 //! [`StateGraph::compile`] validates the graph (unknown node names, no entry point, nodes
 //! with no path to `END`) and yields a [`CompiledGraph`] that runs in *supersteps*, as
-//! LangGraph's Pregel runtime does: the nodes triggered in one step run concurrently, their
-//! updates are merged in the order the nodes were added, then the edges of those nodes pick
-//! the next step's nodes. A run stops when no node is triggered, or fails with
-//! [`GraphError::RecursionLimit`] (carrying the path taken) after
-//! [`RunConfig::recursion_limit`] steps (default 25, as LangGraph).
+//! LangGraph's Pregel runtime does: the tasks of one step run concurrently, their updates
+//! are merged in task order, then edges, commands and sends pick the next step's tasks. A
+//! run stops when no task is left, or fails with [`GraphError::RecursionLimit`] (carrying
+//! the path taken) after [`RunConfig::recursion_limit`] steps (default 25, as LangGraph).
+//!
+//! Compiled with a [`Checkpointer`], a run with a thread id saves a [`Checkpoint`] after
+//! every superstep: it can be inspected ([`CompiledGraph::get_state`],
+//! [`CompiledGraph::get_state_history`]), edited ([`CompiledGraph::update_state`]),
+//! resumed after a crash or an [interrupt](RunContext::interrupt), or replayed from any
+//! earlier checkpoint. Nodes can retry with backoff ([`RetryPolicy`]), time out, and
+//! [stream](CompiledGraph::stream) their own events.
 //!
 //! ```
-//! use agent_core::graph::{END, NodeError, RunContext, START, State, StateGraph, GraphError};
+//! use agent_core::graph::{END, GraphError, NodeError, RunContext, START, StateGraph, reducer::{Append, Overwrite}};
 //!
-//! #[derive(Clone, Default)]
-//! struct Counter { count: u32, log: Vec<String> }
-//!
-//! impl State for Counter {
-//!     type Update = (u32, String);
-//!     fn apply(&mut self, (add, line): Self::Update) -> Result<(), GraphError> {
-//!         self.count += add;
-//!         self.log.push(line);
-//!         Ok(())
+//! agent_core::state! {
+//!     /// A counter with a log.
+//!     pub struct Counter / CounterUpdate {
+//!         /// How far we counted.
+//!         pub count: u32 => Overwrite,
+//!         /// One line per step.
+//!         pub log: Vec<String> => Append,
 //!     }
 //! }
 //!
-//! async fn bump(s: Counter, ctx: RunContext) -> Result<(u32, String), NodeError> {
-//!     Ok((1, format!("{} saw {}", ctx.node(), s.count)))
+//! async fn bump(s: Counter, ctx: RunContext) -> Result<CounterUpdate, NodeError> {
+//!     Ok(CounterUpdate::default()
+//!         .count(s.count + 1)
+//!         .log(vec![format!("{} saw {}", ctx.node(), s.count)]))
 //! }
 //!
-//! # tokio_test_block_on(async {
+//! # futures::executor::block_on(async {
 //! let mut graph = StateGraph::new();
 //! graph
 //!     .add_node("bump", bump)
@@ -47,20 +55,32 @@
 //! assert_eq!(out.log[2], "bump saw 2");
 //! # Ok::<(), GraphError>(())
 //! # }).unwrap();
-//! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
-//! #     futures::executor::block_on(f)
-//! # }
 //! ```
 
 mod builder;
+pub mod checkpoint;
+mod command;
 mod compiled;
 mod error;
+mod mermaid;
+mod message;
 mod node;
+pub mod reducer;
+mod retry;
+mod stream;
 
 pub use builder::{Route, StateGraph};
-pub use compiled::{CompiledGraph, RunConfig};
+pub use checkpoint::{
+    Checkpoint, CheckpointError, CheckpointSource, CheckpointTuple, Checkpointer, Durability,
+    InMemorySaver, PendingWrite, StateSnapshot,
+};
+pub use command::{Command, CommandGraph, Goto, Resume, Send};
+pub use compiled::{CompiledGraph, Input, RunConfig, RunOutcome};
 pub use error::GraphError;
-pub use node::{NodeError, RunContext};
+pub use message::{Message, add_messages};
+pub use node::{ErrorKind, Interrupt, NodeError, RunContext};
+pub use retry::{NodeOptions, RetryPolicy};
+pub use stream::{DebugEvent, StreamEvent, StreamMode};
 
 /// Name of the virtual entry node: `add_edge(START, "first")` sets the entry point.
 pub const START: &str = "__start__";
@@ -69,12 +89,13 @@ pub const END: &str = "__end__";
 
 /// A graph's state: a snapshot handed to nodes, and the merge of their updates.
 ///
-/// `apply` is the state's reducer: it folds one node's update into the state (overwrite a
-/// field, append to a list, …). Within a superstep, updates are applied in the order the
-/// nodes were added to the graph, so a run is deterministic whatever order nodes finish in.
-pub trait State: Clone + Send + Sync + 'static {
+/// Declare one with the [`state!`](crate::state) macro (per-field reducers, concurrent
+/// writes checked), or implement it by hand: `apply` folds one node's update into the
+/// state; `apply_step` merges all updates of one superstep, in task order (by default one
+/// `apply` after the other).
+pub trait State: Clone + std::marker::Send + Sync + 'static {
     /// What a node returns: usually a struct of optional fields, or an enum.
-    type Update: Send + 'static;
+    type Update: std::marker::Send + 'static;
 
     /// Merges one update into the state.
     ///
@@ -82,6 +103,18 @@ pub trait State: Clone + Send + Sync + 'static {
     /// [`GraphError::InvalidUpdate`] (or any other) to abort the run, e.g. when an update
     /// breaks an invariant of the state.
     fn apply(&mut self, update: Self::Update) -> Result<(), GraphError>;
+
+    /// Merges the updates of one superstep, in task order.
+    ///
+    /// # Errors
+    /// As [`State::apply`]; [`GraphError::ConcurrentUpdate`] for a field without a
+    /// reducer written twice.
+    fn apply_step(&mut self, updates: Vec<Self::Update>) -> Result<(), GraphError> {
+        for update in updates {
+            self.apply(update)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

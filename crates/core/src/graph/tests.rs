@@ -27,7 +27,7 @@ impl State for Log {
 fn say(
     word: &'static str,
 ) -> impl Fn(Log, RunContext) -> futures::future::Ready<Result<Vec<String>, NodeError>>
-+ Send
++ std::marker::Send
 + Sync
 + 'static {
     move |_, ctx| futures::future::ready(Ok(vec![format!("{}:{word}", ctx.step())]))
