@@ -10,7 +10,7 @@ use agent_runtime::{
     kafka::{self, BrokerWatch, Producer, consumer::assign_all},
     llm::LlmClient,
 };
-use rdkafka::{Message, Offset, consumer::StreamConsumer};
+use rdkafka::{Message, Offset};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -155,15 +155,14 @@ async fn follow(
     shutdown: &CancellationToken,
     apply: impl Fn(&[u8], &str, i32, i64),
 ) {
-    let consumer: StreamConsumer =
-        match assign_all(settings, topic, Offset::Beginning, SERVICE, shutdown).await {
-            Ok(Some(consumer)) => consumer,
-            Ok(None) => return,
-            Err(err) => {
-                tracing::error!(topic, error = %err, "cannot read topic for the results view");
-                return;
-            }
-        };
+    let consumer = match assign_all(settings, topic, Offset::Beginning, SERVICE, shutdown).await {
+        Ok(Some(consumer)) => consumer,
+        Ok(None) => return,
+        Err(err) => {
+            tracing::error!(topic, error = %err, "cannot read topic for the results view");
+            return;
+        }
+    };
     tracing::info!(topic, "results view reading");
     loop {
         tokio::select! {

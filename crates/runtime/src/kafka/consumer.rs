@@ -14,7 +14,7 @@ use std::{future::Future, time::Duration};
 use chrono::Utc;
 use rdkafka::{
     Message, Offset, TopicPartitionList,
-    consumer::{CommitMode, Consumer, StreamConsumer},
+    consumer::{Consumer, StreamConsumer},
     message::{Header, Headers, OwnedHeaders, OwnedMessage},
 };
 use tokio_util::sync::CancellationToken;
@@ -22,6 +22,67 @@ use tracing::Instrument;
 
 use super::{Producer, client_config};
 use crate::{Result, config::Settings};
+
+/// A consumer whose closing (librdkafka's consumer close: leave the group, final commit),
+/// which blocks until the broker answers, happens on its own thread: an unreachable broker
+/// cannot hang the task, the runtime's shutdown or the process exit that drops it.
+pub struct ClosingConsumer(Option<StreamConsumer>);
+
+impl ClosingConsumer {
+    /// Wraps `consumer`.
+    pub fn new(consumer: StreamConsumer) -> Self {
+        Self(Some(consumer))
+    }
+
+    /// Closes the consumer, waiting up to `timeout` for the close to finish; past it the
+    /// close goes on in the background.
+    pub async fn close(mut self, timeout: Duration) {
+        let Some(consumer) = self.0.take() else {
+            return;
+        };
+        let (done, finished) = tokio::sync::oneshot::channel();
+        close_in_background(consumer, Some(done));
+        if tokio::time::timeout(timeout, finished).await.is_err() {
+            tracing::warn!(
+                timeout_ms = timeout.as_millis() as u64,
+                "consumer close did not finish in time (broker unreachable?); leaving it to finish in the background"
+            );
+        }
+    }
+}
+
+fn close_in_background(consumer: StreamConsumer, done: Option<tokio::sync::oneshot::Sender<()>>) {
+    let spawned = std::thread::Builder::new()
+        .name("kafka-consumer-close".into())
+        .spawn(move || {
+            drop(consumer);
+            if let Some(done) = done {
+                let _ = done.send(());
+            }
+        });
+    if let Err(err) = spawned {
+        tracing::warn!(error = %err, "cannot spawn a thread to close the consumer");
+    }
+}
+
+impl std::ops::Deref for ClosingConsumer {
+    type Target = StreamConsumer;
+
+    fn deref(&self) -> &StreamConsumer {
+        // Only `close` and `drop` take the consumer out, and both consume `self`.
+        self.0
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("consumer already closed"))
+    }
+}
+
+impl Drop for ClosingConsumer {
+    fn drop(&mut self) {
+        if let Some(consumer) = self.0.take() {
+            close_in_background(consumer, None);
+        }
+    }
+}
 
 /// What became of one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,7 +158,11 @@ where
     F: Fn(OwnedMessage) -> Fut,
     Fut: Future<Output = Result<Outcome>>,
 {
-    let consumer = group_consumer(settings, &options.group_id, &options.client_id)?;
+    let consumer = ClosingConsumer::new(group_consumer(
+        settings,
+        &options.group_id,
+        &options.client_id,
+    )?);
     let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     tracing::info!(group = %options.group_id, topics = ?options.topics, "consumer subscribed");
@@ -136,11 +201,9 @@ where
         }
     }
 
-    if let Err(err) = consumer.commit_consumer_state(CommitMode::Sync) {
-        // Nothing stored since the last auto-commit is the usual reason.
-        tracing::debug!(error = %err, "final commit");
-    }
-    consumer.unsubscribe();
+    // Closing commits the stored offsets (auto-commit is on) and leaves the group; it
+    // runs on its own thread so an unreachable broker cannot block this task.
+    consumer.close(Duration::from_secs(10)).await;
     tracing::info!(group = %options.group_id, "consumer stopped");
     Ok(())
 }
@@ -247,19 +310,19 @@ pub async fn assign_all(
     offset: Offset,
     client_id: &str,
     shutdown: &CancellationToken,
-) -> Result<Option<StreamConsumer>> {
+) -> Result<Option<ClosingConsumer>> {
     let consumer: StreamConsumer = client_config(settings, client_id)
         // librdkafka wants a group id even for assigned partitions; nothing is committed.
         .set("group.id", format!("{client_id}-{}", uuid::Uuid::new_v4()))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
         .create()?;
-    let mut consumer = consumer;
+    let mut consumer = ClosingConsumer::new(consumer);
     loop {
         // Metadata calls block: keep them off the async workers.
         let owned_topic = topic.to_owned();
         let (back, partitions) = tokio::task::spawn_blocking(move || {
-            let partitions = partitions_of(&consumer, &owned_topic);
+            let partitions = partitions_of(&*consumer, &owned_topic);
             (consumer, partitions)
         })
         .await
