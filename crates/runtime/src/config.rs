@@ -3,19 +3,36 @@
 //! Every field of [`Settings`] is read from the environment variable of the same name in
 //! upper case (`kafka_bootstrap_servers` ← `KAFKA_BOOTSTRAP_SERVERS`); the file named by
 //! `CONFIG_FILE`, when set, may hold the same keys in lower case. A bad value stops the
-//! process with a message naming the variable. Secrets (`OPENAI_API_KEY`) are
-//! [`SecretString`]s: never logged, never returned by `/health`.
+//! process with a message naming the variable. Secrets (`OPENAI_API_KEY`,
+//! `KAFKA_SASL_PASSWORD`) are [`SecretString`]s: never logged, never returned by `/health`.
+//!
+//! Numbers and booleans are parsed from the environment's text, except in credentials and
+//! paths (`KAFKA_SASL_USERNAME`, `KAFKA_SASL_PASSWORD`, `KAFKA_SSL_CA_LOCATION`,
+//! `OPENAI_API_KEY`), which are taken as written: a password `0123` stays `0123`. An empty
+//! credential or path counts as not set.
 //!
 //! The variables of the Python system keep their meaning (`KAFKA_BOOTSTRAP_SERVERS`,
 //! `KAFKA_TOPIC`, `KAFKA_RESULTS_TOPIC`, `OPENAI_API_KEY`); the README's configuration
 //! table lists them all.
 
-use std::time::Duration;
+use std::{collections::HashMap, path::Path, time::Duration};
 
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
-use crate::{Error, Result, kafka::Topics};
+use crate::{
+    Error, Result,
+    kafka::{SaslMechanism, SecurityProtocol, Topics},
+};
+
+/// Settings read as the text given, never parsed as a number or boolean (the
+/// environment source parses `0123` as the number 123 and `TRUE` as `true`).
+const VERBATIM: [&str; 4] = [
+    "kafka_sasl_username",
+    "kafka_sasl_password",
+    "kafka_ssl_ca_location",
+    "openai_api_key",
+];
 
 /// Every setting of every service, flat, as read from the environment.
 #[derive(Debug, Clone, Deserialize)]
@@ -51,6 +68,24 @@ pub struct Settings {
     /// acknowledgement before it fails (and `POST /generate-task` answers 503); default
     /// 10000.
     pub kafka_produce_timeout_ms: u32,
+    /// `KAFKA_SECURITY_PROTOCOL`: `PLAINTEXT` (default), `SSL`, `SASL_PLAINTEXT` or
+    /// `SASL_SSL`, in any case.
+    pub kafka_security_protocol: SecurityProtocol,
+    /// `KAFKA_SASL_MECHANISM`: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`, in any case;
+    /// only with a `SASL_*` protocol, where it defaults to `SCRAM-SHA-512`
+    /// ([`Settings::sasl_mechanism`]).
+    pub kafka_sasl_mechanism: Option<SaslMechanism>,
+    /// `KAFKA_SASL_USERNAME`: required with a `SASL_*` protocol, refused without one.
+    #[serde(deserialize_with = "non_empty")]
+    pub kafka_sasl_username: Option<String>,
+    /// `KAFKA_SASL_PASSWORD` (secret): required with a `SASL_*` protocol, refused without
+    /// one.
+    #[serde(deserialize_with = "non_empty_secret")]
+    pub kafka_sasl_password: Option<SecretString>,
+    /// `KAFKA_SSL_CA_LOCATION`: a PEM CA bundle (file or directory, or librdkafka's
+    /// `probe`) to trust instead of the system's CA store; only with `SSL` or `SASL_SSL`.
+    #[serde(deserialize_with = "non_empty")]
+    pub kafka_ssl_ca_location: Option<String>,
 
     /// `OPENAI_API_KEY`: key for OpenAI or a compatible server (secret).
     pub openai_api_key: Option<SecretString>,
@@ -87,6 +122,11 @@ impl Default for Settings {
             kafka_replication_factor: 1,
             kafka_session_timeout_ms: 10_000,
             kafka_produce_timeout_ms: 10_000,
+            kafka_security_protocol: SecurityProtocol::Plaintext,
+            kafka_sasl_mechanism: None,
+            kafka_sasl_username: None,
+            kafka_sasl_password: None,
+            kafka_ssl_ca_location: None,
             openai_api_key: None,
             openai_base_url: None,
             openai_model: "gpt-4o-mini".into(),
@@ -105,7 +145,7 @@ impl Settings {
     /// [`Error::Config`] naming the variable of a value that does not parse or is out of
     /// range.
     pub fn load() -> Result<Self> {
-        Self::from_source(config::Environment::default().try_parsing(true))
+        Self::from_environment(None)
     }
 
     /// Reads the settings from the given variables only (tests and tools), on top of the
@@ -118,23 +158,36 @@ impl Settings {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        Self::from_source(
-            config::Environment::default()
-                .source(Some(map))
-                .try_parsing(true),
-        )
+        Self::from_environment(Some(map))
     }
 
-    fn from_source(env: config::Environment) -> Result<Self> {
+    /// `vars`, or the process environment when `None`.
+    fn from_environment(vars: Option<HashMap<String, String>>) -> Result<Self> {
+        let config_error =
+            |err: config::ConfigError| Error::Config(name_the_variable(&err.to_string()));
         let mut builder = config::Config::builder();
         if let Ok(path) = std::env::var("CONFIG_FILE") {
             builder = builder.add_source(config::File::with_name(&path).required(true));
         }
+        builder = builder.add_source(
+            config::Environment::default()
+                .source(vars.clone())
+                .try_parsing(true),
+        );
+        for key in VERBATIM {
+            let var = key.to_uppercase();
+            let text = match &vars {
+                Some(vars) => vars.get(&var).cloned(),
+                None => std::env::var(&var).ok(),
+            };
+            if let Some(text) = text {
+                builder = builder.set_override(key, text).map_err(config_error)?;
+            }
+        }
         let settings: Self = builder
-            .add_source(env)
             .build()
             .and_then(config::Config::try_deserialize)
-            .map_err(|err| Error::Config(name_the_variable(&err.to_string())))?;
+            .map_err(config_error)?;
         settings.validate()?;
         Ok(settings)
     }
@@ -171,6 +224,7 @@ impl Settings {
         {
             return bad("OPENAI_BASE_URL", "must start with http:// or https://");
         }
+        self.validate_kafka_security()?;
         for (var, topic) in [
             ("KAFKA_TOPIC", &self.kafka_topic),
             ("KAFKA_RESULTS_TOPIC", &self.kafka_results_topic),
@@ -186,6 +240,66 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// `KAFKA_SECURITY_PROTOCOL` and the SASL and TLS settings fit together: credentials
+    /// with `SASL_*` and only there, a CA only with TLS and only one that exists.
+    fn validate_kafka_security(&self) -> Result<()> {
+        let bad = |var: &str, why: String| Err(Error::Config(format!("{var} {why}")));
+        let protocol = self.kafka_security_protocol;
+        if protocol.is_sasl() {
+            if self.kafka_sasl_username.is_none() {
+                return bad(
+                    "KAFKA_SASL_USERNAME",
+                    format!("must be set when KAFKA_SECURITY_PROTOCOL is {protocol}"),
+                );
+            }
+            if self.kafka_sasl_password.is_none() {
+                return bad(
+                    "KAFKA_SASL_PASSWORD",
+                    format!("must be set when KAFKA_SECURITY_PROTOCOL is {protocol}"),
+                );
+            }
+        } else {
+            for (var, given) in [
+                ("KAFKA_SASL_MECHANISM", self.kafka_sasl_mechanism.is_some()),
+                ("KAFKA_SASL_USERNAME", self.kafka_sasl_username.is_some()),
+                ("KAFKA_SASL_PASSWORD", self.kafka_sasl_password.is_some()),
+            ] {
+                if given {
+                    return bad(
+                        var,
+                        format!(
+                            "is set, but KAFKA_SECURITY_PROTOCOL is {protocol}: SASL needs \
+                             SASL_PLAINTEXT or SASL_SSL"
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(ca) = &self.kafka_ssl_ca_location {
+            if !protocol.is_tls() {
+                return bad(
+                    "KAFKA_SSL_CA_LOCATION",
+                    format!(
+                        "is set, but KAFKA_SECURITY_PROTOCOL is {protocol}: a CA is used only \
+                         with SSL or SASL_SSL"
+                    ),
+                );
+            }
+            if ca != "probe" && !Path::new(ca).exists() {
+                return bad(
+                    "KAFKA_SSL_CA_LOCATION",
+                    format!("names no file or directory: {ca}"),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The SASL mechanism in force: `KAFKA_SASL_MECHANISM`, else `SCRAM-SHA-512`.
+    pub fn sasl_mechanism(&self) -> SaslMechanism {
+        self.kafka_sasl_mechanism.unwrap_or_default()
     }
 
     /// The HTTP port: `PORT`, or the service's default.
@@ -215,6 +329,18 @@ impl Settings {
             .or_else(|| self.hostname.clone())
             .unwrap_or_else(|| default.to_owned())
     }
+}
+
+/// An optional text where an empty value counts as not set.
+fn non_empty<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<String>::deserialize(deserializer)?.filter(|text| !text.is_empty()))
+}
+
+/// [`non_empty`] for a secret.
+fn non_empty_secret<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SecretString>, D::Error> {
+    Ok(non_empty(deserializer)?.map(SecretString::from))
 }
 
 /// Rewrites config's `for key "kafka_partitions"` as the variable users set.
@@ -295,5 +421,174 @@ mod tests {
         let err =
             Settings::from_vars([("OPENAI_BASE_URL", "localhost:8080")]).expect_err("no scheme");
         assert!(err.to_string().contains("OPENAI_BASE_URL"), "{err}");
+    }
+
+    const SASL: [(&str, &str); 3] = [
+        ("KAFKA_SECURITY_PROTOCOL", "SASL_SSL"),
+        ("KAFKA_SASL_USERNAME", "svc-langgraph"),
+        ("KAFKA_SASL_PASSWORD", "pa55-w0rd-secret"),
+    ];
+
+    fn config_error(vars: &[(&str, &str)]) -> String {
+        Settings::from_vars(vars.iter().copied())
+            .expect_err("an invalid combination")
+            .to_string()
+    }
+
+    #[test]
+    fn kafka_security_defaults_to_plaintext() {
+        let s = Settings::from_vars([]).expect("defaults are valid");
+        assert_eq!(s.kafka_security_protocol, SecurityProtocol::Plaintext);
+        assert_eq!(s.kafka_sasl_mechanism, None);
+        assert!(s.kafka_sasl_username.is_none() && s.kafka_sasl_password.is_none());
+        assert!(s.kafka_ssl_ca_location.is_none());
+    }
+
+    #[test]
+    fn kafka_security_names_are_read_in_any_case() {
+        let s = Settings::from_vars([
+            ("KAFKA_SECURITY_PROTOCOL", "sasl_plaintext"),
+            ("KAFKA_SASL_MECHANISM", "scram-sha-256"),
+            ("KAFKA_SASL_USERNAME", "svc"),
+            ("KAFKA_SASL_PASSWORD", "secret"),
+        ])
+        .expect("valid");
+        assert_eq!(s.kafka_security_protocol, SecurityProtocol::SaslPlaintext);
+        assert_eq!(s.sasl_mechanism(), SaslMechanism::ScramSha256);
+
+        let s = Settings::from_vars(SASL).expect("valid");
+        assert_eq!(s.kafka_sasl_mechanism, None);
+        assert_eq!(
+            s.sasl_mechanism(),
+            SaslMechanism::ScramSha512,
+            "the default"
+        );
+    }
+
+    #[test]
+    fn credentials_and_paths_are_taken_as_written() {
+        // The environment source would read these as the number 123, `true` and 1.5.
+        let s = Settings::from_vars([
+            ("KAFKA_SECURITY_PROTOCOL", "SASL_SSL"),
+            ("KAFKA_SASL_USERNAME", "TRUE"),
+            ("KAFKA_SASL_PASSWORD", "0123"),
+            ("KAFKA_SSL_CA_LOCATION", "probe"),
+            ("OPENAI_API_KEY", "1.50"),
+        ])
+        .expect("valid");
+        assert_eq!(s.kafka_sasl_username.as_deref(), Some("TRUE"));
+        let password = s
+            .kafka_sasl_password
+            .as_ref()
+            .map(ExposeSecret::expose_secret);
+        assert_eq!(password, Some("0123"));
+        let key = s.openai_api_key.as_ref().map(ExposeSecret::expose_secret);
+        assert_eq!(key, Some("1.50"));
+    }
+
+    #[test]
+    fn an_unknown_protocol_or_mechanism_names_the_variable() {
+        assert_eq!(
+            config_error(&[("KAFKA_SECURITY_PROTOCOL", "TLS")]),
+            "configuration error: KAFKA_SECURITY_PROTOCOL: must be one of PLAINTEXT, SSL, \
+             SASL_PLAINTEXT, SASL_SSL, not `TLS`"
+        );
+        let mut vars = SASL.to_vec();
+        vars.push(("KAFKA_SASL_MECHANISM", "GSSAPI"));
+        assert_eq!(
+            config_error(&vars),
+            "configuration error: KAFKA_SASL_MECHANISM: must be one of PLAIN, SCRAM-SHA-256, \
+             SCRAM-SHA-512, not `GSSAPI`"
+        );
+    }
+
+    #[test]
+    fn sasl_needs_a_username_and_a_password() {
+        assert_eq!(
+            config_error(&[("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")]),
+            "configuration error: KAFKA_SASL_USERNAME must be set when KAFKA_SECURITY_PROTOCOL \
+             is SASL_SSL"
+        );
+        assert_eq!(
+            config_error(&[
+                ("KAFKA_SECURITY_PROTOCOL", "sasl_plaintext"),
+                ("KAFKA_SASL_USERNAME", "svc"),
+                ("KAFKA_SASL_PASSWORD", ""),
+            ]),
+            "configuration error: KAFKA_SASL_PASSWORD must be set when KAFKA_SECURITY_PROTOCOL \
+             is SASL_PLAINTEXT"
+        );
+    }
+
+    #[test]
+    fn sasl_settings_without_a_sasl_protocol_are_refused() {
+        for (var, value) in [
+            ("KAFKA_SASL_MECHANISM", "PLAIN"),
+            ("KAFKA_SASL_USERNAME", "svc"),
+            ("KAFKA_SASL_PASSWORD", "pa55-w0rd-secret"),
+        ] {
+            for protocol in ["PLAINTEXT", "SSL"] {
+                let err = config_error(&[("KAFKA_SECURITY_PROTOCOL", protocol), (var, value)]);
+                assert_eq!(
+                    err,
+                    format!(
+                        "configuration error: {var} is set, but KAFKA_SECURITY_PROTOCOL is \
+                         {protocol}: SASL needs SASL_PLAINTEXT or SASL_SSL"
+                    )
+                );
+                assert!(
+                    !err.contains("pa55-w0rd-secret"),
+                    "secret in the error: {err}"
+                );
+            }
+        }
+        // Empty counts as not set (a Secret key left blank, `export VAR=`).
+        Settings::from_vars([("KAFKA_SASL_USERNAME", ""), ("KAFKA_SASL_PASSWORD", "")])
+            .expect("empty credentials are no credentials");
+    }
+
+    #[test]
+    fn a_ca_needs_tls_and_must_exist() {
+        let here = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        for protocol in ["PLAINTEXT", "SASL_PLAINTEXT"] {
+            let mut vars = SASL.to_vec();
+            vars[0] = ("KAFKA_SECURITY_PROTOCOL", protocol);
+            if protocol == "PLAINTEXT" {
+                vars.truncate(1);
+            }
+            vars.push(("KAFKA_SSL_CA_LOCATION", here));
+            assert_eq!(
+                config_error(&vars),
+                format!(
+                    "configuration error: KAFKA_SSL_CA_LOCATION is set, but \
+                     KAFKA_SECURITY_PROTOCOL is {protocol}: a CA is used only with SSL or SASL_SSL"
+                )
+            );
+        }
+        assert_eq!(
+            config_error(&[
+                ("KAFKA_SECURITY_PROTOCOL", "SSL"),
+                ("KAFKA_SSL_CA_LOCATION", "/nonexistent/ca.pem"),
+            ]),
+            "configuration error: KAFKA_SSL_CA_LOCATION names no file or directory: \
+             /nonexistent/ca.pem"
+        );
+        let s = Settings::from_vars([
+            ("KAFKA_SECURITY_PROTOCOL", "SSL"),
+            ("KAFKA_SSL_CA_LOCATION", here),
+        ])
+        .expect("an existing file");
+        assert_eq!(s.kafka_ssl_ca_location.as_deref(), Some(here));
+    }
+
+    #[test]
+    fn the_sasl_password_stays_out_of_debug() {
+        let s = Settings::from_vars(SASL).expect("valid");
+        let debug = format!("{s:?}");
+        assert!(debug.contains("svc-langgraph"), "{debug}");
+        assert!(
+            !debug.contains("pa55-w0rd-secret"),
+            "secret leaked into Debug: {debug}"
+        );
     }
 }
