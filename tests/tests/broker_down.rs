@@ -57,6 +57,19 @@ async fn without_a_broker_health_is_degraded_and_generate_task_is_503() {
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["error"]["code"], "unavailable", "{body}");
 
+    // Once the first check has failed, `/health` says why, in librdkafka's words.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, health) = get(&http, &format!("{base}/health")).await;
+        let error = health["broker"]["error"].as_str().unwrap_or_default();
+        if error.contains("Connection refused") {
+            assert!(error.contains(&bootstrap), "{error}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no reason in /health: {health}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
     // The broker comes up on that port: health recovers by itself.
     let _broker = Broker::start_on(port);
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -1,15 +1,22 @@
 //! The [`Producer`]: publish and wait for the broker's acknowledgement.
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use rdkafka::{
-    ClientConfig,
+    ClientContext,
+    client::DefaultClientContext,
+    config::RDKafkaLogLevel,
+    error::KafkaError,
     message::OwnedHeaders,
     producer::{FutureProducer, FutureRecord, Producer as _},
+    types::RDKafkaErrorCode,
 };
 use serde::Serialize;
 
-use super::{CloudEvent, client_config};
+use super::{CloudEvent, SecurityProtocol, client_config};
 use crate::{Error, Result, config::Settings};
 
 /// Where the broker stored a message.
@@ -29,8 +36,53 @@ pub struct Delivery {
 /// Cheap to clone; one per process is enough.
 #[derive(Clone)]
 pub struct Producer {
-    inner: FutureProducer,
+    inner: FutureProducer<BrokerErrors>,
     timeout: Duration,
+    last_error: LastError,
+    bootstrap: String,
+    security_protocol: SecurityProtocol,
+}
+
+/// The reason librdkafka last gave for a broker error, shared with the client context.
+type LastError = Arc<Mutex<Option<String>>>;
+
+/// The producer's client context: logs as the default context does, and keeps the
+/// reason of the last broker failure librdkafka reported (`sasl_ssl://host:9092/bootstrap:
+/// SSL handshake failed: …`, `… Connection setup timed out in state SSL_HANDSHAKE`,
+/// `… SASL authentication error: …`) for `/health`.
+struct BrokerErrors {
+    last_error: LastError,
+}
+
+impl BrokerErrors {
+    fn remember(&self, reason: &str) {
+        if let Ok(mut slot) = self.last_error.lock() {
+            *slot = Some(reason.to_owned());
+        }
+    }
+}
+
+impl ClientContext for BrokerErrors {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        // Some failures (a connection-setup timeout) are only logged, not reported as errors.
+        if fac == "FAIL" {
+            // "[thrd:sasl_ssl://host:9092/bootstrap]: sasl_ssl://host:9092/bootstrap: …"
+            let reason = match log_message.split_once("]: ") {
+                Some((thread, rest)) if thread.starts_with("[thrd:") => rest,
+                _ => log_message,
+            };
+            self.remember(reason);
+        }
+        DefaultClientContext.log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // "1/1 brokers are down" follows every failure and would hide its reason.
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.remember(reason);
+        }
+        DefaultClientContext.error(error, reason);
+    }
 }
 
 impl Producer {
@@ -39,25 +91,31 @@ impl Producer {
     /// # Errors
     /// [`Error::Kafka`] when librdkafka rejects the configuration.
     pub fn new(settings: &Settings, client_id: &str) -> Result<Self> {
-        let timeout = Duration::from_millis(u64::from(settings.kafka_produce_timeout_ms));
-        Self::from_config(
-            client_config(settings, client_id)
-                .set("acks", "all")
-                .set("enable.idempotence", "true")
-                .set("linger.ms", "5")
-                // A message not acknowledged in time fails its delivery future.
-                .set(
-                    "message.timeout.ms",
-                    settings.kafka_produce_timeout_ms.to_string(),
-                ),
-            timeout,
-        )
-    }
-
-    fn from_config(config: &ClientConfig, timeout: Duration) -> Result<Self> {
+        let last_error = LastError::default();
+        let mut config = client_config(settings, client_id);
+        config
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            // A message not acknowledged in time fails its delivery future.
+            .set(
+                "message.timeout.ms",
+                settings.kafka_produce_timeout_ms.to_string(),
+            );
+        // Connection failures are logged as warnings: let them reach `BrokerErrors` even
+        // when the log filter shows errors only (the `log` crate still filters the output).
+        if (config.log_level as i32) < RDKafkaLogLevel::Warning as i32 {
+            config.set_log_level(RDKafkaLogLevel::Warning);
+        }
+        let inner = config.create_with_context(BrokerErrors {
+            last_error: Arc::clone(&last_error),
+        })?;
         Ok(Self {
-            inner: config.create()?,
-            timeout,
+            inner,
+            timeout: Duration::from_millis(u64::from(settings.kafka_produce_timeout_ms)),
+            last_error,
+            bootstrap: settings.kafka_bootstrap_servers.clone(),
+            security_protocol: settings.kafka_security_protocol,
         })
     }
 
@@ -120,6 +178,21 @@ impl Producer {
     /// [`Error::Kafka`] when the broker does not answer in time.
     pub fn probe(&self, timeout: Duration) -> Result<()> {
         self.inner.client().fetch_metadata(None, timeout)?;
+        if let Ok(mut slot) = self.last_error.lock() {
+            *slot = None;
+        }
         Ok(())
+    }
+
+    /// The reason librdkafka gave for its last broker error since the last successful
+    /// [`Producer::probe`]: why a broker cannot be reached (refused connection, failed TLS
+    /// handshake, failed authentication). librdkafka puts no credential in it.
+    pub fn last_broker_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|slot| slot.clone())
+    }
+
+    /// `KAFKA_BOOTSTRAP_SERVERS` and `KAFKA_SECURITY_PROTOCOL`, for log lines.
+    pub fn brokers(&self) -> (&str, SecurityProtocol) {
+        (&self.bootstrap, self.security_protocol)
     }
 }

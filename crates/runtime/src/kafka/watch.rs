@@ -15,7 +15,8 @@ use super::Producer;
 pub struct BrokerStatus {
     /// The broker answered a metadata request at the last check.
     pub reachable: bool,
-    /// Why not, when not.
+    /// Why not, when not: the probe's error, then librdkafka's last reason (refused
+    /// connection, failed TLS handshake or authentication) once it has given one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -40,7 +41,9 @@ impl BrokerWatch {
         };
         let status = Arc::clone(&watch.status);
         tokio::spawn(async move {
-            let mut was_reachable = None;
+            // Logged when reachability changes, and again when librdkafka first says why
+            // the broker is unreachable (a refused TLS handshake takes a connection timeout).
+            let mut logged = None;
             loop {
                 let probe = producer.clone();
                 let checked = tokio::task::spawn_blocking(move || {
@@ -50,18 +53,27 @@ impl BrokerWatch {
                 })
                 .await
                 .unwrap_or_else(|err| Err(err.to_string()));
+                let reason = producer.last_broker_error();
                 let now = BrokerStatus {
                     reachable: checked.is_ok(),
-                    error: checked.err(),
+                    error: checked.err().map(|error| match &reason {
+                        Some(reason) => format!("{error}; librdkafka: {reason}"),
+                        None => error,
+                    }),
                 };
-                if was_reachable != Some(now.reachable) {
+                let state = (now.reachable, !now.reachable && reason.is_some());
+                if logged != Some(state) {
+                    let (bootstrap, security_protocol) = producer.brokers();
                     match &now.error {
-                        None => tracing::info!("broker reachable"),
-                        Some(error) => {
-                            tracing::warn!(error = %error, "broker unreachable; health is degraded")
-                        }
+                        None => tracing::info!(bootstrap, %security_protocol, "broker reachable"),
+                        Some(error) => tracing::warn!(
+                            bootstrap,
+                            %security_protocol,
+                            error = %error,
+                            "broker unreachable; health is degraded"
+                        ),
                     }
-                    was_reachable = Some(now.reachable);
+                    logged = Some(state);
                 }
                 if let Ok(mut slot) = status.write() {
                     *slot = now;
