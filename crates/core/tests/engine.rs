@@ -760,10 +760,14 @@ async fn a_corrupt_or_incompatible_checkpoint_is_a_clear_error() {
     app.invoke_with(Doc::default(), thread.clone())
         .await
         .expect("runs");
-    saver.corrupt("c", b"not json".to_vec());
+    saver.tamper("c", |c| c.state = serde_json::json!("not a Doc"));
     let err = app.get_state(&thread).await.expect_err("corrupt");
-    assert!(err.to_string().starts_with("corrupt checkpoint:"), "{err}");
-    saver.corrupt("c", br#"{"v": 99}"#.to_vec());
+    assert!(
+        err.to_string()
+            .starts_with("corrupt checkpoint: state of checkpoint"),
+        "{err}"
+    );
+    saver.tamper("c", |c| c.v = 99);
     let err = app
         .invoke_with(Command::default(), thread)
         .await

@@ -200,14 +200,15 @@ pub trait Checkpointer: Send + Sync {
 
 #[derive(Default)]
 struct Thread {
-    /// Encoded checkpoints, oldest first.
-    checkpoints: Vec<(String, Vec<u8>)>,
+    /// Checkpoints, oldest first.
+    checkpoints: Vec<Checkpoint>,
     writes: HashMap<String, Vec<PendingWrite>>,
 }
 
 /// A [`Checkpointer`] in memory (LangGraph's `InMemorySaver`): for tests, and for runs
-/// that must survive an interrupt but not the process. Stores the encoded bytes, as a
-/// database would. Cheap to clone; clones share the store.
+/// that must survive an interrupt but not the process. Keeps the checkpoints as values
+/// (no byte encoding) but checks their format version on load, as a database-backed
+/// saver does. Cheap to clone; clones share the store.
 #[derive(Clone, Default)]
 pub struct InMemorySaver {
     threads: Arc<Mutex<HashMap<String, Thread>>>,
@@ -230,14 +231,15 @@ impl InMemorySaver {
         f(&mut threads)
     }
 
-    /// Overwrites the stored bytes of a checkpoint (tests of corrupt data).
-    pub fn corrupt(&self, thread_id: &str, bytes: Vec<u8>) {
+    /// Edits the newest stored checkpoint of `thread_id` in place (tests of corrupt or
+    /// incompatible data).
+    pub fn tamper(&self, thread_id: &str, edit: impl FnOnce(&mut Checkpoint)) {
         let _ = self.with(|threads| {
             if let Some(last) = threads
                 .get_mut(thread_id)
                 .and_then(|t| t.checkpoints.last_mut())
             {
-                last.1 = bytes;
+                edit(last);
             }
             Ok(())
         });
@@ -250,15 +252,13 @@ impl Checkpointer for InMemorySaver {
         thread_id: &str,
         checkpoint: Checkpoint,
     ) -> BoxFuture<'static, Result<(), CheckpointError>> {
-        let result = checkpoint.encode().and_then(|bytes| {
-            self.with(|threads| {
-                threads
-                    .entry(thread_id.to_owned())
-                    .or_default()
-                    .checkpoints
-                    .push((checkpoint.id.clone(), bytes));
-                Ok(())
-            })
+        let result = self.with(|threads| {
+            threads
+                .entry(thread_id.to_owned())
+                .or_default()
+                .checkpoints
+                .push(checkpoint);
+            Ok(())
         });
         Box::pin(futures::future::ready(result))
     }
@@ -295,14 +295,18 @@ impl Checkpointer for InMemorySaver {
                 return Ok(None);
             };
             let found = match checkpoint_id {
-                Some(id) => thread.checkpoints.iter().rev().find(|(cid, _)| cid == id),
+                Some(id) => thread.checkpoints.iter().rev().find(|c| c.id == id),
                 None => thread.checkpoints.last(),
             };
             match found {
                 None => Ok(None),
-                Some((id, bytes)) => Ok(Some(CheckpointTuple {
-                    checkpoint: Checkpoint::decode(bytes)?,
-                    pending_writes: thread.writes.get(id).cloned().unwrap_or_default(),
+                Some(checkpoint) => Ok(Some(CheckpointTuple {
+                    checkpoint: checked(checkpoint)?,
+                    pending_writes: thread
+                        .writes
+                        .get(&checkpoint.id)
+                        .cloned()
+                        .unwrap_or_default(),
                 })),
             }
         });
@@ -323,10 +327,22 @@ impl Checkpointer for InMemorySaver {
                 .iter()
                 .rev()
                 .take(limit.unwrap_or(usize::MAX))
-                .map(|(_, bytes)| Checkpoint::decode(bytes))
+                .map(checked)
                 .collect()
         });
         Box::pin(futures::future::ready(result))
+    }
+}
+
+/// A copy of `checkpoint` if this build reads its format version.
+fn checked(checkpoint: &Checkpoint) -> Result<Checkpoint, CheckpointError> {
+    if checkpoint.v == CHECKPOINT_VERSION {
+        Ok(checkpoint.clone())
+    } else {
+        Err(CheckpointError::Incompatible {
+            found: checkpoint.v,
+            expected: CHECKPOINT_VERSION,
+        })
     }
 }
 

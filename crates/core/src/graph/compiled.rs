@@ -230,7 +230,8 @@ struct Cursor<S: State> {
     done: HashMap<String, Command<S>>,
     step: usize,
     checkpoint_id: Option<String>,
-    path: Vec<String>,
+    /// The nodes run, step by step (for the recursion-limit error).
+    path: Vec<Vec<usize>>,
     /// Interrupts recorded against the checkpoint resumed from.
     pending_interrupts: Vec<Interrupt>,
 }
@@ -338,23 +339,30 @@ impl<S: State> CompiledGraph<S> {
         > = None;
 
         while !cursor.tasks.is_empty() {
-            cursor.path.push(
-                cursor
-                    .tasks
-                    .iter()
-                    .map(|t| spec.names[t.node].as_ref())
-                    .collect::<Vec<_>>()
-                    .join("|"),
-            );
+            cursor
+                .path
+                .push(cursor.tasks.iter().map(|t| t.node).collect());
             if cursor.step >= config.recursion_limit {
                 return Err(GraphError::RecursionLimit {
                     limit: config.recursion_limit,
-                    path: cursor.path,
+                    path: cursor
+                        .path
+                        .iter()
+                        .map(|step| {
+                            step.iter()
+                                .map(|&i| spec.names[i].as_ref())
+                                .collect::<Vec<_>>()
+                                .join("|")
+                        })
+                        .collect(),
                 });
             }
             let step = cursor.step;
-            let runs = cursor.tasks.iter().map(|task| {
-                if let Some(done) = cursor.done.remove(&task.id) {
+            let keep_args = saving.is_some();
+            let runs = cursor.tasks.iter_mut().map(|task| {
+                if !cursor.done.is_empty()
+                    && let Some(done) = cursor.done.remove(&task.id)
+                {
                     return futures::future::ready(Ok(done)).boxed();
                 }
                 let ctx = RunContext {
@@ -363,15 +371,35 @@ impl<S: State> CompiledGraph<S> {
                     thread_id: thread_id.clone(),
                     task_id: Arc::from(task.id.as_str()),
                     attempt: 1,
-                    resumes: Arc::from(cursor.resumes.get(&task.id).cloned().unwrap_or_default()),
-                    interrupts_seen: Arc::new(AtomicUsize::new(0)),
+                    resumes: cursor
+                        .resumes
+                        .get(&task.id)
+                        .map(|r| Arc::from(r.as_slice())),
+                    interrupts_seen: AtomicUsize::new(0),
                     emitter: emitter.clone(),
                 };
-                let input = task.arg.clone().unwrap_or_else(|| cursor.state.clone());
-                let span = tracing::debug_span!("graph.node", node = %spec.names[task.node], step, task_id = %task.id);
-                run_task(spec, task.node, input, ctx, sink.clone()).instrument(span).boxed()
+                // Without a checkpointer nothing needs a task's input after it ran.
+                let input = match &mut task.arg {
+                    Some(_) if !keep_args => {
+                        task.arg.take().unwrap_or_else(|| cursor.state.clone())
+                    }
+                    Some(arg) => arg.clone(),
+                    None => cursor.state.clone(),
+                };
+                run_task(spec, task.node, input, ctx, sink.clone())
             });
-            let ran = join_all(runs);
+            let ran = async move {
+                let mut runs: Vec<_> = runs.collect();
+                if runs.len() == 1 {
+                    let only = runs.pop();
+                    match only {
+                        Some(run) => vec![run.await],
+                        None => Vec::new(),
+                    }
+                } else {
+                    join_all(runs).await
+                }
+            };
             let outputs = match pending_save.take() {
                 Some(save) => {
                     let (saved, outputs) = futures::join!(save, ran);
@@ -477,7 +505,16 @@ impl<S: State> CompiledGraph<S> {
             cursor.state.apply_step(updates).map_err(|err| match err {
                 GraphError::InvalidUpdate { node, reason } if node.is_empty() => {
                     GraphError::InvalidUpdate {
-                        node: cursor.path.last().cloned().unwrap_or_default(),
+                        node: cursor
+                            .path
+                            .last()
+                            .map(|step| {
+                                step.iter()
+                                    .map(|&i| spec.names[i].as_ref())
+                                    .collect::<Vec<_>>()
+                                    .join("|")
+                            })
+                            .unwrap_or_default(),
                         reason,
                     }
                 }
@@ -870,7 +907,29 @@ impl<S: State> CompiledGraph<S> {
 }
 
 /// Runs one task under its node's retry policy and timeout, reporting debug events.
-async fn run_task<S: State>(
+/// Runs one task: straight when the node has no retry policy or timeout and nobody
+/// streams debug events; otherwise under its policy, reporting debug events.
+fn run_task<'a, S: State>(
+    spec: &'a Spec<S>,
+    node: usize,
+    input: S,
+    ctx: RunContext,
+    sink: Option<StreamSink<S>>,
+) -> futures::future::BoxFuture<'a, TaskResult<S>> {
+    let options = &spec.options[node];
+    let plain = options.retry.is_none()
+        && options.timeout.is_none()
+        && sink.as_ref().is_none_or(|s| !s.debugging());
+    if plain && !tracing::enabled!(tracing::Level::DEBUG) {
+        return (spec.nodes[node])(input, ctx);
+    }
+    let span = tracing::debug_span!("graph.node", node = %spec.names[node], step = ctx.step, task_id = %ctx.task_id);
+    run_task_with_options(spec, node, input, ctx, sink)
+        .instrument(span)
+        .boxed()
+}
+
+async fn run_task_with_options<S: State>(
     spec: &Spec<S>,
     node: usize,
     input: S,
@@ -881,7 +940,7 @@ async fn run_task<S: State>(
     let mut attempt = 1;
     loop {
         ctx.attempt = attempt;
-        ctx.interrupts_seen = Arc::new(AtomicUsize::new(0));
+        ctx.interrupts_seen = AtomicUsize::new(0);
         if let Some(sink) = &sink {
             sink.debug(DebugEvent::TaskStart {
                 step: ctx.step,

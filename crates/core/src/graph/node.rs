@@ -169,16 +169,31 @@ pub struct Interrupt {
 pub(crate) type Emitter = Arc<dyn Fn(&str, Value) + Send + Sync>;
 
 /// What a node knows of the run it is part of, and its handles on the engine.
-#[derive(Clone)]
 pub struct RunContext {
     pub(crate) node: Arc<str>,
     pub(crate) step: usize,
     pub(crate) thread_id: Option<Arc<str>>,
     pub(crate) task_id: Arc<str>,
     pub(crate) attempt: u32,
-    pub(crate) resumes: Arc<[Value]>,
-    pub(crate) interrupts_seen: Arc<AtomicUsize>,
+    /// Resume values for this task's interrupts, in call order (none: `None`).
+    pub(crate) resumes: Option<Arc<[Value]>>,
+    pub(crate) interrupts_seen: AtomicUsize,
     pub(crate) emitter: Option<Emitter>,
+}
+
+impl Clone for RunContext {
+    fn clone(&self) -> Self {
+        Self {
+            node: Arc::clone(&self.node),
+            step: self.step,
+            thread_id: self.thread_id.clone(),
+            task_id: Arc::clone(&self.task_id),
+            attempt: self.attempt,
+            resumes: self.resumes.clone(),
+            interrupts_seen: AtomicUsize::new(self.interrupts_seen.load(Ordering::SeqCst)),
+            emitter: self.emitter.clone(),
+        }
+    }
 }
 
 impl fmt::Debug for RunContext {
@@ -202,8 +217,8 @@ impl RunContext {
             thread_id: None,
             task_id: Arc::from(format!("0:{node}:0")),
             attempt: 1,
-            resumes: Arc::from(Vec::new()),
-            interrupts_seen: Arc::new(AtomicUsize::new(0)),
+            resumes: None,
+            interrupts_seen: AtomicUsize::new(0),
             emitter: None,
         }
     }
@@ -252,7 +267,7 @@ impl RunContext {
     /// The interrupt signal itself, when no resume value is available yet.
     pub fn interrupt(&self, value: impl Into<Value>) -> Result<Value, NodeError> {
         let n = self.interrupts_seen.fetch_add(1, Ordering::SeqCst);
-        match self.resumes.get(n) {
+        match self.resumes.as_ref().and_then(|r| r.get(n)) {
             Some(resume) => Ok(resume.clone()),
             None => Err(NodeError::interrupt(Interrupt {
                 id: format!("{}#{n}", self.task_id),

@@ -115,6 +115,10 @@ impl<S: State> StreamSink<S> {
         }
     }
 
+    pub(crate) fn debugging(&self) -> bool {
+        self.debug
+    }
+
     pub(crate) fn emitter(&self) -> Option<Emitter> {
         self.custom.clone()
     }
