@@ -13,9 +13,13 @@
 //!   output under a JSON Schema, timeouts, retries and token usage.
 //! - [`http`]: [`ApiError`](http::ApiError) with JSON bodies, the JSON extractor,
 //!   health routes and the tower layers every service uses.
+//! - [`checkpoint`]: [`PostgresSaver`](checkpoint::PostgresSaver), the graph engine's
+//!   checkpointer in PostgreSQL (sqlx, migrations in `migrations/`, state stored as
+//!   content-addressed blobs so unchanged fields are not copied at every superstep).
 //! - [`shutdown`]: one `CancellationToken` fired by SIGTERM or Ctrl-C.
 //! - [`error`]: the crate's [`Error`] and [`Result`].
 
+pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod http;
