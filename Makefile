@@ -66,6 +66,10 @@ test-k8s-check: ## prove k8s-check fails on planted bugs (broken template, bad v
 	@scripts/test-k8s-check.sh
 
 
+.PHONY: bench
+bench: ## graph-engine benches next to LangGraph's baseline, measured in the same run
+	@scripts/bench.sh
+
 # ---------------------------------------------------------------- images and cluster
 .PHONY: build
 build: ## build the three images: $(REGISTRY)/langgraph-kafka/<service>:$(TAG)

@@ -202,3 +202,55 @@ async fn an_invalid_draft_is_re_asked_and_the_valid_one_published() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["task"]["task_name"], "Project help");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_solver_checkpoints_each_task_in_postgres() {
+    use agent_core::graph::Checkpointer;
+    use agent_runtime::checkpoint::PostgresSaver;
+
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let saver = match PostgresSaver::connect(&url).await {
+        Ok(saver) => saver,
+        Err(err) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("no PostgreSQL for the checkpointer test (CI=true): {err}")
+        }
+        Err(err) => {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n*** SKIPPED: no PostgreSQL ({err}); set DATABASE_URL ***\n"
+            );
+            return;
+        }
+    };
+    let broker = Broker::start();
+    let llm = LlmStandIn::healthy().await;
+    let system = System::start(
+        &broker.bootstrap(),
+        &llm.base_url(),
+        &[("CHECKPOINTER", "postgres"), ("DATABASE_URL", url.as_str())],
+    )
+    .await;
+    let (_, health) = system.get_json(&format!("{}/health", system.solver)).await;
+    assert_eq!(health["checkpointer"], "postgres", "{health}");
+
+    let (status, body) = system
+        .post_json(
+            &format!("{}/generate-task", system.generator),
+            &json!({"conversation_history": "User: I need help with my project"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let task_id = body["task_id"].as_str().expect("task_id").to_owned();
+    let view = system.wait_for_result(&task_id, RESULT_TIMEOUT).await;
+    assert_eq!(view["status"], "completed", "{view}");
+
+    // Thread id = task id: the input and one checkpoint per superstep (plan, solve, format).
+    let history = saver.list(&task_id, None).await.expect("history");
+    assert_eq!(history.len(), 4, "{history:?}");
+    assert!(
+        history[0].next.is_empty(),
+        "the newest checkpoint is the finished run"
+    );
+}

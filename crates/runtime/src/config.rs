@@ -100,6 +100,17 @@ pub struct Settings {
     /// honouring `Retry-After`); default 3.
     pub openai_max_retries: u32,
 
+    /// `DISABLECHECKPOINTER`: `true` runs the solver graph without checkpoints (the
+    /// Python system's switch); default `false`.
+    pub disablecheckpointer: bool,
+    /// `CHECKPOINTER`: where the solver checkpoints each task's graph — `memory`
+    /// (default; survives retries within the process) or `postgres` (survives crashes;
+    /// needs `DATABASE_URL`).
+    pub checkpointer: String,
+    /// `DATABASE_URL`: PostgreSQL for `CHECKPOINTER=postgres`, e.g.
+    /// `postgres://user:password@host:5432/db` (secret).
+    pub database_url: Option<SecretString>,
+
     /// `SOLVER_ID`: this solver's name in results; default `$HOSTNAME` or `task-solver`.
     pub solver_id: Option<String>,
     /// `HOSTNAME`: set by Kubernetes to the pod name.
@@ -132,6 +143,9 @@ impl Default for Settings {
             openai_model: "gpt-4o-mini".into(),
             openai_timeout_secs: 60,
             openai_max_retries: 3,
+            disablecheckpointer: false,
+            checkpointer: "memory".into(),
+            database_url: None,
             solver_id: None,
             hostname: None,
         }
@@ -198,6 +212,15 @@ impl Settings {
     /// [`Error::Config`] naming the variable.
     pub fn validate(&self) -> Result<()> {
         let bad = |var: &str, why: &str| Err(Error::Config(format!("{var} {why}")));
+        if !matches!(self.checkpointer.as_str(), "memory" | "postgres") {
+            return bad("CHECKPOINTER", "must be `memory` or `postgres`");
+        }
+        if self.checkpointer == "postgres"
+            && !self.disablecheckpointer
+            && self.database_url.is_none()
+        {
+            return bad("DATABASE_URL", "must be set when CHECKPOINTER=postgres");
+        }
         if !matches!(self.log_format.as_str(), "pretty" | "json") {
             return bad("LOG_FORMAT", "must be `pretty` or `json`");
         }
@@ -411,6 +434,18 @@ mod tests {
         assert!(err.to_string().contains("KAFKA_PARTITIONS"), "{err}");
         let err = Settings::from_vars([("PORT", "70000")]).expect_err("out of range");
         assert!(err.to_string().contains("PORT"), "{err}");
+        let err = Settings::from_vars([("CHECKPOINTER", "redis")]).expect_err("bad choice");
+        assert_eq!(
+            err.to_string(),
+            "configuration error: CHECKPOINTER must be `memory` or `postgres`"
+        );
+        let err = Settings::from_vars([("CHECKPOINTER", "postgres")]).expect_err("no URL");
+        assert_eq!(
+            err.to_string(),
+            "configuration error: DATABASE_URL must be set when CHECKPOINTER=postgres"
+        );
+        let s = Settings::from_vars([("DISABLECHECKPOINTER", "true")]).expect("valid");
+        assert!(s.disablecheckpointer);
         let err = Settings::from_vars([("LOG_FORMAT", "xml")]).expect_err("bad choice");
         assert_eq!(
             err.to_string(),

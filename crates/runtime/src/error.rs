@@ -12,6 +12,10 @@ pub enum Error {
     /// The LLM request failed after its retries.
     #[error("LLM error: {0}")]
     Llm(String),
+    /// The model server did not answer within `OPENAI_TIMEOUT_SECS` (not retried by the
+    /// client: a graph retry policy may try again).
+    #[error("LLM error: {0}")]
+    LlmTimeout(String),
     /// The LLM answered, but not in the shape asked for (not JSON, cut off, empty).
     /// Asking again may help.
     #[error("unusable LLM answer: {0}")]
@@ -29,3 +33,15 @@ pub enum Error {
 
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// This error as a graph-node error: a timeout is transient (a node retry policy may
+    /// try again), anything else permanent (the client already retried 429s, 5xx and
+    /// connection errors).
+    pub fn into_node_error(self) -> agent_core::graph::NodeError {
+        match self {
+            Self::LlmTimeout(_) => agent_core::graph::NodeError::transient(self),
+            other => agent_core::graph::NodeError::permanent(other),
+        }
+    }
+}

@@ -15,7 +15,10 @@
 use std::sync::Arc;
 
 use agent_core::{
-    graph::{CompiledGraph, END, GraphError, NodeError, RunContext, START, State, StateGraph},
+    graph::{
+        CompiledGraph, END, GraphError, NodeError, RetryPolicy, RunContext, START, State,
+        StateGraph,
+    },
     task::{Task, TaskDraft, TokenUsage, llm_task_schema},
 };
 use agent_runtime::{
@@ -203,7 +206,17 @@ pub fn graph(deps: Deps) -> Result<CompiledGraph<GenerationState>, GraphError> {
             },
             [("valid", "publish"), ("retry", "draft"), ("give_up", END)],
         )
-        .add_edge("publish", END);
+        .add_edge("publish", END)
+        // The client already retries 429s, 5xx and connection errors; a request that
+        // timed out is tried once more.
+        .retry_policy(
+            "draft",
+            RetryPolicy {
+                max_attempts: 2,
+                initial_interval: std::time::Duration::from_secs(1),
+                ..RetryPolicy::default()
+            },
+        );
     g.compile()
 }
 
@@ -272,7 +285,10 @@ async fn draft(llm: &LlmClient, s: &GenerationState) -> Result<GenerationUpdate,
                 TokenUsage::default(),
             ))
         }
-        Err(err) => Err(GenerationError::Llm(err.to_string()).into()),
+        Err(err @ agent_runtime::Error::LlmTimeout(_)) => {
+            Err(NodeError::transient(GenerationError::Llm(err.to_string())))
+        }
+        Err(err) => Err(NodeError::permanent(GenerationError::Llm(err.to_string()))),
     }
 }
 
@@ -310,7 +326,7 @@ async fn publish(deps: &Deps, s: &GenerationState) -> Result<GenerationUpdate, N
         .producer
         .send_json(&deps.events_topic, &task.task_id.to_string(), task, &event)
         .await
-        .map_err(|err| GenerationError::Publish(err.to_string()))?;
+        .map_err(|err| NodeError::permanent(GenerationError::Publish(err.to_string())))?;
     tracing::info!(
         topic = %delivery.topic,
         partition = delivery.partition,

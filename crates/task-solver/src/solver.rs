@@ -4,19 +4,23 @@
 //! and answer; `format` assembles the result text. Any LLM failure fails the run with the
 //! reason, which the worker turns into a `failed` result.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use agent_core::{
-    graph::{CompiledGraph, END, GraphError, NodeError, RunContext, START, State, StateGraph},
+    graph::{
+        Checkpointer, CompiledGraph, END, GraphError, NodeError, RetryPolicy, RunContext, START,
+        State, StateGraph,
+    },
     task::{Task, TokenUsage},
 };
 use agent_runtime::llm::{ChatMessage, LlmClient};
+use serde::{Deserialize, Serialize};
 
 const PLAN_MAX_TOKENS: u32 = 128;
 const SOLVE_MAX_TOKENS: u32 = 320;
 
 /// The solver graph's state.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SolverState {
     /// The task (input).
     pub task: Task,
@@ -44,7 +48,7 @@ impl SolverState {
 }
 
 /// One node's contribution.
-#[derive(Debug)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SolverUpdate {
     /// `plan` answered.
     Planned(String, TokenUsage),
@@ -81,11 +85,25 @@ fn describe(task: &Task) -> String {
     text
 }
 
-/// Builds the solver graph over `llm`.
+/// Retries of an LLM node: the client already retries 429s, 5xx and connection errors,
+/// so the graph retries what it does not — a request that timed out — once more.
+fn llm_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 2,
+        initial_interval: Duration::from_secs(1),
+        ..RetryPolicy::default()
+    }
+}
+
+/// Builds the solver graph over `llm`, checkpointed by `checkpointer` when given (thread
+/// id = task id, so a redelivered task resumes where it stopped).
 ///
 /// # Errors
 /// [`GraphError`] if the graph does not compile (a bug caught by the tests).
-pub fn graph(llm: LlmClient) -> Result<CompiledGraph<SolverState>, GraphError> {
+pub fn graph(
+    llm: LlmClient,
+    checkpointer: Option<Arc<dyn Checkpointer>>,
+) -> Result<CompiledGraph<SolverState>, GraphError> {
     let llm = Arc::new(llm);
     let mut g = StateGraph::new();
     let l = Arc::clone(&llm);
@@ -98,7 +116,10 @@ pub fn graph(llm: LlmClient) -> Result<CompiledGraph<SolverState>, GraphError> {
                 ),
                 ChatMessage::user(describe(&s.task)),
             ];
-            let answer = llm.chat(&messages, PLAN_MAX_TOKENS).await?;
+            let answer = llm
+                .chat(&messages, PLAN_MAX_TOKENS)
+                .await
+                .map_err(agent_runtime::Error::into_node_error)?;
             Ok::<_, NodeError>(SolverUpdate::Planned(answer.content, answer.usage))
         }
     });
@@ -113,7 +134,10 @@ pub fn graph(llm: LlmClient) -> Result<CompiledGraph<SolverState>, GraphError> {
                 ),
                 ChatMessage::user(format!("{}\n\nPlan:\n{plan}", describe(&s.task))),
             ];
-            let answer = llm.chat(&messages, SOLVE_MAX_TOKENS).await?;
+            let answer = llm
+                .chat(&messages, SOLVE_MAX_TOKENS)
+                .await
+                .map_err(agent_runtime::Error::into_node_error)?;
             Ok::<_, NodeError>(SolverUpdate::Solved(answer.content, answer.usage))
         }
     });
@@ -124,6 +148,11 @@ pub fn graph(llm: LlmClient) -> Result<CompiledGraph<SolverState>, GraphError> {
     g.add_edge(START, "plan")
         .add_edge("plan", "solve")
         .add_edge("solve", "format")
-        .add_edge("format", END);
-    g.compile()
+        .add_edge("format", END)
+        .retry_policy("plan", llm_retry())
+        .retry_policy("solve", llm_retry());
+    match checkpointer {
+        Some(saver) => g.compile_with_checkpointer(saver),
+        None => g.compile(),
+    }
 }

@@ -1,6 +1,10 @@
 //! Wiring: [`App::build`] and [`App::run_until_stopped`].
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use agent_core::graph::{Checkpointer, InMemorySaver};
+use agent_runtime::checkpoint::PostgresSaver;
+use secrecy::ExposeSecret;
 
 use agent_runtime::{
     Result,
@@ -52,9 +56,13 @@ impl App {
                 "llm_endpoint": llm.endpoint(),
                 "consumer_group": CONSUMER_GROUP,
                 "solver_id": solver_id,
+                "checkpointer": if settings.disablecheckpointer { "disabled" } else { settings.checkpointer.as_str() },
             }),
         );
-        let graph = solver::graph(llm).map_err(|err| agent_runtime::Error::Task(err.into()))?;
+        let (checkpointer, memory_saver) = checkpointer(&settings).await?;
+        let checkpointed = checkpointer.is_some();
+        let graph = solver::graph(llm, checkpointer)
+            .map_err(|err| agent_runtime::Error::Task(err.into()))?;
         let router = http::with_common_layers(health_routes(health), Duration::from_secs(10));
         let listener = http::bind(&settings.bind_address, settings.port_or(DEFAULT_PORT)).await?;
         Ok(Self {
@@ -66,6 +74,8 @@ impl App {
                 producer,
                 results_topic: topics.results,
                 solver_id,
+                checkpointed,
+                memory_saver,
             },
             watch_stop,
         })
@@ -125,5 +135,36 @@ impl App {
         }
         tracing::info!("task-solver stopped");
         outcome
+    }
+}
+
+/// The solver graph's checkpointer from `DISABLECHECKPOINTER`, `CHECKPOINTER` and
+/// `DATABASE_URL`; the in-memory one is also returned to drop finished threads.
+async fn checkpointer(
+    settings: &Settings,
+) -> Result<(Option<Arc<dyn Checkpointer>>, Option<InMemorySaver>)> {
+    if settings.disablecheckpointer {
+        return Ok((None, None));
+    }
+    match settings.checkpointer.as_str() {
+        "postgres" => {
+            let url = settings.database_url.as_ref().ok_or_else(|| {
+                agent_runtime::Error::Config(
+                    "DATABASE_URL must be set when CHECKPOINTER=postgres".into(),
+                )
+            })?;
+            let saver = PostgresSaver::connect(url.expose_secret())
+                .await
+                .map_err(|err| {
+                    agent_runtime::Error::Config(format!(
+                        "DATABASE_URL: cannot use the checkpoint database: {err}"
+                    ))
+                })?;
+            Ok((Some(Arc::new(saver)), None))
+        }
+        _ => {
+            let saver = InMemorySaver::new();
+            Ok((Some(Arc::new(saver.clone())), Some(saver)))
+        }
     }
 }

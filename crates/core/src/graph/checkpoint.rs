@@ -231,6 +231,19 @@ impl InMemorySaver {
         f(&mut threads)
     }
 
+    /// Forgets everything stored for `thread_id` (a finished task's thread, say).
+    pub fn delete_thread(&self, thread_id: &str) {
+        let _ = self.with(|threads| {
+            threads.remove(thread_id);
+            Ok(())
+        });
+    }
+
+    /// How many threads are stored.
+    pub fn thread_count(&self) -> usize {
+        self.with(|threads| Ok(threads.len())).unwrap_or(0)
+    }
+
     /// Edits the newest stored checkpoint of `thread_id` in place (tests of corrupt or
     /// incompatible data).
     pub fn tamper(&self, thread_id: &str, edit: impl FnOnce(&mut Checkpoint)) {

@@ -154,8 +154,8 @@ impl LlmClient {
     /// Asks for a free-text answer of at most `max_tokens` tokens.
     ///
     /// # Errors
-    /// [`Error::Llm`] when the request fails after its retries or times out;
-    /// [`Error::LlmAnswer`] when the model returns no text.
+    /// [`Error::Llm`] when the request fails after its retries, [`Error::LlmTimeout`]
+    /// when it times out, [`Error::LlmAnswer`] when the model returns no text.
     pub async fn chat(
         &self,
         messages: &[ChatMessage],
@@ -240,7 +240,10 @@ impl LlmClient {
             .chat()
             .create(request)
             .await
-            .map_err(|err| Error::Llm(describe(&err)))?;
+            .map_err(|err| match &err {
+                OpenAIError::Reqwest(e) if e.is_timeout() => Error::LlmTimeout(describe(&err)),
+                _ => Error::Llm(describe(&err)),
+            })?;
         let usage = response
             .usage
             .map(|u| TokenUsage {
