@@ -125,6 +125,32 @@ impl<S: State> StateGraph<S> {
     /// turns its final state into this node's update. A command with
     /// [`Command::to_parent`] inside it stops the subgraph and applies here, as this node's
     /// command.
+    ///
+    /// ```
+    /// use agent_core::graph::{END, START, StateGraph, reducer::{Append, Overwrite}};
+    /// agent_core::state! {
+    ///     /// Example state.
+    ///     pub struct S / U {
+    ///         /// A counter.
+    ///         pub x: u32 => Overwrite,
+    ///         /// Outputs, appended.
+    ///         pub out: Vec<String> => Append,
+    ///     }
+    /// }
+    /// # futures::executor::block_on(async {
+    /// let mut inner = StateGraph::new();
+    /// inner.add_node("step", |s: S, _| async move { Ok(U::default().x(s.x + 1)) })
+    ///     .add_edge(START, "step")
+    ///     .add_edge("step", END);
+    /// let mut outer = StateGraph::new();
+    /// outer.add_subgraph("inner", inner.compile()?, |_before: &S, after: S| U::default().x(after.x))
+    ///     .add_edge(START, "inner")
+    ///     .add_edge("inner", END);
+    /// let out = outer.compile()?.invoke(S { x: 41, ..S::default() }).await?;
+    /// assert_eq!(out.x, 42);
+    /// # Ok::<(), agent_core::graph::GraphError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn add_subgraph<F>(
         &mut self,
         name: impl Into<String>,
@@ -165,6 +191,34 @@ impl<S: State> StateGraph<S> {
 
     /// Adds a fan-in edge: `to` runs once every node of `from` has finished since its last
     /// run — in the same superstep or not (LangGraph's `add_edge([a, b], c)`).
+    ///
+    /// ```
+    /// use agent_core::graph::{END, START, StateGraph, reducer::{Append, Overwrite}};
+    /// agent_core::state! {
+    ///     /// Example state.
+    ///     pub struct S / U {
+    ///         /// A counter.
+    ///         pub x: u32 => Overwrite,
+    ///         /// Outputs, appended.
+    ///         pub out: Vec<String> => Append,
+    ///     }
+    /// }
+    /// # futures::executor::block_on(async {
+    /// let mut g = StateGraph::new();
+    /// g.add_node("quick", |_: S, _| async { Ok(U::default().out(vec!["quick".to_owned()])) })
+    ///     .add_node("slow1", |_: S, _| async { Ok(U::default().out(vec!["slow1".to_owned()])) })
+    ///     .add_node("slow2", |_: S, _| async { Ok(U::default().out(vec!["slow2".to_owned()])) })
+    ///     .add_node("merge", |s: S, _| async move { Ok(U::default().out(vec![format!("merge saw {}", s.out.len())])) })
+    ///     .add_edge(START, "quick")
+    ///     .add_edge(START, "slow1")
+    ///     .add_edge("slow1", "slow2")
+    ///     .add_join_edge(&["quick", "slow2"], "merge")
+    ///     .add_edge("merge", END);
+    /// let out = g.compile()?.invoke(S::default()).await?;
+    /// assert_eq!(out.out.last().map(String::as_str), Some("merge saw 3"));
+    /// # Ok::<(), agent_core::graph::GraphError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn add_join_edge(&mut self, from: &[&str], to: impl Into<String>) -> &mut Self {
         self.joins
             .push((from.iter().map(|s| (*s).to_owned()).collect(), to.into()));

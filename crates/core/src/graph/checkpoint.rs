@@ -209,6 +209,45 @@ struct Thread {
 /// that must survive an interrupt but not the process. Keeps the checkpoints as values
 /// (no byte encoding) but checks their format version on load, as a database-backed
 /// saver does. Cheap to clone; clones share the store.
+///
+/// ```
+/// use std::sync::Arc;
+/// use agent_core::graph::{Command, END, InMemorySaver, RunConfig, START, StateGraph, reducer::{Append, Overwrite}};
+/// agent_core::state! {
+///     /// Example state.
+///     pub struct S / U {
+///         /// Inputs.
+///         pub items: Vec<u32> => Overwrite,
+///         /// One input.
+///         pub x: u32 => Overwrite,
+///         /// Outputs, appended.
+///         pub out: Vec<String> => Append,
+///     }
+/// }
+/// # futures::executor::block_on(async {
+/// let mut g = StateGraph::new();
+/// g.add_node("a", |_: S, _| async { Ok(U::default().out(vec!["a".to_owned()])) })
+///     .add_node("b", |_: S, _| async { Ok(U::default().out(vec!["b".to_owned()])) })
+///     .add_edge(START, "a")
+///     .add_edge("a", "b")
+///     .add_edge("b", END);
+/// let app = g.compile_with_checkpointer(Arc::new(InMemorySaver::new()))?;
+/// let thread = RunConfig::thread("conversation-1");
+/// app.invoke_with(S::default(), thread.clone()).await?;
+///
+/// // Input, after `a`, after `b`: newest first.
+/// let history = app.get_state_history(&thread).await?;
+/// assert_eq!(history.len(), 3);
+/// assert_eq!(history[0].values.out, ["a", "b"]);
+///
+/// // Time travel: edit the state after `a`, then run on from there (a fork).
+/// let after_a = thread.clone().at_checkpoint(history[1].checkpoint_id.clone());
+/// let edited = app.update_state(&after_a, U::default().out(vec!["edited".to_owned()]), None).await?;
+/// let out = app.invoke_with(Command::default(), thread.clone().at_checkpoint(edited)).await?;
+/// assert_eq!(out.out, ["a", "edited", "b"]);
+/// # Ok::<(), agent_core::graph::GraphError>(())
+/// # }).unwrap();
+/// ```
 #[derive(Clone, Default)]
 pub struct InMemorySaver {
     threads: Arc<Mutex<HashMap<String, Thread>>>,

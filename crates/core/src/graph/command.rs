@@ -11,6 +11,34 @@ use serde_json::Value;
 use super::State;
 
 /// Run `node` in the next superstep with `arg` as its input state (LangGraph's `Send`).
+///
+/// ```
+/// use agent_core::graph::{END, START, StateGraph, reducer::{Append, Overwrite}};
+/// agent_core::state! {
+///     /// Example state.
+///     pub struct S / U {
+///         /// Inputs.
+///         pub items: Vec<u32> => Overwrite,
+///         /// One input.
+///         pub x: u32 => Overwrite,
+///         /// Outputs, appended.
+///         pub out: Vec<String> => Append,
+///     }
+/// }
+/// # futures::executor::block_on(async {
+/// let mut g = StateGraph::new();
+/// g.add_node("double", |s: S, _| async move { Ok(U::default().out(vec![(s.x * 2).to_string()])) })
+///     .add_conditional_edges(
+///         START,
+///         |s: &S| s.items.iter().map(|&x| agent_core::graph::Send::new("double", S { x, ..S::default() })).collect::<Vec<_>>(),
+///         Vec::<(&str, &str)>::new(),
+///     )
+///     .add_edge("double", END);
+/// let out = g.compile()?.invoke(S { items: vec![1, 2, 3], ..S::default() }).await?;
+/// assert_eq!(out.out, ["2", "4", "6"]);
+/// # Ok::<(), agent_core::graph::GraphError>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Send<S> {
     /// The node to run.
@@ -71,6 +99,36 @@ pub enum CommandGraph {
 /// A node's update and routing (LangGraph's `Command`), or, given to
 /// [`CompiledGraph::invoke`](super::CompiledGraph::invoke), the values resuming an
 /// interrupted run.
+///
+/// ```
+/// use agent_core::graph::{Command, END, START, StateGraph, reducer::{Append, Overwrite}};
+/// agent_core::state! {
+///     /// Example state.
+///     pub struct S / U {
+///         /// Inputs.
+///         pub items: Vec<u32> => Overwrite,
+///         /// One input.
+///         pub x: u32 => Overwrite,
+///         /// Outputs, appended.
+///         pub out: Vec<String> => Append,
+///     }
+/// }
+/// # futures::executor::block_on(async {
+/// let mut g = StateGraph::new();
+/// g.add_command_node("route", &["small", "big"], |s: S, _| async move {
+///     let next = if s.x < 10 { "small" } else { "big" };
+///     Ok(Command::update(U::default().out(vec![format!("routed to {next}")])).and_goto(next))
+/// })
+/// .add_node("small", |_: S, _| async { Ok(U::default()) })
+/// .add_node("big", |_: S, _| async { Ok(U::default()) })
+/// .add_edge(START, "route")
+/// .add_edge("small", END)
+/// .add_edge("big", END);
+/// let out = g.compile()?.invoke(S { x: 42, ..S::default() }).await?;
+/// assert_eq!(out.out, ["routed to big"]);
+/// # Ok::<(), agent_core::graph::GraphError>(())
+/// # }).unwrap();
+/// ```
 pub struct Command<S: State> {
     /// The state update, if any.
     pub update: Option<S::Update>,

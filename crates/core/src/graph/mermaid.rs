@@ -12,6 +12,28 @@ impl<S: State> CompiledGraph<S> {
     /// conditional edges, command destinations and unmapped routers dotted (labelled with
     /// their route keys), fan-in edges solid from each source. Paste it into any Mermaid
     /// renderer (GitHub Markdown renders ```` ```mermaid ```` blocks).
+    ///
+    /// ```
+    /// use agent_core::graph::{END, START, StateGraph, reducer::Overwrite};
+    ///
+    /// agent_core::state! {
+    ///     /// Example state.
+    ///     pub struct S / U {
+    ///         /// A counter.
+    ///         pub x: u32 => Overwrite,
+    ///     }
+    /// }
+    /// let mut g = StateGraph::new();
+    /// g.add_node("plan", |_: S, _| async { Ok(U::default()) })
+    ///     .add_node("act", |_: S, _| async { Ok(U::default()) })
+    ///     .add_edge(START, "plan")
+    ///     .add_conditional_edges("plan", |s: &S| if s.x > 0 { "go" } else { "stop" }, [("go", "act"), ("stop", END)])
+    ///     .add_edge("act", END);
+    /// let text = g.compile()?.draw_mermaid();
+    /// assert!(text.contains("__start__ --> plan;"));
+    /// assert!(text.contains("plan -. &nbsp;go&nbsp; .-> act;"));
+    /// # Ok::<(), agent_core::graph::GraphError>(())
+    /// ```
     pub fn draw_mermaid(&self) -> String {
         let spec = &*self.spec;
         let mut out =

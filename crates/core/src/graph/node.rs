@@ -265,6 +265,38 @@ impl RunContext {
     ///
     /// # Errors
     /// The interrupt signal itself, when no resume value is available yet.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use agent_core::graph::{Command, END, InMemorySaver, RunConfig, RunContext, RunOutcome, START, StateGraph, reducer::{Append, Overwrite}};
+    /// agent_core::state! {
+    ///     /// Example state.
+    ///     pub struct S / U {
+    ///         /// A counter.
+    ///         pub x: u32 => Overwrite,
+    ///         /// Outputs, appended.
+    ///         pub out: Vec<String> => Append,
+    ///     }
+    /// }
+    /// # futures::executor::block_on(async {
+    /// let mut g = StateGraph::new();
+    /// g.add_node("approve", |_: S, ctx: RunContext| async move {
+    ///     let answer = ctx.interrupt(serde_json::json!({"question": "ship it?"}))?;
+    ///     Ok(U::default().out(vec![format!("answer: {answer}")]))
+    /// })
+    /// .add_edge(START, "approve")
+    /// .add_edge("approve", END);
+    /// let app = g.compile_with_checkpointer(Arc::new(InMemorySaver::new()))?;
+    /// let thread = RunConfig::thread("t");
+    /// let RunOutcome::Interrupted { interrupts, .. } = app.run(S::default(), thread.clone()).await? else {
+    ///     panic!("expected an interrupt");
+    /// };
+    /// assert_eq!(interrupts[0].value["question"], "ship it?");
+    /// let out = app.invoke_with(Command::resume("yes"), thread).await?;
+    /// assert_eq!(out.out, [r#"answer: "yes""#]);
+    /// # Ok::<(), agent_core::graph::GraphError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn interrupt(&self, value: impl Into<Value>) -> Result<Value, NodeError> {
         let n = self.interrupts_seen.fetch_add(1, Ordering::SeqCst);
         match self.resumes.as_ref().and_then(|r| r.get(n)) {

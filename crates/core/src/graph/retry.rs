@@ -12,6 +12,38 @@ pub type RetryOn = Arc<dyn Fn(&NodeError) -> bool + Send + Sync>;
 /// `max_interval`, plus up to 1 s of random jitter when `jitter` is set — LangGraph's
 /// `RetryPolicy` and its defaults. Only errors `retry_on` accepts are retried; by
 /// default every error but one marked [`NodeError::permanent`].
+///
+/// ```
+/// use std::time::Duration;
+/// use agent_core::graph::{END, NodeError, RetryPolicy, RunContext, START, StateGraph, reducer::{Append, Overwrite}};
+/// agent_core::state! {
+///     /// Example state.
+///     pub struct S / U {
+///         /// Inputs.
+///         pub items: Vec<u32> => Overwrite,
+///         /// One input.
+///         pub x: u32 => Overwrite,
+///         /// Outputs, appended.
+///         pub out: Vec<String> => Append,
+///     }
+/// }
+/// # futures::executor::block_on(async {
+/// let mut g = StateGraph::new();
+/// g.add_node("flaky", |_: S, ctx: RunContext| async move {
+///     if ctx.attempt() < 3 {
+///         return Err(NodeError::transient("429 too many requests"));
+///     }
+///     Ok(U::default().out(vec![format!("ok on attempt {}", ctx.attempt())]))
+/// })
+/// .add_edge(START, "flaky")
+/// .add_edge("flaky", END)
+/// .retry_policy("flaky", RetryPolicy { initial_interval: Duration::from_millis(1), jitter: false, ..RetryPolicy::default() })
+/// .node_timeout("flaky", Duration::from_secs(30));
+/// let out = g.compile()?.invoke(S::default()).await?;
+/// assert_eq!(out.out, ["ok on attempt 3"]);
+/// # Ok::<(), agent_core::graph::GraphError>(())
+/// # }).unwrap();
+/// ```
 #[derive(Clone)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included (default 3).

@@ -168,6 +168,34 @@ impl<S: State> CompiledGraph<S> {
     /// `stream`). The stream ends after the run; a failed run ends it with the error.
     /// With [`StreamMode::Values`] the first event is the input state and the last the
     /// final state.
+    ///
+    /// ```
+    /// use agent_core::graph::{END, RunConfig, RunContext, START, StateGraph, StreamEvent, StreamMode, reducer::{Append, Overwrite}};
+    /// use futures::StreamExt;
+    /// agent_core::state! {
+    ///     /// Example state.
+    ///     pub struct S / U {
+    ///         /// A counter.
+    ///         pub x: u32 => Overwrite,
+    ///         /// Outputs, appended.
+    ///         pub out: Vec<String> => Append,
+    ///     }
+    /// }
+    /// # futures::executor::block_on(async {
+    /// let mut g = StateGraph::new();
+    /// g.add_node("talk", |_: S, ctx: RunContext| async move {
+    ///     ctx.emit("token");
+    ///     Ok(U::default().out(vec!["said".to_owned()]))
+    /// })
+    /// .add_edge(START, "talk")
+    /// .add_edge("talk", END);
+    /// let app = g.compile()?;
+    /// let events: Vec<_> = app.stream(S::default(), RunConfig::default(), &[StreamMode::Custom, StreamMode::Updates]).collect().await;
+    /// assert!(matches!(&events[0], Ok(StreamEvent::Custom { value, .. }) if value == "token"));
+    /// assert!(matches!(&events[1], Ok(StreamEvent::Updates { node, .. }) if node == "talk"));
+    /// # Ok::<(), agent_core::graph::GraphError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn stream(
         &self,
         input: impl Into<Input<S>>,
