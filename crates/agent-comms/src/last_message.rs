@@ -83,13 +83,7 @@ impl LastMessageReader {
 
 fn read_blocking(consumer: &BaseConsumer, topic: &str) -> Result<Option<LastMessage>> {
     let timeout = Duration::from_secs(5);
-    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
+    let partitions = kafka::consumer::partitions_of(consumer, topic)?;
     let mut newest: Option<LastMessage> = None;
     for partition in partitions {
         let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;

@@ -348,7 +348,12 @@ pub async fn assign_all(
 }
 
 /// The partition ids of `topic` (empty when it does not exist).
-fn partitions_of<C: Consumer>(consumer: &C, topic: &str) -> Result<Vec<i32>> {
+///
+/// Blocks up to 5 s on the broker: call it off the async workers.
+///
+/// # Errors
+/// [`crate::Error::Kafka`] when the broker does not answer.
+pub fn partitions_of<C: Consumer>(consumer: &C, topic: &str) -> Result<Vec<i32>> {
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5))?;
     Ok(metadata
         .topics()
