@@ -155,6 +155,11 @@ pub fn completion(content: &str) -> Value {
     })
 }
 
+/// An OpenAI API error body (`server_error`) carrying `message`.
+pub fn openai_error(message: &str) -> Value {
+    json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}})
+}
+
 /// An OpenAI-compatible stand-in: the remote model API, played by wiremock.
 pub struct LlmStandIn {
     /// The server; mount more mocks on it.
@@ -330,6 +335,14 @@ impl System {
             .expect("request sent");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `POST /generate-task` with `conversation_history`; returns the status and the JSON
+    /// body.
+    pub async fn generate_task(&self, conversation_history: Value) -> (u16, Value) {
+        let body = json!({ "conversation_history": conversation_history });
+        self.post_json(&format!("{}/generate-task", self.generator), &body)
+            .await
     }
 
     /// GETs `url`; returns the status and the JSON body.

@@ -91,10 +91,7 @@ async fn the_real_local_model_generates_a_task_and_solves_it() {
 
     let started = Instant::now();
     let (status, body) = system
-        .post_json(
-            &format!("{}/generate-task", system.generator),
-            &json!({"conversation_history": "User: I need help with my project"}),
-        )
+        .generate_task(json!("User: I need help with my project"))
         .await;
     assert_eq!(status, 200, "{body}");
     let generated_in = started.elapsed();

@@ -18,10 +18,7 @@ async fn generate_task_then_the_result_becomes_completed() {
     let system = System::start(&broker.bootstrap(), &llm.base_url(), &[]).await;
 
     let (status, body) = system
-        .post_json(
-            &format!("{}/generate-task", system.generator),
-            &json!({"conversation_history": "User: I need help with my project"}),
-        )
+        .generate_task(json!("User: I need help with my project"))
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "pending");
@@ -106,11 +103,7 @@ async fn a_plain_json_task_produced_as_the_python_system_did_gets_a_result() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_llm_answering_500_gives_a_failed_result_with_the_reason() {
     let broker = Broker::start();
-    let llm = LlmStandIn::solver_fails_with(
-        500,
-        json!({"error": {"message": "model overloaded", "type": "server_error", "param": null, "code": null}}),
-    )
-    .await;
+    let llm = LlmStandIn::solver_fails_with(500, e2e::openai_error("model overloaded")).await;
     let system = System::start(
         &broker.bootstrap(),
         &llm.base_url(),
@@ -119,10 +112,7 @@ async fn an_llm_answering_500_gives_a_failed_result_with_the_reason() {
     .await;
 
     let (status, body) = system
-        .post_json(
-            &format!("{}/generate-task", system.generator),
-            &json!({"conversation_history": [{"role": "user", "content": "I need help with my project"}]}),
-        )
+        .generate_task(json!([{"role": "user", "content": "I need help with my project"}]))
         .await;
     assert_eq!(status, 200, "{body}");
     let task_id = body["task_id"].as_str().expect("task_id").to_owned();
@@ -144,23 +134,14 @@ async fn an_llm_answering_500_gives_a_failed_result_with_the_reason() {
 async fn an_llm_failing_during_generation_gives_502_and_publishes_nothing() {
     let broker = Broker::start();
     let llm = LlmStandIn::empty().await;
-    llm.answer_text(
-        500,
-        json!({"error": {"message": "down", "type": "server_error", "param": null, "code": null}}),
-    )
-    .await;
+    llm.answer_text(500, e2e::openai_error("down")).await;
     let system = System::start(
         &broker.bootstrap(),
         &llm.base_url(),
         &[("OPENAI_MAX_RETRIES", "0")],
     )
     .await;
-    let (status, body) = system
-        .post_json(
-            &format!("{}/generate-task", system.generator),
-            &json!({"conversation_history": "User: hi"}),
-        )
-        .await;
+    let (status, body) = system.generate_task(json!("User: hi")).await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"]["code"], "bad_gateway");
     assert!(
@@ -194,10 +175,7 @@ async fn an_invalid_draft_is_re_asked_and_the_valid_one_published() {
     llm.answer_text(200, completion(STANDIN_ANSWER)).await;
     let system = System::start(&broker.bootstrap(), &llm.base_url(), &[]).await;
     let (status, body) = system
-        .post_json(
-            &format!("{}/generate-task", system.generator),
-            &json!({"conversation_history": "User: I need help with my project"}),
-        )
+        .generate_task(json!("User: I need help with my project"))
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["task"]["task_name"], "Project help");
@@ -236,10 +214,7 @@ async fn the_solver_checkpoints_each_task_in_postgres() {
     assert_eq!(health["checkpointer"], "postgres", "{health}");
 
     let (status, body) = system
-        .post_json(
-            &format!("{}/generate-task", system.generator),
-            &json!({"conversation_history": "User: I need help with my project"}),
-        )
+        .generate_task(json!("User: I need help with my project"))
         .await;
     assert_eq!(status, 200, "{body}");
     let task_id = body["task_id"].as_str().expect("task_id").to_owned();
