@@ -2,11 +2,21 @@
 //!
 //! One [`LlmClient`] talks to OpenAI or any OpenAI-compatible server (`OPENAI_BASE_URL`,
 //! e.g. a local llama.cpp server). Each request has a timeout (`OPENAI_TIMEOUT_SECS`);
-//! 429, 5xx and connection errors are retried `OPENAI_MAX_RETRIES` times with
-//! exponential backoff (100 ms doubling, at most 8 s) honouring `Retry-After`, by
-//! async-openai's retry layer. [`LlmClient::structured`] asks for JSON under a JSON Schema
-//! (`response_format: json_schema`, OpenAI's structured outputs) and parses it. Every
-//! answer carries its [`TokenUsage`].
+//! 429 (but not `insufficient_quota`), 5xx and connection errors are retried
+//! `OPENAI_MAX_RETRIES` times with exponential backoff and equal jitter (50–100 ms before
+//! the first retry, doubling, at most 8 s), or after the server's `Retry-After` (at most
+//! 60 s), by the tower retry policy of [`retry`]. Other 4xx are not retried; a timeout is
+//! not retried here but returned as [`Error::LlmTimeout`] for the caller's graph node to
+//! retry (see [`retry`] for the bound this gives). [`LlmClient::structured`] asks for
+//! JSON under a JSON Schema (`response_format: json_schema`, OpenAI's structured outputs)
+//! and parses it. Every answer carries its [`TokenUsage`].
+//!
+//! # Layout
+//!
+//! - this module: [`LlmClient`], [`ChatMessage`], [`Completion`];
+//! - [`retry`]: what is retried and how long to wait ([`RetryPolicy`](retry::RetryPolicy)).
+
+pub mod retry;
 
 use std::time::Duration;
 
@@ -15,7 +25,6 @@ use async_openai::{
     Client,
     config::OpenAIConfig,
     error::OpenAIError,
-    middleware::{ReqwestService, retry::OpenAIRetryLayer},
     types::chat::{
         ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage,
         ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage,
@@ -130,9 +139,7 @@ impl LlmClient {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|err| Error::Config(format!("cannot build the HTTP client: {err}")))?;
-        let transport = tower::ServiceBuilder::new()
-            .layer(OpenAIRetryLayer::new(settings.openai_max_retries as usize))
-            .service(ReqwestService::new(http.clone()));
+        let transport = retry::transport(http.clone(), settings.openai_max_retries);
         let client = Client::build(http, config).with_http_service(transport);
         Ok(Self {
             client,
@@ -282,10 +289,18 @@ impl LlmClient {
 /// A one-line reason for an API failure, without request details or credentials.
 fn describe(err: &OpenAIError) -> String {
     match err {
-        OpenAIError::ApiError(api) => format!(
-            "{} from the model server: {}",
-            api.status_code, api.api_error.message
-        ),
+        OpenAIError::ApiError(api) => {
+            // async-openai keeps a 5xx body as it came; show the message inside when it
+            // is an OpenAI error body.
+            let message = &api.api_error.message;
+            let message = serde_json::from_str::<async_openai::error::WrappedError>(message)
+                .map_or_else(|_| message.clone(), |w| w.error.message);
+            format!(
+                "{} from the model server: {}",
+                api.status_code,
+                truncate(message.trim(), 300)
+            )
+        }
         OpenAIError::Reqwest(err) if err.is_timeout() => {
             "the model server did not answer in time".into()
         }
@@ -437,10 +452,138 @@ mod tests {
             .expect("answered after retry");
         assert_eq!(answer.content, "hello");
         assert!(
-            started.elapsed() >= Duration::from_millis(900),
-            "Retry-After was honoured"
+            started.elapsed() >= Duration::from_secs(1),
+            "Retry-After was honoured: {:?}",
+            started.elapsed()
         );
-        assert_eq!(server.received_requests().await.map(|r| r.len()), Some(2));
+        assert_eq!(requests(&server).await, 2);
+    }
+
+    async fn requests(server: &MockServer) -> usize {
+        server
+            .received_requests()
+            .await
+            .map(|r| r.len())
+            .unwrap_or_default()
+    }
+
+    fn error_body(status: u16, kind: &str, message: &str) -> ResponseTemplate {
+        ResponseTemplate::new(status).set_body_json(
+            json!({"error": {"message": message, "type": kind, "param": null, "code": kind}}),
+        )
+    }
+
+    #[tokio::test]
+    async fn two_500s_are_retried_and_the_third_request_answers() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(error_body(500, "server_error", "overloaded"))
+            .up_to_n_times(2)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body("hello", "stop")))
+            .mount(&server)
+            .await;
+        let llm = client(&server, &[]).await;
+        let started = Instant::now();
+        let answer = llm
+            .chat(&[ChatMessage::user("hi")], 10)
+            .await
+            .expect("answered on the third request");
+        assert_eq!(answer.content, "hello");
+        assert_eq!(requests(&server).await, 3);
+        // Two backoffs of at least 50 ms and 100 ms (equal jitter's lower bounds).
+        assert!(started.elapsed() >= Duration::from_millis(150));
+    }
+
+    #[tokio::test]
+    async fn a_400_is_not_retried() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(error_body(400, "invalid_request_error", "bad model"))
+            .mount(&server)
+            .await;
+        let llm = client(&server, &[("OPENAI_MAX_RETRIES", "3")]).await;
+        let err = llm
+            .chat(&[ChatMessage::user("hi")], 10)
+            .await
+            .expect_err("400");
+        assert!(
+            matches!(err, Error::Llm(ref m) if m.contains("400") && m.contains("bad model")),
+            "{err}"
+        );
+        assert_eq!(requests(&server).await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_429_for_insufficient_quota_is_not_retried() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(
+                error_body(429, "insufficient_quota", "You exceeded your current quota")
+                    .insert_header("retry-after", "1"),
+            )
+            .mount(&server)
+            .await;
+        let llm = client(&server, &[("OPENAI_MAX_RETRIES", "3")]).await;
+        let err = llm
+            .chat(&[ChatMessage::user("hi")], 10)
+            .await
+            .expect_err("no quota");
+        assert!(
+            matches!(err, Error::Llm(ref m) if m.contains("429") && m.contains("current quota")),
+            "{err}"
+        );
+        assert_eq!(requests(&server).await, 1);
+    }
+
+    #[tokio::test]
+    async fn retries_exhausted_on_429_fail_naming_the_status() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(error_body(429, "rate_limit_error", "slow down"))
+            .mount(&server)
+            .await;
+        let llm = client(&server, &[("OPENAI_MAX_RETRIES", "2")]).await;
+        let err = llm
+            .chat(&[ChatMessage::user("hi")], 10)
+            .await
+            .expect_err("429");
+        assert!(
+            matches!(err, Error::Llm(ref m) if m.contains("429 Too Many Requests") && m.contains("slow down")),
+            "{err}"
+        );
+        assert_eq!(requests(&server).await, 3, "1 try + 2 retries");
+    }
+
+    #[tokio::test]
+    async fn a_connection_error_is_retried_with_backoff() {
+        // A port nobody listens on: bind one, note it, close it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let url = format!("http://127.0.0.1:{port}/v1");
+        let settings = Settings::from_vars([
+            ("OPENAI_BASE_URL", url.as_str()),
+            ("OPENAI_MAX_RETRIES", "2"),
+        ])
+        .expect("settings");
+        let llm = LlmClient::new(&settings).expect("client");
+        let started = Instant::now();
+        let err = llm
+            .chat(&[ChatMessage::user("hi")], 10)
+            .await
+            .expect_err("nobody listens");
+        assert_eq!(
+            err.to_string(),
+            "LLM error: cannot connect to the model server"
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(150),
+            "two backoffs of at least 50 ms and 100 ms"
+        );
     }
 
     #[tokio::test]
@@ -457,20 +600,16 @@ mod tests {
             .chat(&[ChatMessage::user("hi")], 10)
             .await
             .expect_err("500");
-        let text = err.to_string();
-        assert!(
-            text.contains("500") && text.contains("overloaded"),
-            "{text}"
-        );
+        assert!(matches!(err, Error::Llm(_)), "{err:?}");
         assert_eq!(
-            server.received_requests().await.map(|r| r.len()),
-            Some(3),
-            "1 try + 2 retries"
+            err.to_string(),
+            "LLM error: 500 Internal Server Error from the model server: overloaded"
         );
+        assert_eq!(requests(&server).await, 3, "1 try + 2 retries");
     }
 
     #[tokio::test]
-    async fn a_slow_server_times_out_with_a_clear_reason() {
+    async fn a_slow_server_times_out_once_with_a_clear_reason() {
         let server = MockServer::start().await;
         Mock::given(method("POST"))
             .respond_with(
@@ -482,16 +621,22 @@ mod tests {
             .await;
         let llm = client(
             &server,
-            &[("OPENAI_TIMEOUT_SECS", "1"), ("OPENAI_MAX_RETRIES", "0")],
+            &[("OPENAI_TIMEOUT_SECS", "1"), ("OPENAI_MAX_RETRIES", "3")],
         )
         .await;
         let err = llm
             .chat(&[ChatMessage::user("hi")], 10)
             .await
             .expect_err("timeout");
+        assert!(matches!(err, Error::LlmTimeout(_)), "{err:?}");
         assert_eq!(
             err.to_string(),
             "LLM error: the model server did not answer in time"
+        );
+        assert_eq!(
+            requests(&server).await,
+            1,
+            "a timeout is left to the graph node's retry policy"
         );
     }
 }

@@ -1,0 +1,305 @@
+//! Fault test of the LLM: the model answers 429 with `Retry-After`, 500, slower than the
+//! timeout, and a 200 that is not JSON, among correct answers — every task still ends
+//! `completed`, or `failed` with a reason; none is lost, none listed twice.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use e2e::{Broker, LlmStandIn, STANDIN_ANSWER, STANDIN_TASK, System, completion, openai_error};
+use rdkafka::{
+    ClientConfig,
+    producer::{FutureProducer, FutureRecord},
+};
+use serde_json::{Value, json};
+use wiremock::{
+    Mock, Request, Respond, ResponseTemplate,
+    matchers::{method, path},
+};
+
+/// Tasks produced straight onto the events topic.
+const PRODUCED: usize = 40;
+/// Conversations sent to `POST /generate-task` meanwhile.
+const POSTED: usize = 5;
+/// The services' per-request timeout; the slow answers take [`SLOW`].
+const TIMEOUT_SECS: &str = "2";
+const SLOW: Duration = Duration::from_secs(3);
+/// How long every task may take to end, from the first publish (under 50 s with a solver
+/// working on one task at a time).
+const DEADLINE: Duration = Duration::from_secs(90);
+
+/// What the stand-in does with one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    RateLimited,
+    ServerError,
+    Slow,
+    NotJson,
+    Correct,
+}
+
+impl Answer {
+    /// Request number `n` (from 0, over every chat request) gets this: a cycle of 24 in a
+    /// fixed order, so the mix is the same on every run — two each of 429, 500 and
+    /// non-JSON, one slow answer (the costliest: a timeout, then the node's retry 1–2 s
+    /// later), 17 correct answers.
+    fn of(n: usize) -> Self {
+        match n % 24 {
+            1 | 13 => Self::RateLimited,
+            4 | 16 => Self::ServerError,
+            7 => Self::Slow,
+            10 | 22 => Self::NotJson,
+            _ => Self::Correct,
+        }
+    }
+}
+
+/// The remote model with faults: answers by an atomic request counter and tallies what it
+/// answered.
+#[derive(Clone, Default)]
+struct FaultyModel {
+    requests: Arc<AtomicUsize>,
+    tally: Arc<[AtomicUsize; 5]>,
+}
+
+impl FaultyModel {
+    fn seen(&self, answer: Answer) -> usize {
+        self.tally[answer as usize].load(Ordering::SeqCst)
+    }
+}
+
+impl Respond for FaultyModel {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let answer = Answer::of(self.requests.fetch_add(1, Ordering::SeqCst));
+        self.tally[answer as usize].fetch_add(1, Ordering::SeqCst);
+        // Structured requests are the generator's (a task), the others the solver's.
+        let content = if String::from_utf8_lossy(&request.body).contains("json_schema") {
+            STANDIN_TASK
+        } else {
+            STANDIN_ANSWER
+        };
+        match answer {
+            Answer::RateLimited => ResponseTemplate::new(429)
+                .insert_header("retry-after", "1")
+                .set_body_json(json!({"error": {"message": "Rate limit reached, try again in 1s", "type": "requests", "param": null, "code": "rate_limit_exceeded"}})),
+            Answer::ServerError => {
+                ResponseTemplate::new(500).set_body_json(openai_error("The server had an error"))
+            }
+            Answer::Slow => ResponseTemplate::new(200)
+                .set_body_json(completion(content))
+                .set_delay(SLOW),
+            Answer::NotJson => ResponseTemplate::new(200)
+                .insert_header("content-type", "text/html")
+                .set_body_string("<html><body>upstream connect error or disconnect/reset before headers</body></html>"),
+            Answer::Correct => ResponseTemplate::new(200).set_body_json(completion(content)),
+        }
+    }
+}
+
+/// A short name for why a task failed, for the figures.
+fn kind_of(reason: &str) -> &'static str {
+    if reason.contains("not an OpenAI response") {
+        "non-JSON body"
+    } else if reason.contains("did not answer in time") {
+        "timeout"
+    } else if reason.contains("429") {
+        "429"
+    } else if reason.contains("500") {
+        "500"
+    } else {
+        "other"
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_task_ends_completed_or_failed_with_a_reason_under_llm_faults() {
+    let broker = Broker::start();
+    let llm = LlmStandIn::empty().await;
+    let model = FaultyModel::default();
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(model.clone())
+        .mount(&llm.server)
+        .await;
+    let system = System::start(
+        &broker.bootstrap(),
+        &llm.base_url(),
+        &[
+            ("OPENAI_TIMEOUT_SECS", TIMEOUT_SECS),
+            ("SOLVER_CONCURRENCY", "1"),
+        ],
+    )
+    .await;
+    let topics = system.settings.topics();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .create()
+        .expect("producer");
+
+    let started = Instant::now();
+    // Conversations through the generator, while tasks are produced straight onto the
+    // events topic as the Python system did (plain JSON, no headers, no id).
+    let mut posts = tokio::task::JoinSet::new();
+    for i in 0..POSTED {
+        let http = system.http.clone();
+        let url = format!("{}/generate-task", system.generator);
+        posts.spawn(async move {
+            let body =
+                json!({"conversation_history": format!("User: I need help with project {i}")});
+            let response = http.post(url).json(&body).send().await.expect("sent");
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        });
+    }
+    let mut names = HashSet::new();
+    for i in 0..PRODUCED {
+        let name = format!("llm-fault task {i}");
+        let value =
+            json!({"task_name": name, "task_description": format!("Do thing {i}."), "context": ""});
+        producer
+            .send(
+                FutureRecord::to(&topics.events)
+                    .key(&name)
+                    .payload(&value.to_string()),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("produced");
+        names.insert(name);
+    }
+    let mut accepted = HashSet::new();
+    let mut refused: BTreeMap<u16, usize> = BTreeMap::new();
+    for (status, body) in posts.join_all().await {
+        if status == 200 {
+            accepted.insert(body["task_id"].as_str().expect("task_id").to_owned());
+        } else {
+            // Refused, not lost: the model failed, and the answer says so.
+            assert!(status == 502 || status == 503, "{status}: {body}");
+            assert!(
+                body["error"]["code"]
+                    .as_str()
+                    .is_some_and(|c| !c.is_empty())
+                    && body["error"]["message"]
+                        .as_str()
+                        .is_some_and(|m| !m.is_empty()),
+                "a clear JSON error: {body}"
+            );
+            *refused.entry(status).or_default() += 1;
+        }
+    }
+    let expected = PRODUCED + accepted.len();
+
+    let finished = |r: &&Value| r["status"] == "completed" || r["status"] == "failed";
+    let list = system
+        .wait_for_results(DEADLINE, |body| {
+            body["results"]
+                .as_array()
+                .is_some_and(|r| r.iter().filter(finished).count() >= expected)
+        })
+        .await;
+    let elapsed = started.elapsed();
+    let results = list["results"].as_array().expect("list");
+
+    // Every task is listed once, and has ended.
+    let ids: HashSet<&str> = results
+        .iter()
+        .filter_map(|r| r["task_id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), results.len(), "no task listed twice");
+    let mut by_name: HashMap<&str, usize> = HashMap::new();
+    for r in results {
+        if let Some(name) = r["task"]["task_name"].as_str() {
+            *by_name.entry(name).or_default() += 1;
+        }
+    }
+    let lost: Vec<&String> = names
+        .iter()
+        .filter(|n| !by_name.contains_key(n.as_str()))
+        .collect();
+    assert!(lost.is_empty(), "produced tasks lost: {lost:?}");
+    assert!(
+        names.iter().all(|n| by_name[n.as_str()] == 1),
+        "a produced task listed twice"
+    );
+    for id in &accepted {
+        assert!(ids.contains(id.as_str()), "accepted task {id} lost");
+    }
+    assert_eq!(results.len(), expected, "nothing else listed: {list}");
+    let unfinished: Vec<&Value> = results.iter().filter(|r| !finished(r)).collect();
+    assert!(
+        unfinished.is_empty(),
+        "{} tasks not ended after {DEADLINE:?}: {unfinished:?}",
+        unfinished.len()
+    );
+
+    // A failed task says why.
+    let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut completed = 0;
+    for r in results {
+        if r["status"] == "completed" {
+            assert_eq!(r["result"]["result"], STANDIN_ANSWER, "{r}");
+            completed += 1;
+        } else {
+            let reason = r["result"]["error"].as_str().unwrap_or_default();
+            assert!(
+                !reason.trim().is_empty(),
+                "a failed task without a reason: {r}"
+            );
+            *reasons.entry(kind_of(reason)).or_default() += 1;
+        }
+    }
+    let failed = expected - completed;
+    assert!(
+        completed > 0,
+        "faults among correct answers still complete tasks"
+    );
+
+    // Every fault was played (the cycle of 24 repeats several times over).
+    let requests = model.requests.load(Ordering::SeqCst);
+    for answer in [
+        Answer::RateLimited,
+        Answer::ServerError,
+        Answer::Slow,
+        Answer::NotJson,
+    ] {
+        assert!(
+            model.seen(answer) > 0,
+            "the stand-in never played {answer:?}"
+        );
+    }
+    let reasons: Vec<String> = reasons.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let refused: Vec<String> = refused
+        .iter()
+        .map(|(status, n)| format!("{n} × {status}"))
+        .collect();
+    println!(
+        "llm_faults: {} tasks ({PRODUCED} produced, {} of {POSTED} POSTs accepted, refused: {}): \
+         {completed} completed, {failed} failed ({}) in {:.1} s; 0 lost, 0 duplicates; \
+         stand-in saw {requests} requests ({} 429s, {} 500s, {} slow, {} non-JSON)",
+        expected,
+        accepted.len(),
+        if refused.is_empty() {
+            "none".to_owned()
+        } else {
+            refused.join(", ")
+        },
+        if reasons.is_empty() {
+            "none".to_owned()
+        } else {
+            reasons.join(", ")
+        },
+        elapsed.as_secs_f64(),
+        model.seen(Answer::RateLimited),
+        model.seen(Answer::ServerError),
+        model.seen(Answer::Slow),
+        model.seen(Answer::NotJson),
+    );
+}
