@@ -113,6 +113,12 @@ pub struct Settings {
 
     /// `SOLVER_ID`: this solver's name in results; default `$HOSTNAME` or `task-solver`.
     pub solver_id: Option<String>,
+    /// `SOLVER_CONCURRENCY`: tasks one solver works on at once (at least 1); when that
+    /// many are in hand it pauses its partitions until one finishes; default 4.
+    pub solver_concurrency: usize,
+    /// `TASK_DEADLINE_SECS`: how long one delivery of a task may work before it ends as
+    /// `failed` with a deadline reason (at least 1); default 600.
+    pub task_deadline_secs: u64,
     /// `HOSTNAME`: set by Kubernetes to the pod name.
     pub hostname: Option<String>,
 }
@@ -124,6 +130,8 @@ impl Default for Settings {
             bind_address: "0.0.0.0".into(),
             log_format: "pretty".into(),
             shutdown_drain_secs: 20,
+            solver_concurrency: 4,
+            task_deadline_secs: 600,
             kafka_bootstrap_servers: "localhost:9092".into(),
             kafka_topic_prefix: "dev".into(),
             kafka_topic: None,
@@ -242,6 +250,12 @@ impl Settings {
         if self.openai_timeout_secs == 0 {
             return bad("OPENAI_TIMEOUT_SECS", "must be at least 1");
         }
+        if self.solver_concurrency == 0 {
+            return bad("SOLVER_CONCURRENCY", "must be at least 1");
+        }
+        if self.task_deadline_secs == 0 {
+            return bad("TASK_DEADLINE_SECS", "must be at least 1");
+        }
         if let Some(url) = &self.openai_base_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
@@ -343,6 +357,11 @@ impl Settings {
     /// How long in-flight work may finish after the shutdown signal.
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_drain_secs)
+    }
+
+    /// How long one delivery of a task may work (`TASK_DEADLINE_SECS`).
+    pub fn task_deadline(&self) -> Duration {
+        Duration::from_secs(self.task_deadline_secs)
     }
 
     /// This instance's name: `SOLVER_ID`, else `HOSTNAME`, else `default`.
@@ -456,6 +475,19 @@ mod tests {
         let err =
             Settings::from_vars([("OPENAI_BASE_URL", "localhost:8080")]).expect_err("no scheme");
         assert!(err.to_string().contains("OPENAI_BASE_URL"), "{err}");
+        let err = Settings::from_vars([("SOLVER_CONCURRENCY", "0")]).expect_err("zero");
+        assert_eq!(
+            err.to_string(),
+            "configuration error: SOLVER_CONCURRENCY must be at least 1"
+        );
+        let err = Settings::from_vars([("TASK_DEADLINE_SECS", "0")]).expect_err("zero");
+        assert!(err.to_string().contains("TASK_DEADLINE_SECS"), "{err}");
+        let s = Settings::from_vars([("SOLVER_CONCURRENCY", "16"), ("TASK_DEADLINE_SECS", "90")])
+            .expect("valid");
+        assert_eq!(
+            (s.solver_concurrency, s.task_deadline()),
+            (16, Duration::from_secs(90))
+        );
     }
 
     const SASL: [(&str, &str); 3] = [

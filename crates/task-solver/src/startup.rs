@@ -55,10 +55,13 @@ impl App {
                 "model": llm.model(),
                 "llm_endpoint": llm.endpoint(),
                 "consumer_group": CONSUMER_GROUP,
+                "concurrency": settings.solver_concurrency,
+                "task_deadline_secs": settings.task_deadline_secs,
                 "solver_id": solver_id,
                 "checkpointer": if settings.disablecheckpointer { "disabled" } else { settings.checkpointer.as_str() },
             }),
         );
+        let deadline = settings.task_deadline();
         let (checkpointer, memory_saver) = checkpointer(&settings).await?;
         let checkpointed = checkpointer.is_some();
         let graph = solver::graph(llm, checkpointer)
@@ -76,6 +79,7 @@ impl App {
                 solver_id,
                 checkpointed,
                 memory_saver,
+                deadline,
             },
             watch_stop,
         })
@@ -118,14 +122,21 @@ impl App {
                 dead_letter_topic: topics.dead_letter.clone(),
                 client_id: deps.solver_id.clone(),
                 drain_timeout: settings.drain_timeout(),
+                concurrency: settings.solver_concurrency,
             };
             let producer = deps.producer.clone();
-            outcome =
-                run_at_least_once(&settings, options, producer, shutdown.clone(), |message| {
-                    let deps = deps.clone();
+            let worker_deps = deps.clone();
+            outcome = run_at_least_once(
+                &settings,
+                options,
+                producer,
+                shutdown.clone(),
+                move |message| {
+                    let deps = worker_deps.clone();
                     async move { worker::process(&deps, message).await }
-                })
-                .await;
+                },
+            )
+            .await;
         }
         shutdown.cancel();
         watch_stop.cancel();

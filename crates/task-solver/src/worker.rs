@@ -32,6 +32,9 @@ pub struct Deps {
     /// The in-memory checkpointer, when that is the one in use: a task's thread is
     /// dropped from it once its result is acknowledged, so memory stays bounded.
     pub memory_saver: Option<InMemorySaver>,
+    /// How long one delivery of a task may work before it ends as `failed`
+    /// (`TASK_DEADLINE_SECS`).
+    pub deadline: std::time::Duration,
 }
 
 /// Handles one message of the events topic.
@@ -39,7 +42,9 @@ pub struct Deps {
 /// - Not a task (not JSON, wrong shape, invalid fields): [`Outcome::DeadLetter`] with the
 ///   reason.
 /// - A task: runs the solver graph (thread id = task id); a graph failure (the LLM failed
-///   after its retries) becomes a `failed` result carrying the reason. The result is
+///   after its retries) becomes a `failed` result carrying the reason, and so does a run
+///   past [`Deps::deadline`] (its checkpoints stay: a later delivery would resume them,
+///   but the `failed` result ends the task). The result is
 ///   published keyed by `task_id`, continuing the task's trace, and [`Outcome::Done`]
 ///   returned only once the broker acknowledged it.
 ///
@@ -58,7 +63,21 @@ pub async fn process(deps: &Deps, message: OwnedMessage) -> Result<Outcome> {
     let started_at = Utc::now();
     tracing::info!(task_name = %task.task_name, "solving task");
     let thread = RunConfig::thread(task.task_id.to_string());
-    let run = solve(deps, &task, &thread).await;
+    let Ok(run) = tokio::time::timeout(deps.deadline, solve(deps, &task, &thread)).await else {
+        let reason = format!(
+            "deadline: the task did not finish within TASK_DEADLINE_SECS ({} s)",
+            deps.deadline.as_secs()
+        );
+        tracing::warn!(reason = %reason, "task failed");
+        let result = TaskResult::failed(
+            &task,
+            reason,
+            &deps.solver_id,
+            started_at,
+            Default::default(),
+        );
+        return publish(deps, &task, &result, trace).await;
+    };
     if let Err(GraphError::Checkpoint(err)) = &run {
         // The checkpoint store is down: not the task's fault. Retry the message later.
         return Err(agent_runtime::Error::Task(agent_core::Error::Graph(
@@ -88,13 +107,24 @@ pub async fn process(deps: &Deps, message: OwnedMessage) -> Result<Outcome> {
             )
         }
     };
+    publish(deps, &task, &result, trace).await
+}
+
+/// Publishes `result` keyed by its task id, continuing `trace`; drops the task's
+/// in-memory thread once the broker acknowledged it.
+async fn publish(
+    deps: &Deps,
+    task: &Task,
+    result: &TaskResult,
+    trace: Option<agent_runtime::telemetry::TraceContext>,
+) -> Result<Outcome> {
     let event = CloudEvent::new(SERVICE, TASK_FINISHED, trace);
     let delivery = deps
         .producer
         .send_json(
             &deps.results_topic,
             &task.task_id.to_string(),
-            &result,
+            result,
             &event,
         )
         .await?;
@@ -183,6 +213,7 @@ mod tests {
             solver_id: "test".into(),
             checkpointed: saver.is_some(),
             memory_saver: saver,
+            deadline: std::time::Duration::from_secs(600),
         }
     }
 

@@ -1,36 +1,61 @@
 //! The at-least-once consumer loop, and the dead-letter topic.
 //!
-//! [`run_at_least_once`] reads a consumer group's messages one at a time and hands each to
-//! a `process` function. It stores a message's offset only after `process` returned — that
-//! is, after the message's output was acknowledged by the broker — so a crash at any point
-//! redelivers the message rather than losing it (`enable.auto.offset.store=false`, as in
-//! rust-rdkafka's `at_least_once` example). A message `process` cannot use goes to the
-//! dead-letter topic with its error in headers, and the loop moves on: nothing is dropped
-//! silently. A transient failure (the broker is down, say) is retried in place with
-//! exponential backoff, so order within a partition is kept.
+//! [`run_at_least_once`] reads a consumer group's messages and hands each to a `process`
+//! function, up to [`ConsumerOptions::concurrency`] at a time. It stores a partition's
+//! offset only up to the lowest message still in hand ([`PartitionOffsets`]), and a
+//! message counts as done only once `process` returned — that is, once its output was
+//! acknowledged by the broker — so a crash at any point redelivers unfinished messages
+//! rather than losing them (`enable.auto.offset.store=false`, as in rust-rdkafka's
+//! `at_least_once` example). A message `process` cannot use goes to the dead-letter topic
+//! with its error in headers, and the loop moves on: nothing is dropped silently. A
+//! transient failure (the broker is down, say) is retried in place with exponential
+//! backoff.
+//!
+//! - **Backpressure**: when `2 × concurrency` messages are in hand (as many waiting as
+//!   running) the loop pauses its partitions — librdkafka stops fetching, the member
+//!   stays in the group — and resumes them once the waiting ones fall to half of
+//!   `concurrency`.
+//! - **Fencing**: each assigned partition carries a fence ([`Ownership`]); when a
+//!   rebalance takes the partition away, the fence is cancelled and the work in hand for
+//!   it is dropped before it publishes, leaving the message to its new owner.
+//! - **One message per key at a time**: a message whose key is already in hand waits for
+//!   it (a task redelivered under the same id does not run twice side by side).
+//! - **Shutdown**: fetching stops, work in hand gets [`ConsumerOptions::drain_timeout`],
+//!   finished offsets are committed, the member leaves the group; unfinished messages
+//!   stay uncommitted and are redelivered.
 
-use std::{future::Future, time::Duration};
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    future::Future,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use chrono::Utc;
 use rdkafka::{
-    Message, Offset, TopicPartitionList,
-    consumer::{Consumer, StreamConsumer},
+    ClientContext, Message, Offset, TopicPartitionList,
+    consumer::{
+        BaseConsumer, Consumer, ConsumerContext, DefaultConsumerContext, Rebalance, StreamConsumer,
+    },
     message::{Header, Headers, OwnedHeaders, OwnedMessage},
 };
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{Producer, client_config};
+use super::{Producer, client_config, offsets::PartitionOffsets};
 use crate::{Result, config::Settings};
 
 /// A consumer whose closing (librdkafka's consumer close: leave the group, final commit),
 /// which blocks until the broker answers, happens on its own thread: an unreachable broker
 /// cannot hang the task, the runtime's shutdown or the process exit that drops it.
-pub struct ClosingConsumer(Option<StreamConsumer>);
+pub struct ClosingConsumer<C: ConsumerContext + 'static = DefaultConsumerContext>(
+    Option<StreamConsumer<C>>,
+);
 
-impl ClosingConsumer {
+impl<C: ConsumerContext + 'static> ClosingConsumer<C> {
     /// Wraps `consumer`.
-    pub fn new(consumer: StreamConsumer) -> Self {
+    pub fn new(consumer: StreamConsumer<C>) -> Self {
         Self(Some(consumer))
     }
 
@@ -51,7 +76,10 @@ impl ClosingConsumer {
     }
 }
 
-fn close_in_background(consumer: StreamConsumer, done: Option<tokio::sync::oneshot::Sender<()>>) {
+fn close_in_background<C: ConsumerContext + 'static>(
+    consumer: StreamConsumer<C>,
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+) {
     let spawned = std::thread::Builder::new()
         .name("kafka-consumer-close".into())
         .spawn(move || {
@@ -65,10 +93,10 @@ fn close_in_background(consumer: StreamConsumer, done: Option<tokio::sync::onesh
     }
 }
 
-impl std::ops::Deref for ClosingConsumer {
-    type Target = StreamConsumer;
+impl<C: ConsumerContext + 'static> std::ops::Deref for ClosingConsumer<C> {
+    type Target = StreamConsumer<C>;
 
-    fn deref(&self) -> &StreamConsumer {
+    fn deref(&self) -> &StreamConsumer<C> {
         // Only `close` and `drop` take the consumer out, and both consume `self`.
         self.0
             .as_ref()
@@ -76,7 +104,7 @@ impl std::ops::Deref for ClosingConsumer {
     }
 }
 
-impl Drop for ClosingConsumer {
+impl<C: ConsumerContext + 'static> Drop for ClosingConsumer<C> {
     fn drop(&mut self) {
         if let Some(consumer) = self.0.take() {
             close_in_background(consumer, None);
@@ -94,7 +122,7 @@ pub enum Outcome {
     DeadLetter(String),
 }
 
-/// What the loop consumes and where poison messages go.
+/// What the loop consumes, how much at once, and where poison messages go.
 #[derive(Debug, Clone)]
 pub struct ConsumerOptions {
     /// The consumer group (`group.id`), e.g. `task-solver`.
@@ -105,8 +133,107 @@ pub struct ConsumerOptions {
     pub dead_letter_topic: String,
     /// `client.id`, for the broker's logs.
     pub client_id: String,
-    /// How long an in-flight message may finish after shutdown is signalled.
+    /// How long messages in hand may finish after shutdown is signalled.
     pub drain_timeout: Duration,
+    /// How many messages are worked on at once (at least 1).
+    pub concurrency: usize,
+}
+
+/// A topic and partition.
+pub type PartitionKey = (String, i32);
+
+/// The partitions this group member owns, each with a fence that is cancelled when the
+/// partition is taken away — by a rebalance that assigns it elsewhere, or by the loss of
+/// the whole assignment (session expired). Work for a partition holds its fence and stops
+/// when it is cancelled, so a revoked partition's work does not publish over its new
+/// owner's. Cheap to clone; clones share the map.
+#[derive(Debug, Clone, Default)]
+pub struct Ownership {
+    fences: Arc<Mutex<HashMap<PartitionKey, CancellationToken>>>,
+}
+
+impl Ownership {
+    /// The fence of `partition` of `topic` while it is owned; `None` when it is not.
+    pub fn fence(&self, topic: &str, partition: i32) -> Option<CancellationToken> {
+        self.lock()
+            .get(&(topic.to_owned(), partition))
+            .filter(|fence| !fence.is_cancelled())
+            .cloned()
+    }
+
+    /// A new assignment: partitions not in it are fenced off; new ones get a fence.
+    pub fn assigned(&self, partitions: impl IntoIterator<Item = PartitionKey>) {
+        let assigned: HashSet<PartitionKey> = partitions.into_iter().collect();
+        let mut fences = self.lock();
+        fences.retain(|key, fence| {
+            let kept = assigned.contains(key);
+            if !kept {
+                fence.cancel();
+            }
+            kept
+        });
+        for key in assigned {
+            fences.entry(key).or_default();
+        }
+    }
+
+    /// `partitions` are lost (or revoked for good): fence them off.
+    pub fn lost(&self, partitions: impl IntoIterator<Item = PartitionKey>) {
+        let mut fences = self.lock();
+        for key in partitions {
+            if let Some(fence) = fences.remove(&key) {
+                fence.cancel();
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PartitionKey, CancellationToken>> {
+        // A poisoned lock only means a panic elsewhere while holding it; the map is
+        // still consistent (every change is a single insert or remove).
+        self.fences
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A consumer context that keeps [`Ownership`] up to date from rebalance callbacks.
+///
+/// With the eager protocol every rebalance revokes all partitions, then assigns; work for
+/// a partition that comes back goes on, work for one that went elsewhere is fenced at the
+/// assignment. A revocation with the assignment lost (the session expired) fences at
+/// once.
+pub struct FencingContext {
+    ownership: Ownership,
+}
+
+impl ClientContext for FencingContext {}
+
+impl ConsumerContext for FencingContext {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let keys = |list: &TopicPartitionList| -> Vec<PartitionKey> {
+            list.elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect()
+        };
+        match rebalance {
+            Rebalance::Assign(list) => {
+                let partitions = keys(list);
+                tracing::info!(partitions = ?partitions, "partitions assigned");
+                self.ownership.assigned(partitions);
+            }
+            Rebalance::Revoke(list) => {
+                let partitions = keys(list);
+                if consumer.assignment_lost() {
+                    tracing::warn!(partitions = ?partitions, "assignment lost; fencing off work in hand");
+                    self.ownership.lost(partitions);
+                } else {
+                    tracing::info!(partitions = ?partitions, "partitions revoked");
+                }
+            }
+            Rebalance::Error(err) => tracing::warn!(error = %err, "rebalance failed"),
+        }
+    }
 }
 
 /// A consumer-group member with offsets stored by hand and committed in the background.
@@ -117,33 +244,58 @@ pub fn group_consumer(
     settings: &Settings,
     group_id: &str,
     client_id: &str,
-) -> Result<StreamConsumer> {
+    ownership: Ownership,
+) -> Result<StreamConsumer<FencingContext>> {
     let session = settings.kafka_session_timeout_ms;
     let consumer = client_config(settings, client_id)
         .set("group.id", group_id)
         .set("enable.auto.commit", "true")
+        // Stored offsets reach the broker within 1 s (librdkafka's default is 5 s): a
+        // crash then redoes (and republishes) at most about a second of finished work.
+        .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", session.to_string())
         .set("heartbeat.interval.ms", (session / 3).max(100).to_string())
         .set("enable.partition.eof", "false")
-        .create()?;
+        .create_with_context(FencingContext { ownership })?;
     Ok(consumer)
 }
 
+/// How one message's work ended.
+enum Ended {
+    /// Processed (or dead-lettered): its offset may be stored.
+    Done,
+    /// Left for redelivery: shutdown's drain timeout passed, or shutdown came during a
+    /// retry.
+    Abandoned,
+    /// Its partition went to another member; the work was dropped.
+    Fenced,
+}
+
+/// One message's work, reported back to the loop.
+struct Finished {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    ended: Ended,
+}
+
 /// Consumes `options.topics` in group `options.group_id` until `shutdown` fires, calling
-/// `process` for each message and storing its offset after `process` succeeds.
+/// `process` for each message, up to `options.concurrency` at once, and storing offsets
+/// as messages finish (see the module docs for ordering, backpressure and fencing).
 ///
-/// - `Ok(Outcome::Done)`: the offset is stored.
+/// - `Ok(Outcome::Done)`: the message is done.
 /// - `Ok(Outcome::DeadLetter(reason))`: the original key, value and headers go to the
 ///   dead-letter topic with `dlq_error`, `dlq_topic`, `dlq_partition`, `dlq_offset`,
-///   `dlq_group` and `dlq_time` headers; once acknowledged, the offset is stored.
+///   `dlq_group` and `dlq_time` headers; once acknowledged, the message is done.
 /// - `Err(_)`: a transient failure; the same message is retried after a backoff (200 ms
-///   doubling to 30 s) until it succeeds or shutdown fires (then it stays uncommitted and
-///   is redelivered to whoever owns the partition next).
+///   doubling to 30 s) until it succeeds, its partition is taken away, or shutdown fires
+///   (then it stays uncommitted and is redelivered to whoever owns the partition next).
 ///
-/// At shutdown the in-flight message gets `options.drain_timeout` to finish, stored
-/// offsets are committed, and the consumer leaves the group.
+/// At shutdown messages in hand get `options.drain_timeout` to finish, stored offsets
+/// are committed, and the consumer leaves the group.
 ///
 /// # Errors
 /// [`crate::Error::Kafka`] when the consumer cannot be created or subscribe.
@@ -155,57 +307,282 @@ pub async fn run_at_least_once<F, Fut>(
     process: F,
 ) -> Result<()>
 where
-    F: Fn(OwnedMessage) -> Fut,
-    Fut: Future<Output = Result<Outcome>>,
+    F: Fn(OwnedMessage) -> Fut + Clone + std::marker::Send + Sync + 'static,
+    Fut: Future<Output = Result<Outcome>> + std::marker::Send + 'static,
 {
+    let ownership = Ownership::default();
     let consumer = ClosingConsumer::new(group_consumer(
         settings,
         &options.group_id,
         &options.client_id,
+        ownership.clone(),
     )?);
     let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
-    tracing::info!(group = %options.group_id, topics = ?options.topics, "consumer subscribed");
+    tracing::info!(group = %options.group_id, topics = ?options.topics, concurrency = options.concurrency, "consumer subscribed");
 
+    let mut state = LoopState {
+        options: options.clone(),
+        producer,
+        shutdown: shutdown.clone(),
+        process,
+        ownership,
+        offsets: HashMap::new(),
+        waiting: VecDeque::new(),
+        keys_in_hand: HashSet::new(),
+        running: JoinSet::new(),
+        paused: None,
+    };
     loop {
-        let message = tokio::select! {
+        state.drop_fenced();
+        state.start_waiting();
+        state.apply_backpressure(&consumer);
+        tokio::select! {
             () = shutdown.cancelled() => break,
+            Some(joined) = state.running.join_next() => state.finished(&consumer, joined),
             received = consumer.recv() => match received {
-                Ok(message) => message.detach(),
+                Ok(message) => state.received(message.detach()),
                 Err(err) => {
                     tracing::warn!(error = %err, "consumer error; retrying in 1 s");
                     tokio::select! {
                         () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
                     }
                 }
             },
+        }
+    }
+
+    // Shutdown: stop fetching; work in hand ends by itself within the drain timeout.
+    if let Ok(assignment) = consumer.assignment() {
+        let _ = consumer.pause(&assignment);
+    }
+    let in_hand = state.running.len();
+    if in_hand > 0 {
+        tracing::info!(
+            in_hand,
+            drain_timeout_s = options.drain_timeout.as_secs(),
+            "draining work in hand"
+        );
+    }
+    while let Some(joined) = state.running.join_next().await {
+        state.finished(&consumer, joined);
+    }
+    if !state.waiting.is_empty() {
+        tracing::info!(
+            waiting = state.waiting.len(),
+            "messages not started are left for redelivery"
+        );
+    }
+    // Closing commits the stored offsets (auto-commit is on) and leaves the group; it
+    // runs on its own thread so an unreachable broker cannot block this task.
+    consumer.close(Duration::from_secs(10)).await;
+    tracing::info!(group = %options.group_id, "consumer stopped");
+    Ok(())
+}
+
+/// The consumer loop's books.
+struct LoopState<F> {
+    options: ConsumerOptions,
+    producer: Producer,
+    shutdown: CancellationToken,
+    process: F,
+    ownership: Ownership,
+    /// Offsets in hand, per partition owned, with the fence they were taken under (a
+    /// partition lost and assigned again starts afresh).
+    offsets: HashMap<PartitionKey, (CancellationToken, PartitionOffsets)>,
+    /// Messages taken and not started, with their partition's fence: over the
+    /// concurrency limit, or their key in hand.
+    waiting: VecDeque<(OwnedMessage, CancellationToken)>,
+    /// Keys of the messages running.
+    keys_in_hand: HashSet<Vec<u8>>,
+    running: JoinSet<Finished>,
+    /// The partitions paused for backpressure; `None` when not holding back.
+    paused: Option<HashSet<PartitionKey>>,
+}
+
+impl<F, Fut> LoopState<F>
+where
+    F: Fn(OwnedMessage) -> Fut + Clone + std::marker::Send + Sync + 'static,
+    Fut: Future<Output = Result<Outcome>> + std::marker::Send + 'static,
+{
+    /// Messages taken: running and waiting.
+    fn in_hand(&self) -> usize {
+        self.running.len() + self.waiting.len()
+    }
+
+    /// A message arrived: take it unless it is a redelivery of one taken already.
+    fn received(&mut self, message: OwnedMessage) {
+        if let Some(paused) = &mut self.paused {
+            // A message while holding back: some partition is not paused after all (a
+            // rebalance reset it); pause them all again on the next turn.
+            paused.clear();
+        }
+        let Some(fence) = self.ownership.fence(message.topic(), message.partition()) else {
+            // Fetched just before the partition was taken away: its new owner has it.
+            return;
         };
+        let key = (message.topic().to_owned(), message.partition());
+        let (taken_under, offsets) = self
+            .offsets
+            .entry(key)
+            .or_insert_with(|| (fence.clone(), PartitionOffsets::default()));
+        if taken_under.is_cancelled() {
+            *taken_under = fence.clone();
+            *offsets = PartitionOffsets::default();
+        }
+        if !offsets.take(message.offset()) {
+            tracing::debug!(
+                topic = message.topic(),
+                partition = message.partition(),
+                offset = message.offset(),
+                "redelivered message already in hand or done; skipped"
+            );
+            return;
+        }
+        self.waiting.push_back((message, fence));
+    }
+
+    /// Starts waiting messages while there is room, in arrival order, skipping those
+    /// whose key is running.
+    fn start_waiting(&mut self) {
+        let mut index = 0;
+        while self.running.len() < self.options.concurrency && index < self.waiting.len() {
+            let busy = self.waiting[index]
+                .0
+                .key()
+                .is_some_and(|key| self.keys_in_hand.contains(key));
+            if busy {
+                index += 1;
+                continue;
+            }
+            if let Some((message, fence)) = self.waiting.remove(index) {
+                self.start(message, fence);
+            }
+        }
+    }
+
+    fn start(&mut self, message: OwnedMessage, fence: CancellationToken) {
+        let key = message.key().map(<[u8]>::to_vec);
+        if let Some(key) = &key {
+            self.keys_in_hand.insert(key.clone());
+        }
         let span = tracing::info_span!(
             "consume",
             topic = message.topic(),
             partition = message.partition(),
             offset = message.offset()
         );
-        let handled = handle_one(&message, &options, &producer, &shutdown, &process)
-            .instrument(span)
-            .await;
-        if !handled {
-            break;
+        let options = self.options.clone();
+        let producer = self.producer.clone();
+        let shutdown = self.shutdown.clone();
+        let process = self.process.clone();
+        self.running.spawn(
+            async move {
+                let ended = tokio::select! {
+                    biased;
+                    () = fence.cancelled() => {
+                        tracing::warn!("partition taken away; work dropped for its new owner");
+                        Ended::Fenced
+                    }
+                    handled = handle_one(&message, &options, &producer, &shutdown, &process) => {
+                        if handled { Ended::Done } else { Ended::Abandoned }
+                    }
+                };
+                Finished {
+                    topic: message.topic().to_owned(),
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    key,
+                    ended,
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    /// One message's work ended: store what may be stored.
+    fn finished(
+        &mut self,
+        consumer: &StreamConsumer<FencingContext>,
+        joined: std::result::Result<Finished, tokio::task::JoinError>,
+    ) {
+        let finished = match joined {
+            Ok(finished) => finished,
+            Err(err) => {
+                // A panic in `process`: its key stays busy and its offset in hand, so the
+                // message is redelivered after a restart rather than skipped.
+                tracing::error!(error = %err, "message processing panicked; left uncommitted");
+                return;
+            }
+        };
+        if let Some(key) = &finished.key {
+            self.keys_in_hand.remove(key);
         }
-        if let Err(err) =
-            consumer.store_offset(message.topic(), message.partition(), message.offset())
+        if !matches!(finished.ended, Ended::Done) {
+            return;
+        }
+        let key = (finished.topic, finished.partition);
+        let Some((_, offsets)) = self.offsets.get_mut(&key) else {
+            return;
+        };
+        if let Some(store) = offsets.finish(finished.offset)
+            && let Err(err) = consumer.store_offset(&key.0, key.1, store)
         {
-            // The partition was revoked meanwhile; the new owner will redo the message.
-            tracing::warn!(error = %err, offset = message.offset(), "could not store offset");
+            // The partition was revoked meanwhile; its new owner will redo the rest.
+            tracing::warn!(error = %err, offset = store, "could not store offset");
         }
     }
 
-    // Closing commits the stored offsets (auto-commit is on) and leaves the group; it
-    // runs on its own thread so an unreachable broker cannot block this task.
-    consumer.close(Duration::from_secs(10)).await;
-    tracing::info!(group = %options.group_id, "consumer stopped");
-    Ok(())
+    /// Forgets partitions taken away: their waiting messages and offsets.
+    fn drop_fenced(&mut self) {
+        self.offsets.retain(|_, (fence, _)| !fence.is_cancelled());
+        self.waiting.retain(|(_, fence)| !fence.is_cancelled());
+    }
+
+    /// Pauses the assignment when `2 × concurrency` messages are in hand — as many
+    /// waiting as running, so a worker that frees up never waits on a fetch — and resumes
+    /// it when the waiting ones fall to half of `concurrency`.
+    fn apply_backpressure(&mut self, consumer: &StreamConsumer<FencingContext>) {
+        let concurrency = self.options.concurrency;
+        let in_hand = self.in_hand();
+        let hold = match self.paused {
+            Some(_) => in_hand > concurrency + concurrency / 2,
+            None => in_hand >= 2 * concurrency,
+        };
+        let Ok(assignment) = consumer.assignment() else {
+            return;
+        };
+        if !hold {
+            if self.paused.take().is_some() {
+                tracing::debug!(in_hand, "resuming partitions");
+                if let Err(err) = consumer.resume(&assignment) {
+                    tracing::warn!(error = %err, "cannot resume partitions");
+                }
+            }
+            return;
+        }
+        // Pause what is not paused yet: a rebalance may have assigned more partitions.
+        let paused = self.paused.get_or_insert_with(HashSet::new);
+        let mut more = TopicPartitionList::new();
+        for e in assignment.elements() {
+            if !paused.contains(&(e.topic().to_owned(), e.partition())) {
+                more.add_partition(e.topic(), e.partition());
+            }
+        }
+        if more.count() == 0 {
+            return;
+        }
+        tracing::debug!(in_hand, partitions = more.count(), "pausing partitions");
+        match consumer.pause(&more) {
+            Ok(()) => paused.extend(
+                more.elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition())),
+            ),
+            Err(err) => tracing::warn!(error = %err, "cannot pause partitions"),
+        }
+    }
 }
 
 /// Runs `process` on one message until it succeeds (`true`), or shutdown stops it
@@ -361,4 +738,328 @@ pub fn partitions_of<C: Consumer>(consumer: &C, topic: &str) -> Result<Vec<i32>>
         .filter(|t| t.name() == topic && t.error().is_none())
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        collections::HashMap,
+        sync::{
+            Arc, Mutex,
+            atomic::{AtomicUsize, Ordering},
+        },
+        time::Duration,
+    };
+
+    use rdkafka::{
+        ClientConfig, Message, Offset, TopicPartitionList,
+        consumer::{BaseConsumer, Consumer},
+        message::OwnedMessage,
+        mocking::MockCluster,
+        producer::{FutureProducer, FutureRecord},
+    };
+    use tokio_util::sync::CancellationToken;
+
+    use super::{ConsumerOptions, Outcome, run_at_least_once};
+    use crate::{config::Settings, kafka::Producer};
+
+    const TOPIC: &str = "events";
+
+    /// Locks `mutex`, poisoned or not (a panicking test fails anyway).
+    fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        mutex
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn settings(bootstrap: &str) -> Settings {
+        Settings::from_vars([
+            ("KAFKA_BOOTSTRAP_SERVERS", bootstrap),
+            ("KAFKA_SESSION_TIMEOUT_MS", "3000"),
+        ])
+        .expect("settings")
+    }
+
+    fn options(concurrency: usize) -> ConsumerOptions {
+        ConsumerOptions {
+            group_id: "group".into(),
+            topics: vec![TOPIC.into()],
+            dead_letter_topic: "dead".into(),
+            client_id: "test".into(),
+            drain_timeout: Duration::from_secs(5),
+            concurrency,
+        }
+    }
+
+    async fn produce(bootstrap: &str, keys: &[String]) {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .create()
+            .expect("producer");
+        for (i, key) in keys.iter().enumerate() {
+            producer
+                .send(
+                    FutureRecord::to(TOPIC).key(key).payload(&format!("m{i}")),
+                    Duration::from_secs(5),
+                )
+                .await
+                .expect("produced");
+        }
+    }
+
+    /// What the process function saw.
+    #[derive(Default)]
+    struct Seen {
+        running: AtomicUsize,
+        most_running: AtomicUsize,
+        /// (partition, offset) → times processed.
+        times: Mutex<HashMap<(i32, i64), usize>>,
+        /// Key → messages of that key running now, and the most seen at once.
+        per_key: Mutex<HashMap<Vec<u8>, (usize, usize)>>,
+        /// Payloads in the order processing started.
+        started: Mutex<Vec<String>>,
+    }
+
+    /// Runs the loop until `total` messages were processed; each takes 5 to 30 ms.
+    async fn consume(bootstrap: &str, concurrency: usize, total: usize) -> Arc<Seen> {
+        let settings = settings(bootstrap);
+        let producer = Producer::new(&settings, "test").expect("producer");
+        let seen = Arc::new(Seen::default());
+        let shutdown = CancellationToken::new();
+        let done = Arc::new(AtomicUsize::new(0));
+        let process = {
+            let (seen, shutdown) = (seen.clone(), shutdown.clone());
+            move |message: OwnedMessage| {
+                let (seen, shutdown, done) = (seen.clone(), shutdown.clone(), done.clone());
+                async move {
+                    let key = message.key().unwrap_or_default().to_vec();
+                    let payload = String::from_utf8_lossy(message.payload().unwrap_or_default());
+                    lock(&seen.started).push(payload.into_owned());
+                    let now = seen.running.fetch_add(1, Ordering::SeqCst) + 1;
+                    seen.most_running.fetch_max(now, Ordering::SeqCst);
+                    {
+                        let mut per_key = lock(&seen.per_key);
+                        let entry = per_key.entry(key.clone()).or_default();
+                        entry.0 += 1;
+                        entry.1 = entry.1.max(entry.0);
+                    }
+                    let millis = 5 + (message.offset() as u64 * 7) % 25;
+                    tokio::time::sleep(Duration::from_millis(millis)).await;
+                    lock(&seen.per_key).entry(key).or_default().0 -= 1;
+                    seen.running.fetch_sub(1, Ordering::SeqCst);
+                    *lock(&seen.times)
+                        .entry((message.partition(), message.offset()))
+                        .or_default() += 1;
+                    if done.fetch_add(1, Ordering::SeqCst) + 1 == total {
+                        shutdown.cancel();
+                    }
+                    Ok(Outcome::Done)
+                }
+            }
+        };
+        let run = run_at_least_once(&settings, options(concurrency), producer, shutdown, process);
+        tokio::time::timeout(Duration::from_secs(60), run)
+            .await
+            .expect("all messages processed within 60 s")
+            .expect("the loop ran");
+        seen
+    }
+
+    /// The group's committed offset of each partition.
+    fn committed(bootstrap: &str, partitions: i32) -> Vec<i64> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", "group")
+            .create()
+            .expect("consumer");
+        let mut list = TopicPartitionList::new();
+        for p in 0..partitions {
+            list.add_partition(TOPIC, p);
+        }
+        let committed = consumer
+            .committed_offsets(list, Duration::from_secs(5))
+            .expect("committed offsets");
+        (0..partitions)
+            .map(
+                |p| match committed.find_partition(TOPIC, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(offset)) => offset,
+                    other => panic!("partition {p}: no committed offset ({other:?})"),
+                },
+            )
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn work_runs_side_by_side_up_to_the_limit_and_every_offset_is_committed() {
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic(TOPIC, 2, 1).expect("topic");
+        let bootstrap = cluster.bootstrap_servers();
+        let keys: Vec<String> = (0..40).map(|i| format!("task-{i}")).collect();
+        produce(&bootstrap, &keys).await;
+
+        let seen = consume(&bootstrap, 3, keys.len()).await;
+        let most = seen.most_running.load(Ordering::SeqCst);
+        assert!(most <= 3, "{most} messages ran at once with a limit of 3");
+        assert!(most >= 2, "messages ran one at a time ({most})");
+        let times = lock(&seen.times);
+        assert_eq!(times.len(), 40, "every message processed");
+        assert!(times.values().all(|&n| n == 1), "none twice: {times:?}");
+        let per_partition: Vec<i64> = (0..2)
+            .map(|p| {
+                times
+                    .keys()
+                    .filter(|(partition, _)| *partition == p)
+                    .count() as i64
+            })
+            .collect();
+        assert_eq!(
+            committed(&bootstrap, 2),
+            per_partition,
+            "committed past the last message"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn messages_of_one_key_run_one_at_a_time_in_order() {
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic(TOPIC, 1, 1).expect("topic");
+        let bootstrap = cluster.bootstrap_servers();
+        // Five messages of task `a` among others.
+        let keys: Vec<String> = (0..12)
+            .map(|i| {
+                if i % 2 == 0 && i < 10 {
+                    "a".into()
+                } else {
+                    format!("b{i}")
+                }
+            })
+            .collect();
+        produce(&bootstrap, &keys).await;
+
+        let seen = consume(&bootstrap, 4, keys.len()).await;
+        let per_key = lock(&seen.per_key);
+        assert_eq!(
+            per_key[b"a".as_slice()].1,
+            1,
+            "two messages of key a ran at once"
+        );
+        assert!(
+            seen.most_running.load(Ordering::SeqCst) >= 2,
+            "others ran beside them"
+        );
+        let started = lock(&seen.started);
+        let order: Vec<&str> = started
+            .iter()
+            .map(String::as_str)
+            .filter(|p| ["m0", "m2", "m4", "m6", "m8"].contains(p))
+            .collect();
+        assert_eq!(
+            order,
+            ["m0", "m2", "m4", "m6", "m8"],
+            "key a in offset order"
+        );
+        assert_eq!(committed(&bootstrap, 1), [12]);
+    }
+
+    /// Sets its flag when dropped: the work it lives in was cancelled.
+    struct DropFlag(Arc<Mutex<Vec<i32>>>, i32);
+
+    impl Drop for DropFlag {
+        fn drop(&mut self) {
+            lock(&self.0).push(self.1);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn work_of_a_partition_that_moves_to_another_member_is_dropped() {
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic(TOPIC, 2, 1).expect("topic");
+        let bootstrap = cluster.bootstrap_servers();
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .expect("producer");
+        for partition in 0..2 {
+            producer
+                .send(
+                    FutureRecord::to(TOPIC)
+                        .partition(partition)
+                        .key(&format!("task-{partition}"))
+                        .payload("task"),
+                    Duration::from_secs(5),
+                )
+                .await
+                .expect("produced");
+        }
+        let settings = settings(&bootstrap);
+
+        // Member A takes both partitions and works on both messages without end.
+        let started_a = Arc::new(Mutex::new(Vec::new()));
+        let dropped_a = Arc::new(Mutex::new(Vec::new()));
+        let stop_a = CancellationToken::new();
+        let process_a = {
+            let (started, dropped) = (started_a.clone(), dropped_a.clone());
+            move |message: OwnedMessage| {
+                let (started, dropped) = (started.clone(), dropped.clone());
+                async move {
+                    let _flag = DropFlag(dropped, message.partition());
+                    lock(&started).push(message.partition());
+                    tokio::time::sleep(Duration::from_secs(600)).await;
+                    Ok(Outcome::Done)
+                }
+            }
+        };
+        let mut options_a = options(4);
+        options_a.drain_timeout = Duration::from_millis(200);
+        let a = tokio::spawn({
+            let settings = settings.clone();
+            let producer = Producer::new(&settings, "a").expect("producer");
+            let stop = stop_a.clone();
+            async move { run_at_least_once(&settings, options_a, producer, stop, process_a).await }
+        });
+        wait_until(|| lock(&started_a).len() == 2).await;
+
+        // Member B joins: the group gives it one partition, whose work A must drop.
+        let done_b = Arc::new(Mutex::new(Vec::new()));
+        let stop_b = CancellationToken::new();
+        let process_b = {
+            let done = done_b.clone();
+            move |message: OwnedMessage| {
+                let done = done.clone();
+                async move {
+                    lock(&done).push(message.partition());
+                    Ok(Outcome::Done)
+                }
+            }
+        };
+        let b = tokio::spawn({
+            let producer = Producer::new(&settings, "b").expect("producer");
+            let stop = stop_b.clone();
+            async move { run_at_least_once(&settings, options(4), producer, stop, process_b).await }
+        });
+        wait_until(|| !lock(&done_b).is_empty()).await;
+        let moved = lock(&done_b)[0];
+        wait_until(|| lock(&dropped_a).contains(&moved)).await;
+        assert_eq!(
+            *lock(&dropped_a),
+            [moved],
+            "only the moved partition's work is dropped"
+        );
+
+        stop_a.cancel();
+        stop_b.cancel();
+        a.await.expect("a joined").expect("a ran");
+        b.await.expect("b joined").expect("b ran");
+    }
+
+    /// Polls `condition` every 20 ms for up to 30 s.
+    async fn wait_until(condition: impl Fn() -> bool) {
+        for _ in 0..1500 {
+            if condition() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("condition not met within 30 s");
+    }
 }

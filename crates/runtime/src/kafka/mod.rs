@@ -8,12 +8,13 @@
 pub mod admin;
 pub mod consumer;
 pub mod headers;
+pub mod offsets;
 pub mod producer;
 pub mod security;
 pub mod watch;
 
 pub use admin::{ensure_service_topics, ensure_topics};
-pub use consumer::{ConsumerOptions, Outcome, run_at_least_once};
+pub use consumer::{ConsumerOptions, Outcome, Ownership, run_at_least_once};
 pub use headers::CloudEvent;
 pub use producer::{Delivery, Producer};
 pub use security::{SaslMechanism, SecurityProtocol};
