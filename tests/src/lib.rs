@@ -4,7 +4,8 @@
 //!
 //! # Layout
 //!
-//! - [`Broker`]: a Tansu broker process, killed on drop.
+//! - [`Broker`]: a Tansu broker process, killed on drop; it can be paused (SIGSTOP) and
+//!   resumed (SIGCONT) to play a broker outage.
 //! - [`LlmStandIn`]: an OpenAI-compatible HTTP stand-in with canned answers or faults.
 //! - [`System`]: task-generator, agent-comms and task-solver running against a broker and
 //!   a model, with an HTTP client and helpers to poll results.
@@ -130,9 +131,41 @@ impl Broker {
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
+
+    /// Freezes the broker with SIGSTOP: its port still accepts connections (the kernel
+    /// completes TCP handshakes into the listen backlog) but nothing is answered, as
+    /// with a broker stuck in a long GC pause or behind a dead network path. Undo with
+    /// [`Broker::resume`]; dropping a paused broker still kills it (SIGKILL ends a
+    /// stopped process).
+    ///
+    /// # Panics
+    /// When the signal cannot be sent.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Wakes a broker frozen by [`Broker::pause`] with SIGCONT; it goes on where it
+    /// stopped, with the bytes that arrived meanwhile waiting in its sockets.
+    ///
+    /// # Panics
+    /// When the signal cannot be sent.
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    /// Sends `SIG{name}` to the broker process with `kill(1)`.
+    fn signal(&self, name: &str) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args([format!("-{name}").as_str(), pid.as_str()])
+            .status()
+            .unwrap_or_else(|err| panic!("cannot run kill -{name} {pid}: {err}"));
+        assert!(status.success(), "kill -{name} {pid} failed: {status}");
+    }
 }
 
 impl Drop for Broker {
+    /// Kills the broker (SIGKILL, which also ends a paused one) and reaps it.
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -233,6 +266,22 @@ impl LlmStandIn {
     }
 }
 
+/// The settings every service gets in the tests: the broker, the model stand-in, a 3 s
+/// session timeout, 2 partitions per topic, loopback only, a 5 s drain.
+fn test_vars<'a>(bootstrap: &'a str, llm_url: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("KAFKA_BOOTSTRAP_SERVERS", bootstrap),
+        ("OPENAI_BASE_URL", llm_url),
+        ("OPENAI_API_KEY", "test-key"),
+        ("OPENAI_MODEL", "stand-in"),
+        ("OPENAI_TIMEOUT_SECS", "30"),
+        ("KAFKA_SESSION_TIMEOUT_MS", "3000"),
+        ("KAFKA_PARTITIONS", "2"),
+        ("BIND_ADDRESS", "127.0.0.1"),
+        ("SHUTDOWN_DRAIN_SECS", "5"),
+    ]
+}
+
 /// The three services, running in-process against one broker and one model.
 pub struct System {
     /// task-generator's base URL.
@@ -256,21 +305,34 @@ impl System {
     /// # Panics
     /// When a service does not build or get healthy within 60 s.
     pub async fn start(bootstrap: &str, llm_url: &str, extra: &[(&str, &str)]) -> Self {
+        Self::start_services(bootstrap, llm_url, extra, true).await
+    }
+
+    /// As [`System::start`] without the in-process task-solver: for tests that run the
+    /// solver as its own process ([`SolverProcess`]) so they can kill it. `solver` is
+    /// then empty.
+    ///
+    /// # Panics
+    /// As [`System::start`].
+    pub async fn start_without_solver(
+        bootstrap: &str,
+        llm_url: &str,
+        extra: &[(&str, &str)],
+    ) -> Self {
+        Self::start_services(bootstrap, llm_url, extra, false).await
+    }
+
+    async fn start_services(
+        bootstrap: &str,
+        llm_url: &str,
+        extra: &[(&str, &str)],
+        with_solver: bool,
+    ) -> Self {
         if std::env::var_os("TEST_LOG").is_some() {
             agent_runtime::telemetry::init("pretty");
         }
-        let mut vars = vec![
-            ("KAFKA_BOOTSTRAP_SERVERS", bootstrap),
-            ("OPENAI_BASE_URL", llm_url),
-            ("OPENAI_API_KEY", "test-key"),
-            ("OPENAI_MODEL", "stand-in"),
-            ("OPENAI_TIMEOUT_SECS", "30"),
-            ("KAFKA_SESSION_TIMEOUT_MS", "3000"),
-            ("KAFKA_PARTITIONS", "2"),
-            ("BIND_ADDRESS", "127.0.0.1"),
-            ("PORT", "0"),
-            ("SHUTDOWN_DRAIN_SECS", "5"),
-        ];
+        let mut vars = test_vars(bootstrap, llm_url);
+        vars.push(("PORT", "0"));
         vars.extend_from_slice(extra);
         let settings = Settings::from_vars(vars).expect("valid test settings");
         let shutdown = CancellationToken::new();
@@ -287,11 +349,14 @@ impl System {
         let comms_url = format!("http://{}", comms.local_addr().expect("address"));
         tokio::spawn(comms.run_until_stopped(shutdown.clone()));
 
-        let solver = task_solver::startup::App::build(settings.clone())
-            .await
-            .expect("task-solver builds");
-        let solver_url = format!("http://{}", solver.local_addr().expect("address"));
-        tokio::spawn(solver.run_until_stopped(shutdown.clone()));
+        let mut solver_url = String::new();
+        if with_solver {
+            let solver = task_solver::startup::App::build(settings.clone())
+                .await
+                .expect("task-solver builds");
+            solver_url = format!("http://{}", solver.local_addr().expect("address"));
+            tokio::spawn(solver.run_until_stopped(shutdown.clone()));
+        }
 
         let system = Self {
             generator: generator_url,
@@ -302,26 +367,19 @@ impl System {
             shutdown,
         };
         for base in [&system.generator, &system.comms, &system.solver] {
-            system.wait_healthy(base).await;
+            if !base.is_empty() {
+                system.wait_healthy(base).await;
+            }
         }
         system
     }
 
     async fn wait_healthy(&self, base: &str) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(response) = self.http.get(format!("{base}/health")).send().await
-                && let Ok(body) = response.json::<Value>().await
-                && body["status"] == "ok"
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{base} did not get healthy in 60 s"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let url = format!("{base}/health");
+        assert!(
+            wait_until_healthy(&self.http, &url, Duration::from_secs(60)).await,
+            "{base} did not get healthy in 60 s"
+        );
     }
 
     /// POSTs `body` as JSON to `base + path`; returns the status and the JSON body.
@@ -394,4 +452,299 @@ impl Drop for System {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// Waits until `url` answers 200 with `"status": "ok"`, up to `timeout`.
+pub async fn wait_until_healthy(http: &reqwest::Client, url: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(response) = http.get(url).send().await
+            && let Ok(body) = response.json::<Value>().await
+            && body["status"] == "ok"
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// The task-solver binary, built (or found up to date) by cargo once per test process.
+///
+/// # Panics
+/// When cargo cannot build it.
+pub fn solver_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let status = Command::new(cargo)
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "task-solver",
+                    "--bin",
+                    "task-solver",
+                ])
+                .current_dir(repo_root())
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "cargo build -p task-solver failed");
+            // Test binaries live in target/<profile>/deps; binaries one level up.
+            let exe = std::env::current_exe().expect("test binary path");
+            let profile_dir = exe
+                .parent()
+                .and_then(std::path::Path::parent)
+                .expect("target/<profile>");
+            let binary = profile_dir.join("task-solver");
+            assert!(
+                binary.exists(),
+                "{} missing after the build",
+                binary.display()
+            );
+            binary
+        })
+        .clone()
+}
+
+/// A task-solver running as its own process, so that a test can kill it (SIGKILL) or
+/// stop it (SIGTERM) as Kubernetes would. Its log goes to a file named in panics and
+/// printed by [`SolverProcess::log_path`]. Killed on drop.
+pub struct SolverProcess {
+    child: Child,
+    /// Its `/health` URL.
+    pub health: String,
+    log: PathBuf,
+}
+
+impl SolverProcess {
+    /// Starts a solver with the test settings ([`System::start`]'s), `SOLVER_ID` = `name`
+    /// and `extra`; waits until `/health` says `ok`.
+    ///
+    /// # Panics
+    /// When it cannot start or does not get healthy within 60 s.
+    pub async fn start(bootstrap: &str, llm_url: &str, name: &str, extra: &[(&str, &str)]) -> Self {
+        let port = free_port().to_string();
+        let mut vars = test_vars(bootstrap, llm_url);
+        vars.extend_from_slice(&[("PORT", &port), ("SOLVER_ID", name), ("LOG_FORMAT", "json")]);
+        vars.extend_from_slice(extra);
+        let log = std::env::temp_dir().join(format!("e2e-{name}-{port}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(solver_binary())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .envs(vars)
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
+            .spawn()
+            .expect("task-solver starts");
+        let solver = Self {
+            child,
+            health: format!("http://127.0.0.1:{port}/health"),
+            log,
+        };
+        assert!(
+            wait_until_healthy(
+                &reqwest::Client::new(),
+                &solver.health,
+                Duration::from_secs(60)
+            )
+            .await,
+            "solver {name} did not get healthy in 60 s; log: {}",
+            solver.log.display()
+        );
+        solver
+    }
+
+    /// Where its log goes.
+    pub fn log_path(&self) -> &std::path::Path {
+        &self.log
+    }
+
+    /// Kills it with SIGKILL (no drain, no commit, no leaving the group) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for it to exit; returns the exit status,
+    /// or `None` when it was still running (it is then killed).
+    ///
+    /// # Panics
+    /// When the signal cannot be sent.
+    pub async fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", pid.as_str()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM {pid} failed");
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.kill();
+        None
+    }
+}
+
+impl Drop for SolverProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The PostgreSQL checkpointer's URL (`DATABASE_URL`, default the local
+/// `postgres://postgres@127.0.0.1:5432/test`) and a saver connected to it; `None`, with
+/// a loud SKIPPED line on stderr, when no server answers — except under `CI=true`, where
+/// that is a failure.
+///
+/// # Panics
+/// Under `CI=true` when PostgreSQL does not answer.
+pub async fn postgres_or_skip() -> Option<(String, agent_runtime::checkpoint::PostgresSaver)> {
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    match agent_runtime::checkpoint::PostgresSaver::connect(&url).await {
+        Ok(saver) => Some((url, saver)),
+        Err(err) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("no PostgreSQL for a checkpointer test (CI=true): {err}")
+        }
+        Err(err) => {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n*** SKIPPED: no PostgreSQL ({err}); set DATABASE_URL ***\n"
+            );
+            None
+        }
+    }
+}
+
+/// Every message on `topic` (all partitions, from the beginning, outside any group) until
+/// `count` arrived or `timeout` passed.
+///
+/// # Panics
+/// When the broker does not answer for the topic's metadata.
+pub async fn read_topic(
+    bootstrap: &str,
+    topic: &str,
+    count: usize,
+    timeout: Duration,
+) -> Vec<rdkafka::message::OwnedMessage> {
+    read_topic_until(bootstrap, topic, count, None, timeout).await
+}
+
+/// Every message on `topic` once at least `at_least` arrived and then none for 2 s (so
+/// that duplicates after them are counted too), or when `timeout` passed.
+///
+/// # Panics
+/// As [`read_topic`].
+pub async fn read_topic_settled(
+    bootstrap: &str,
+    topic: &str,
+    at_least: usize,
+    timeout: Duration,
+) -> Vec<rdkafka::message::OwnedMessage> {
+    read_topic_until(
+        bootstrap,
+        topic,
+        at_least,
+        Some(Duration::from_secs(2)),
+        timeout,
+    )
+    .await
+}
+
+async fn read_topic_until(
+    bootstrap: &str,
+    topic: &str,
+    count: usize,
+    quiet: Option<Duration>,
+    timeout: Duration,
+) -> Vec<rdkafka::message::OwnedMessage> {
+    use rdkafka::{
+        ClientConfig, Offset, TopicPartitionList,
+        consumer::{Consumer, StreamConsumer},
+    };
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .expect("metadata");
+    let mut list = TopicPartitionList::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            list.add_partition_offset(topic, p.id(), Offset::Beginning)
+                .expect("partition");
+        }
+    }
+    consumer.assign(&list).expect("assign");
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    let mut last = Instant::now();
+    while Instant::now() < deadline {
+        if out.len() >= count && quiet.is_none_or(|quiet| last.elapsed() >= quiet) {
+            break;
+        }
+        if let Ok(Ok(message)) =
+            tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await
+        {
+            out.push(message.detach());
+            last = Instant::now();
+        }
+    }
+    out
+}
+
+/// Publishes `count` new tasks (named `task 0`, `task 1`, …) to `topic` as the
+/// task-generator does — JSON keyed by task id — and returns their ids in order.
+///
+/// # Panics
+/// When the broker does not acknowledge a task within 10 s.
+pub async fn produce_tasks(bootstrap: &str, topic: &str, count: usize) -> Vec<String> {
+    use rdkafka::{
+        ClientConfig,
+        producer::{FutureProducer, FutureRecord},
+    };
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("producer");
+    let mut ids = Vec::with_capacity(count);
+    for i in 0..count {
+        let task = agent_core::task::Task::new(format!("task {i}"), format!("do thing {i}"), "")
+            .expect("a valid task");
+        let id = task.task_id.to_string();
+        let value = serde_json::to_vec(&task).expect("JSON");
+        producer
+            .send(
+                FutureRecord::to(topic).key(&id).payload(&value),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("produced");
+        ids.push(id);
+    }
+    ids
+}
+
+/// The `completed` and `failed` entries of a `GET /task-results` body.
+pub fn finished_results(body: &Value) -> Vec<&Value> {
+    body["results"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .filter(|t| t["status"] == "completed" || t["status"] == "failed")
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -5,51 +5,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use e2e::{Broker, LlmStandIn, System};
+use e2e::{Broker, LlmStandIn, System, read_topic};
 use rdkafka::{
-    ClientConfig, Message, Offset, TopicPartitionList,
-    consumer::{Consumer, StreamConsumer},
+    ClientConfig, Message,
     message::Headers,
     producer::{FutureProducer, FutureRecord},
 };
 use serde_json::Value;
-
-/// Every message on `topic` (all partitions, from the beginning) until `count` arrived or
-/// `timeout` passed.
-async fn read_all(
-    bootstrap: &str,
-    topic: &str,
-    count: usize,
-    timeout: Duration,
-) -> Vec<rdkafka::message::OwnedMessage> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(5))
-        .expect("metadata");
-    let mut list = TopicPartitionList::new();
-    for t in metadata.topics() {
-        for p in t.partitions() {
-            list.add_partition_offset(topic, p.id(), Offset::Beginning)
-                .expect("partition");
-        }
-    }
-    consumer.assign(&list).expect("assign");
-    let deadline = Instant::now() + timeout;
-    let mut out = Vec::new();
-    while out.len() < count && Instant::now() < deadline {
-        if let Ok(Ok(message)) =
-            tokio::time::timeout(Duration::from_millis(500), consumer.recv()).await
-        {
-            out.push(message.detach());
-        }
-    }
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_poison_messages_among_two_hundred_tasks() {
@@ -112,7 +74,7 @@ async fn fifty_poison_messages_among_two_hundred_tasks() {
     assert_eq!(ids.len(), 200, "no duplicates");
     assert_eq!(results.len(), 200, "nothing else listed");
 
-    let dead = read_all(
+    let dead = read_topic(
         &broker.bootstrap(),
         &topics.dead_letter,
         50,

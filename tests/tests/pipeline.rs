@@ -184,23 +184,9 @@ async fn an_invalid_draft_is_re_asked_and_the_valid_one_published() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_solver_checkpoints_each_task_in_postgres() {
     use agent_core::graph::Checkpointer;
-    use agent_runtime::checkpoint::PostgresSaver;
 
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let saver = match PostgresSaver::connect(&url).await {
-        Ok(saver) => saver,
-        Err(err) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("no PostgreSQL for the checkpointer test (CI=true): {err}")
-        }
-        Err(err) => {
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "\n*** SKIPPED: no PostgreSQL ({err}); set DATABASE_URL ***\n"
-            );
-            return;
-        }
+    let Some((url, saver)) = e2e::postgres_or_skip().await else {
+        return;
     };
     let broker = Broker::start();
     let llm = LlmStandIn::healthy().await;
