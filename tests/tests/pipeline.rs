@@ -131,6 +131,48 @@ async fn an_llm_answering_500_gives_a_failed_result_with_the_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_past_its_deadline_fails_with_a_deadline_reason() {
+    use wiremock::{
+        Mock, ResponseTemplate,
+        matchers::{method, path},
+    };
+    let broker = Broker::start();
+    let llm = LlmStandIn::empty().await;
+    llm.answer_structured(e2e::STANDIN_TASK).await;
+    // The solver's requests take 20 s each, well past a 1 s deadline (and short of the
+    // 30 s request timeout, so the deadline is what ends the task).
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(completion(STANDIN_ANSWER))
+                .set_delay(Duration::from_secs(20)),
+        )
+        .with_priority(5)
+        .mount(&llm.server)
+        .await;
+    let system = System::start(
+        &broker.bootstrap(),
+        &llm.base_url(),
+        &[("TASK_DEADLINE_SECS", "1")],
+    )
+    .await;
+
+    let (status, body) = system
+        .generate_task(json!("User: I need help with my project"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let task_id = body["task_id"].as_str().expect("task_id").to_owned();
+    let view = system.wait_for_result(&task_id, RESULT_TIMEOUT).await;
+    assert_eq!(view["status"], "failed", "{view}");
+    let error = view["result"]["error"].as_str().expect("error text");
+    assert_eq!(
+        error,
+        "deadline: the task did not finish within TASK_DEADLINE_SECS (1 s)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_llm_failing_during_generation_gives_502_and_publishes_nothing() {
     let broker = Broker::start();
     let llm = LlmStandIn::empty().await;
