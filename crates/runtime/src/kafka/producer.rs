@@ -1,12 +1,12 @@
 //! The [`Producer`]: publish and wait for the broker's acknowledgement.
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, RwLock},
     time::Duration,
 };
 
 use rdkafka::{
-    ClientContext,
+    ClientConfig, ClientContext,
     client::DefaultClientContext,
     config::RDKafkaLogLevel,
     error::KafkaError,
@@ -33,10 +33,16 @@ pub struct Delivery {
 /// A Kafka producer that waits for every message to be acknowledged by all in-sync
 /// replicas (`acks=all`, idempotent), or fails after `KAFKA_PRODUCE_TIMEOUT_MS`.
 ///
-/// Cheap to clone; one per process is enough.
+/// When the broker fences the idempotent producer (`ProducerFenced`,
+/// `InvalidProducerEpoch`) or librdkafka reports a fatal error, the librdkafka client is
+/// replaced by a new one (a new producer id), so the producer recovers by itself; see
+/// [`Producer::send_bytes`].
+///
+/// Cheap to clone (clones share the client); one per process is enough.
 #[derive(Clone)]
 pub struct Producer {
-    inner: FutureProducer<BrokerErrors>,
+    inner: Arc<RwLock<Client>>,
+    config: Arc<ClientConfig>,
     timeout: Duration,
     last_error: LastError,
     bootstrap: String,
@@ -45,6 +51,28 @@ pub struct Producer {
 
 /// The reason librdkafka last gave for a broker error, shared with the client context.
 type LastError = Arc<Mutex<Option<String>>>;
+
+/// One librdkafka producer client; replaced as a whole when it is fenced.
+type Client = Arc<FutureProducer<BrokerErrors>>;
+
+/// A delivery failure after which this client cannot produce again (every later message
+/// is refused the same way), whereas a new client, with a new producer id, can.
+///
+/// librdkafka's idempotent producer, when a message times out in flight (the broker did
+/// not answer in time), bumps its producer epoch by itself, without asking the broker
+/// ("All partitions drained, bumped epoch to PID{Id:1,Epoch:1}"); a broker that does not
+/// accept that epoch (Tansu, after a pause) answers `ProducerFenced` to every later
+/// produce request, and librdkafka bumps again, for ever.
+fn needs_new_client(err: &KafkaError) -> bool {
+    matches!(
+        err.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::InvalidProducerEpoch
+                | RDKafkaErrorCode::Fatal
+        )
+    )
+}
 
 /// The producer's client context: logs as the default context does, and keeps the
 /// reason of the last broker failure librdkafka reported (`sasl_ssl://host:9092/bootstrap:
@@ -111,7 +139,8 @@ impl Producer {
             last_error: Arc::clone(&last_error),
         })?;
         Ok(Self {
-            inner,
+            inner: Arc::new(RwLock::new(Arc::new(inner))),
+            config: Arc::new(config),
             timeout: Duration::from_millis(u64::from(settings.kafka_produce_timeout_ms)),
             last_error,
             bootstrap: settings.kafka_bootstrap_servers.clone(),
@@ -120,6 +149,12 @@ impl Producer {
     }
 
     /// Publishes `payload` under `key` with `headers`, and waits for the acknowledgement.
+    ///
+    /// When the client turns out to be fenced (see [`Producer`]), it is replaced and the
+    /// message sent once more on the new client. A fenced message was refused by the
+    /// broker, so it is not stored twice, and the refusal comes at once; after a fatal
+    /// error the message may have been stored, and at-least-once allows the second copy.
+    /// Either way the call ends within twice the produce timeout.
     ///
     /// # Errors
     /// [`Error::Kafka`] when the broker does not acknowledge within the produce timeout
@@ -131,15 +166,25 @@ impl Producer {
         payload: &[u8],
         headers: OwnedHeaders,
     ) -> Result<Delivery> {
-        let mut record = FutureRecord::to(topic).payload(payload).headers(headers);
-        if let Some(key) = key {
-            record = record.key(key);
+        let record = || {
+            let record = FutureRecord::to(topic)
+                .payload(payload)
+                .headers(headers.clone());
+            match key {
+                Some(key) => record.key(key),
+                None => record,
+            }
+        };
+        let client = self.client();
+        let delivered = match client.send(record(), self.timeout).await {
+            Err((err, _)) if needs_new_client(&err) => {
+                tracing::warn!(topic, error = %err, "producer fenced; replacing the Kafka client and sending again");
+                self.replace(&client)?;
+                self.client().send(record(), self.timeout).await
+            }
+            sent => sent,
         }
-        let delivered = self
-            .inner
-            .send(record, self.timeout)
-            .await
-            .map_err(|(err, _)| Error::Kafka(err))?;
+        .map_err(|(err, _)| Error::Kafka(err))?;
         Ok(Delivery {
             topic: topic.to_owned(),
             partition: delivered.partition,
@@ -164,9 +209,48 @@ impl Producer {
             .await
     }
 
+    /// The client in use.
+    fn client(&self) -> Client {
+        match self.inner.read() {
+            Ok(slot) => Arc::clone(&slot),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Replaces `failed` by a new client, unless another caller already did. The old
+    /// client is destroyed on its own thread once the sends still using it are over
+    /// (destroying a client blocks).
+    fn replace(&self, failed: &Client) -> Result<()> {
+        let mut slot = match self.inner.write() {
+            Ok(slot) => slot,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if !Arc::ptr_eq(&slot, failed) {
+            return Ok(());
+        }
+        let fresh: FutureProducer<BrokerErrors> =
+            self.config.create_with_context(BrokerErrors {
+                last_error: Arc::clone(&self.last_error),
+            })?;
+        let old = std::mem::replace(&mut *slot, Arc::new(fresh));
+        drop(slot);
+        let spawned = std::thread::Builder::new()
+            .name("kafka-producer-close".into())
+            .spawn(move || {
+                while Arc::strong_count(&old) > 1 {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                drop(old);
+            });
+        if let Err(err) = spawned {
+            tracing::warn!(error = %err, "cannot spawn a thread to close the fenced producer");
+        }
+        Ok(())
+    }
+
     /// Waits up to `timeout` for queued messages to be delivered (at shutdown).
     pub fn flush(&self, timeout: Duration) {
-        if let Err(err) = self.inner.flush(timeout) {
+        if let Err(err) = self.client().flush(timeout) {
             tracing::warn!(error = %err, "producer flush did not complete");
         }
     }
@@ -177,7 +261,7 @@ impl Producer {
     /// # Errors
     /// [`Error::Kafka`] when the broker does not answer in time.
     pub fn probe(&self, timeout: Duration) -> Result<()> {
-        self.inner.client().fetch_metadata(None, timeout)?;
+        self.client().client().fetch_metadata(None, timeout)?;
         if let Ok(mut slot) = self.last_error.lock() {
             *slot = None;
         }
@@ -194,5 +278,34 @@ impl Producer {
     /// `KAFKA_BOOTSTRAP_SERVERS` and `KAFKA_SECURITY_PROTOCOL`, for log lines.
     pub fn brokers(&self) -> (&str, SecurityProtocol) {
         (&self.bootstrap, self.security_protocol)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_fenced_or_fatal_producer_gets_a_new_client() {
+        for code in [
+            RDKafkaErrorCode::ProducerFenced,
+            RDKafkaErrorCode::InvalidProducerEpoch,
+            RDKafkaErrorCode::Fatal,
+        ] {
+            assert!(
+                needs_new_client(&KafkaError::MessageProduction(code)),
+                "{code:?}"
+            );
+        }
+        for code in [
+            RDKafkaErrorCode::MessageTimedOut,
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+            RDKafkaErrorCode::MessageSizeTooLarge,
+        ] {
+            assert!(
+                !needs_new_client(&KafkaError::MessageProduction(code)),
+                "{code:?}"
+            );
+        }
     }
 }
