@@ -150,6 +150,10 @@ pub type PartitionKey = (String, i32);
 #[derive(Debug, Clone, Default)]
 pub struct Ownership {
     fences: Arc<Mutex<HashMap<PartitionKey, CancellationToken>>>,
+    /// How many assignments there have been.
+    assignments: Arc<std::sync::atomic::AtomicU64>,
+    /// Woken at each assignment.
+    reassigned: Arc<tokio::sync::Notify>,
 }
 
 impl Ownership {
@@ -161,8 +165,17 @@ impl Ownership {
             .cloned()
     }
 
+    /// How many assignments there have been: a change means the partitions changed
+    /// hands, and the pause state set on them before may no longer hold.
+    pub fn assignments(&self) -> u64 {
+        self.assignments.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// A new assignment: partitions not in it are fenced off; new ones get a fence.
     pub fn assigned(&self, partitions: impl IntoIterator<Item = PartitionKey>) {
+        self.assignments
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.reassigned.notify_one();
         let assigned: HashSet<PartitionKey> = partitions.into_iter().collect();
         let mut fences = self.lock();
         fences.retain(|key, fence| {
@@ -185,6 +198,11 @@ impl Ownership {
                 fence.cancel();
             }
         }
+    }
+
+    /// Resolves after the next assignment (or at once if one came since the last call).
+    pub async fn reassigned(&self) {
+        self.reassigned.notified().await;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PartitionKey, CancellationToken>> {
@@ -332,13 +350,21 @@ where
         keys_in_hand: HashSet::new(),
         running: JoinSet::new(),
         paused: None,
+        assignments_seen: 0,
     };
+    // The loop turns when a message arrives, work ends or the assignment changes (its
+    // pause state must be set again), and at least once a second.
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let ownership = state.ownership.clone();
     loop {
         state.drop_fenced();
         state.start_waiting();
         state.apply_backpressure(&consumer);
         tokio::select! {
             () = shutdown.cancelled() => break,
+            () = ownership.reassigned() => {}
+            _ = tick.tick() => {}
             Some(joined) = state.running.join_next() => state.finished(&consumer, joined),
             received = consumer.recv() => match received {
                 Ok(message) => state.received(message.detach()),
@@ -399,6 +425,8 @@ struct LoopState<F> {
     running: JoinSet<Finished>,
     /// The partitions paused for backpressure; `None` when not holding back.
     paused: Option<HashSet<PartitionKey>>,
+    /// [`Ownership::assignments`] when the pause state was last made to match.
+    assignments_seen: u64,
 }
 
 impl<F, Fut> LoopState<F>
@@ -553,8 +581,16 @@ where
         let Ok(assignment) = consumer.assignment() else {
             return;
         };
+        // librdkafka keeps an application's pause on a partition across a rebalance
+        // (librdkafka#1849): after a new assignment, pause or resume all of it again.
+        let assignments = self.ownership.assignments();
+        let reassigned = assignments != self.assignments_seen;
+        self.assignments_seen = assignments;
+        if reassigned && let Some(paused) = &mut self.paused {
+            paused.clear();
+        }
         if !hold {
-            if self.paused.take().is_some() {
+            if self.paused.take().is_some() || reassigned {
                 tracing::debug!(in_hand, "resuming partitions");
                 if let Err(err) = consumer.resume(&assignment) {
                     tracing::warn!(error = %err, "cannot resume partitions");
