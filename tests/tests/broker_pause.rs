@@ -15,10 +15,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use e2e::{Broker, LlmStandIn, STANDIN_ANSWER, STANDIN_TASK, System, completion};
-use rdkafka::{
-    ClientConfig, Offset, TopicPartitionList,
-    consumer::{Consumer, StreamConsumer},
+use e2e::{
+    Broker, LlmStandIn, STANDIN_ANSWER, STANDIN_TASK, System, completion, read_topic_settled,
 };
 use serde_json::{Value, json};
 use wiremock::{
@@ -56,35 +54,11 @@ async fn get_within(system: &System, url: &str) -> Option<(u16, Value)> {
 /// Number of messages per key on every partition of `topic`, read from the beginning
 /// until none arrived for 2 s (or 15 s passed).
 async fn keys_on(bootstrap: &str, topic: &str) -> HashMap<String, usize> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(5))
-        .expect("metadata");
-    let mut list = TopicPartitionList::new();
-    for t in metadata.topics() {
-        for p in t.partitions() {
-            list.add_partition_offset(topic, p.id(), Offset::Beginning)
-                .expect("partition");
-        }
-    }
-    consumer.assign(&list).expect("assign");
-    let deadline = Instant::now() + Duration::from_secs(15);
+    use rdkafka::Message as _;
     let mut counts = HashMap::new();
-    while Instant::now() < deadline {
-        match tokio::time::timeout(Duration::from_secs(2), consumer.recv()).await {
-            Ok(Ok(message)) => {
-                use rdkafka::Message as _;
-                let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
-                *counts.entry(key).or_insert(0) += 1;
-            }
-            Ok(Err(err)) => panic!("reading {topic}: {err}"),
-            Err(_) => break,
-        }
+    for message in read_topic_settled(bootstrap, topic, 0, Duration::from_secs(15)).await {
+        let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+        *counts.entry(key).or_insert(0) += 1;
     }
     counts
 }
