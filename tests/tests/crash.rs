@@ -135,6 +135,13 @@ async fn three_sigkills_lose_nothing_repeat_nothing_and_pay_no_finished_step_twi
             i + 1,
             solver.log_path().display()
         );
+        // Kill just after a request reached the model, so that one is in flight (the
+        // stand-in answers after 40 ms).
+        let seen = arrived.load(Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while arrived.load(Ordering::SeqCst) == seen && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         let calls = arrived.load(Ordering::SeqCst);
         solver.kill();
         kills.push(format!("kill {} at {done} results / {calls} calls", i + 1));

@@ -276,6 +276,10 @@ pub fn group_consumer(
         .set("session.timeout.ms", session.to_string())
         .set("heartbeat.interval.ms", (session / 3).max(100).to_string())
         .set("enable.partition.eof", "false")
+        // A partition resumed after backpressure waits for the fetch already in flight,
+        // which the broker may hold up to this long when it has nothing new (librdkafka's
+        // default, 500 ms, left fast tasks idle between pause and resume).
+        .set("fetch.wait.max.ms", "100")
         .create_with_context(FencingContext { ownership })?;
     Ok(consumer)
 }
