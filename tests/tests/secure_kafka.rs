@@ -111,7 +111,10 @@ async fn sasl_ssl_against_a_plaintext_broker_is_degraded_and_503_not_a_hang() {
         assert_eq!(status, 503, "{base}/ready");
     }
 
-    // Publishing fails within the produce timeout (plus the stand-in's answer), as a 503.
+    // Publishing fails as a 503, not a hang: within the produce timeout, or twice it when
+    // the producer replaces a failed client and sends once more, plus room for a busy
+    // machine (the stand-in's answer, the scheduler).
+    let no_hang = Duration::from_millis(2 * PRODUCE_TIMEOUT_MS + 5000);
     let (status, body, took) = post(
         &http,
         &format!("{}/generate-task", bases[0]),
@@ -121,7 +124,7 @@ async fn sasl_ssl_against_a_plaintext_broker_is_degraded_and_503_not_a_hang() {
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "unavailable", "{body}");
     assert!(
-        took < Duration::from_millis(PRODUCE_TIMEOUT_MS + 3000),
+        took < no_hang,
         "POST /generate-task took {took:?}, produce timeout {PRODUCE_TIMEOUT_MS} ms"
     );
     let (status, body, took) = post(
@@ -132,7 +135,7 @@ async fn sasl_ssl_against_a_plaintext_broker_is_degraded_and_503_not_a_hang() {
     .await;
     assert_eq!(status, 503, "{body}");
     assert!(
-        took < Duration::from_millis(PRODUCE_TIMEOUT_MS + 1000),
+        took < no_hang,
         "POST /send_event took {took:?}, produce timeout {PRODUCE_TIMEOUT_MS} ms"
     );
     assert!(!body.to_string().contains(PASSWORD), "{body}");
