@@ -1,6 +1,7 @@
 //! Fault test of the LLM: the model answers 429 with `Retry-After`, 500, slower than the
 //! timeout, and a 200 that is not JSON, among correct answers — every task still ends
-//! `completed`, or `failed` with a reason; none is lost, none listed twice.
+//! `completed`, or `failed` with a reason; none is lost, none listed twice. One task the
+//! model never answers usably shows the limit: asked 3 times, then `failed` with why.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -29,9 +30,11 @@ const POSTED: usize = 5;
 /// The services' per-request timeout; the slow answers take [`SLOW`].
 const TIMEOUT_SECS: &str = "2";
 const SLOW: Duration = Duration::from_secs(3);
-/// How long every task may take to end, from the first publish (under 50 s with a solver
+/// How long every task may take to end, from the first publish (about 55 s with a solver
 /// working on one task at a time).
-const DEADLINE: Duration = Duration::from_secs(90);
+const DEADLINE: Duration = Duration::from_secs(120);
+/// The description of the task the model never answers usably.
+const HOPELESS: &str = "Do the hopeless thing.";
 
 /// What the stand-in does with one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +68,8 @@ impl Answer {
 struct FaultyModel {
     requests: Arc<AtomicUsize>,
     tally: Arc<[AtomicUsize; 5]>,
+    /// Requests about the [`HOPELESS`] task (answered non-JSON, outside the cycle).
+    hopeless: Arc<AtomicUsize>,
 }
 
 impl FaultyModel {
@@ -75,6 +80,10 @@ impl FaultyModel {
 
 impl Respond for FaultyModel {
     fn respond(&self, request: &Request) -> ResponseTemplate {
+        if String::from_utf8_lossy(&request.body).contains(HOPELESS) {
+            self.hopeless.fetch_add(1, Ordering::SeqCst);
+            return not_json();
+        }
         let answer = Answer::of(self.requests.fetch_add(1, Ordering::SeqCst));
         self.tally[answer as usize].fetch_add(1, Ordering::SeqCst);
         // Structured requests are the generator's (a task), the others the solver's.
@@ -93,12 +102,19 @@ impl Respond for FaultyModel {
             Answer::Slow => ResponseTemplate::new(200)
                 .set_body_json(completion(content))
                 .set_delay(SLOW),
-            Answer::NotJson => ResponseTemplate::new(200)
-                .insert_header("content-type", "text/html")
-                .set_body_string("<html><body>upstream connect error or disconnect/reset before headers</body></html>"),
+            Answer::NotJson => not_json(),
             Answer::Correct => ResponseTemplate::new(200).set_body_json(completion(content)),
         }
     }
+}
+
+/// A 200 whose body is a proxy's HTML page, not a chat completion.
+fn not_json() -> ResponseTemplate {
+    ResponseTemplate::new(200)
+        .insert_header("content-type", "text/html")
+        .set_body_string(
+            "<html><body>upstream connect error or disconnect/reset before headers</body></html>",
+        )
 }
 
 /// A short name for why a task failed, for the figures.
@@ -175,6 +191,20 @@ async fn every_task_ends_completed_or_failed_with_a_reason_under_llm_faults() {
             .expect("produced");
         names.insert(name);
     }
+    {
+        let name = "llm-fault hopeless task".to_owned();
+        let value = json!({"task_name": name, "task_description": HOPELESS, "context": ""});
+        producer
+            .send(
+                FutureRecord::to(&topics.events)
+                    .key(&name)
+                    .payload(&value.to_string()),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("produced");
+        names.insert(name);
+    }
     let mut accepted = HashSet::new();
     let mut refused: BTreeMap<u16, usize> = BTreeMap::new();
     for (status, body) in posts.join_all().await {
@@ -195,7 +225,7 @@ async fn every_task_ends_completed_or_failed_with_a_reason_under_llm_faults() {
             *refused.entry(status).or_default() += 1;
         }
     }
-    let expected = PRODUCED + accepted.len();
+    let expected = PRODUCED + 1 + accepted.len();
 
     let finished = |r: &&Value| r["status"] == "completed" || r["status"] == "failed";
     let list = system
@@ -261,6 +291,24 @@ async fn every_task_ends_completed_or_failed_with_a_reason_under_llm_faults() {
         completed > 0,
         "faults among correct answers still complete tasks"
     );
+    // The hopeless task: `plan` asked LLM_NODE_ATTEMPTS (3) times, then the task failed
+    // saying why.
+    let hopeless = results
+        .iter()
+        .find(|r| r["task"]["task_description"] == HOPELESS)
+        .expect("the hopeless task is listed");
+    assert_eq!(hopeless["status"], "failed", "{hopeless}");
+    let reason = hopeless["result"]["error"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("not an OpenAI response") && reason.contains("upstream connect error"),
+        "{reason}"
+    );
+    let hopeless_requests = model.hopeless.load(Ordering::SeqCst);
+    assert_eq!(
+        hopeless_requests,
+        task_solver::solver::LLM_NODE_ATTEMPTS as usize,
+        "asked LLM_NODE_ATTEMPTS times, no more"
+    );
 
     // Every fault was played (the cycle of 24 repeats several times over).
     let requests = model.requests.load(Ordering::SeqCst);
@@ -283,7 +331,8 @@ async fn every_task_ends_completed_or_failed_with_a_reason_under_llm_faults() {
     println!(
         "llm_faults: {} tasks ({PRODUCED} produced, {} of {POSTED} POSTs accepted, refused: {}): \
          {completed} completed, {failed} failed ({}) in {:.1} s; 0 lost, 0 duplicates; \
-         stand-in saw {requests} requests ({} 429s, {} 500s, {} slow, {} non-JSON)",
+         stand-in saw {requests} requests ({} 429s, {} 500s, {} slow, {} non-JSON) and \
+         {hopeless_requests} for the hopeless task",
         expected,
         accepted.len(),
         if refused.is_empty() {

@@ -35,12 +35,14 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// This error as a graph-node error: a timeout is transient (a node retry policy may
-    /// try again), anything else permanent (the client already retried 429s, 5xx and
-    /// connection errors).
+    /// This error as a graph-node error: a timeout or an unusable answer is transient (a
+    /// node retry policy may ask again, up to its `max_attempts`), anything else
+    /// permanent (the client already retried 429s, 5xx and connection errors).
     pub fn into_node_error(self) -> agent_core::graph::NodeError {
         match self {
-            Self::LlmTimeout(_) => agent_core::graph::NodeError::transient(self),
+            Self::LlmTimeout(_) | Self::LlmAnswer(_) => {
+                agent_core::graph::NodeError::transient(self)
+            }
             other => agent_core::graph::NodeError::permanent(other),
         }
     }

@@ -1,8 +1,10 @@
 //! The solver graph: plan → solve → format.
 //!
 //! `plan` asks the LLM for a short numbered plan; `solve` asks it to carry the plan out
-//! and answer; `format` assembles the result text. Any LLM failure fails the run with the
-//! reason, which the worker turns into a `failed` result.
+//! and answer; `format` assembles the result text. A timed-out request or an unusable
+//! answer is asked again, up to [`LLM_NODE_ATTEMPTS`] in all; past that, or on any other
+//! LLM failure, the run fails with the reason, which the worker turns into a `failed`
+//! result.
 
 use std::{sync::Arc, time::Duration};
 
@@ -85,11 +87,16 @@ fn describe(task: &Task) -> String {
     text
 }
 
+/// How many times an LLM node asks in all when the model times out or answers with
+/// something unusable (an empty answer, a body that is not a chat completion).
+pub const LLM_NODE_ATTEMPTS: u32 = 3;
+
 /// Retries of an LLM node: the client already retries 429s, 5xx and connection errors,
-/// so the graph retries what it does not — a request that timed out — once more.
+/// so the graph re-asks what it does not — a request that timed out, an unusable answer
+/// — up to [`LLM_NODE_ATTEMPTS`] in all; past that the run fails with the last reason.
 fn llm_retry() -> RetryPolicy {
     RetryPolicy {
-        max_attempts: 2,
+        max_attempts: LLM_NODE_ATTEMPTS,
         initial_interval: Duration::from_secs(1),
         ..RetryPolicy::default()
     }

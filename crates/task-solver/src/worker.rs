@@ -262,6 +262,56 @@ mod tests {
         assert_eq!(calls(&server).await, 3);
     }
 
+    fn not_a_completion() -> ResponseTemplate {
+        ResponseTemplate::new(200)
+            .insert_header("content-type", "text/html")
+            .set_body_string("<html>upstream connect error</html>")
+    }
+
+    #[tokio::test]
+    async fn an_unusable_answer_is_asked_again_and_the_task_completes() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(not_a_completion())
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .respond_with(answer("fine"))
+            .mount(&server)
+            .await;
+        let deps = deps(&server, None).await;
+        let task = Task::new("n", "d", "").expect("task");
+        let thread = RunConfig::thread(task.task_id.to_string());
+        let state = solve(&deps, &task, &thread).await.expect("solved");
+        assert_eq!(state.result.as_deref(), Some("fine"));
+        assert_eq!(calls(&server).await, 3, "plan twice, then solve");
+    }
+
+    #[tokio::test]
+    async fn past_the_limit_an_unusable_answer_fails_the_task_with_the_reason() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(not_a_completion())
+            .mount(&server)
+            .await;
+        let deps = deps(&server, None).await;
+        let task = Task::new("n", "d", "").expect("task");
+        let thread = RunConfig::thread(task.task_id.to_string());
+        let err = solve(&deps, &task, &thread).await.expect_err("unusable");
+        assert_eq!(
+            calls(&server).await,
+            solver::LLM_NODE_ATTEMPTS as usize,
+            "plan asked {} times in all, solve never",
+            solver::LLM_NODE_ATTEMPTS
+        );
+        let reason = err.to_string();
+        assert!(
+            reason.contains("not an OpenAI response") && reason.contains("upstream connect error"),
+            "{reason}"
+        );
+    }
+
     #[tokio::test]
     async fn without_a_checkpointer_every_delivery_starts_over() {
         let server = MockServer::start().await;

@@ -162,7 +162,8 @@ impl LlmClient {
     ///
     /// # Errors
     /// [`Error::Llm`] when the request fails after its retries, [`Error::LlmTimeout`]
-    /// when it times out, [`Error::LlmAnswer`] when the model returns no text.
+    /// when it times out, [`Error::LlmAnswer`] when the model returns no text or the body
+    /// is not a chat completion.
     pub async fn chat(
         &self,
         messages: &[ChatMessage],
@@ -249,6 +250,9 @@ impl LlmClient {
             .await
             .map_err(|err| match &err {
                 OpenAIError::Reqwest(e) if e.is_timeout() => Error::LlmTimeout(describe(&err)),
+                // A 200 whose body is not a chat completion (a proxy's HTML page, a cut
+                // stream): an unusable answer, worth asking again.
+                OpenAIError::JSONDeserialize(..) => Error::LlmAnswer(describe(&err)),
                 _ => Error::Llm(describe(&err)),
             })?;
         let usage = response
@@ -426,6 +430,28 @@ mod tests {
             matches!(err, Error::LlmAnswer(ref m) if m.contains("not valid JSON") && m.contains("sure!")),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_body_that_is_not_a_chat_completion_is_an_unusable_answer_not_retried_here() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("content-type", "text/html")
+                    .set_body_string("<html>upstream reset</html>"),
+            )
+            .mount(&server)
+            .await;
+        let llm = client(&server, &[]).await;
+        let err = llm.chat(&[], 10).await.expect_err("html");
+        assert!(
+            matches!(err, Error::LlmAnswer(ref m)
+                if m.contains("not an OpenAI response") && m.contains("upstream reset")),
+            "{err}"
+        );
+        // The caller decides whether to ask again: one request here.
+        assert_eq!(requests(&server).await, 1);
     }
 
     #[tokio::test]
