@@ -176,24 +176,11 @@ async fn every_task_ends_completed_or_failed_with_a_reason_under_llm_faults() {
         });
     }
     let mut names = HashSet::new();
-    for i in 0..PRODUCED {
-        let name = format!("llm-fault task {i}");
-        let value =
-            json!({"task_name": name, "task_description": format!("Do thing {i}."), "context": ""});
-        producer
-            .send(
-                FutureRecord::to(&topics.events)
-                    .key(&name)
-                    .payload(&value.to_string()),
-                Duration::from_secs(10),
-            )
-            .await
-            .expect("produced");
-        names.insert(name);
-    }
-    {
-        let name = "llm-fault hopeless task".to_owned();
-        let value = json!({"task_name": name, "task_description": HOPELESS, "context": ""});
+    let tasks = (0..PRODUCED)
+        .map(|i| (format!("llm-fault task {i}"), format!("Do thing {i}.")))
+        .chain([("llm-fault hopeless task".to_owned(), HOPELESS.to_owned())]);
+    for (name, description) in tasks {
+        let value = json!({"task_name": name, "task_description": description, "context": ""});
         producer
             .send(
                 FutureRecord::to(&topics.events)
