@@ -63,27 +63,23 @@ pub async fn process(deps: &Deps, message: OwnedMessage) -> Result<Outcome> {
     let started_at = Utc::now();
     tracing::info!(task_name = %task.task_name, "solving task");
     let thread = RunConfig::thread(task.task_id.to_string());
-    let Ok(run) = tokio::time::timeout(deps.deadline, solve(deps, &task, &thread)).await else {
-        let reason = format!(
+    // The run's final state, or why the task failed.
+    let run = match tokio::time::timeout(deps.deadline, solve(deps, &task, &thread)).await {
+        Ok(Err(GraphError::Checkpoint(err))) => {
+            // The checkpoint store is down: not the task's fault. Retry the message later.
+            return Err(agent_runtime::Error::Task(agent_core::Error::Graph(
+                GraphError::Checkpoint(err),
+            )));
+        }
+        Ok(run) => run.map_err(|err| match err {
+            GraphError::Node { node, error } => format!("{node}: {error}"),
+            other => other.to_string(),
+        }),
+        Err(_elapsed) => Err(format!(
             "deadline: the task did not finish within TASK_DEADLINE_SECS ({} s)",
             deps.deadline.as_secs()
-        );
-        tracing::warn!(reason = %reason, "task failed");
-        let result = TaskResult::failed(
-            &task,
-            reason,
-            &deps.solver_id,
-            started_at,
-            Default::default(),
-        );
-        return publish(deps, &task, &result, trace).await;
+        )),
     };
-    if let Err(GraphError::Checkpoint(err)) = &run {
-        // The checkpoint store is down: not the task's fault. Retry the message later.
-        return Err(agent_runtime::Error::Task(agent_core::Error::Graph(
-            GraphError::Checkpoint(err.clone()),
-        )));
-    }
     let result = match run {
         Ok(state) => TaskResult::completed(
             &task,
@@ -92,11 +88,7 @@ pub async fn process(deps: &Deps, message: OwnedMessage) -> Result<Outcome> {
             started_at,
             state.usage,
         ),
-        Err(err) => {
-            let reason = match &err {
-                GraphError::Node { node, error } => format!("{node}: {error}"),
-                other => other.to_string(),
-            };
+        Err(reason) => {
             tracing::warn!(reason = %reason, "task failed");
             TaskResult::failed(
                 &task,
@@ -107,24 +99,13 @@ pub async fn process(deps: &Deps, message: OwnedMessage) -> Result<Outcome> {
             )
         }
     };
-    publish(deps, &task, &result, trace).await
-}
-
-/// Publishes `result` keyed by its task id, continuing `trace`; drops the task's
-/// in-memory thread once the broker acknowledged it.
-async fn publish(
-    deps: &Deps,
-    task: &Task,
-    result: &TaskResult,
-    trace: Option<agent_runtime::telemetry::TraceContext>,
-) -> Result<Outcome> {
     let event = CloudEvent::new(SERVICE, TASK_FINISHED, trace);
     let delivery = deps
         .producer
         .send_json(
             &deps.results_topic,
             &task.task_id.to_string(),
-            result,
+            &result,
             &event,
         )
         .await?;
