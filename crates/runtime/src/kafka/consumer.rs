@@ -582,13 +582,17 @@ where
             Some(_) => in_hand > concurrency + concurrency / 2,
             None => in_hand >= 2 * concurrency,
         };
-        let Ok(assignment) = consumer.assignment() else {
-            return;
-        };
         // librdkafka keeps an application's pause on a partition across a rebalance
         // (librdkafka#1849): after a new assignment, pause or resume all of it again.
         let assignments = self.ownership.assignments();
         let reassigned = assignments != self.assignments_seen;
+        if !hold && !reassigned && self.paused.is_none() {
+            // Fetching, and nothing changed: the common turn asks librdkafka nothing.
+            return;
+        }
+        let Ok(assignment) = consumer.assignment() else {
+            return;
+        };
         self.assignments_seen = assignments;
         if reassigned && let Some(paused) = &mut self.paused {
             paused.clear();
