@@ -18,12 +18,14 @@
 //! Never retried here: other `4xx` (the request itself is wrong) and timeouts. A request
 //! that times out (`OPENAI_TIMEOUT_SECS`) becomes
 //! [`Error::LlmTimeout`](crate::Error::LlmTimeout), which the services' LLM graph nodes
-//! (the solver's `plan` and `solve`, the generator's `draft`) retry once: a `RetryPolicy`
-//! of two attempts, 1 s plus a random 0–1 s apart. Every other LLM error is permanent
-//! for the node. So one run of an LLM node makes at most `2 × (1 + OPENAI_MAX_RETRIES)`
-//! requests (8 with the default 3), of which at most two wait out the whole timeout.
+//! retry with their own `RetryPolicy` (1 s plus a random 0–1 s, doubling): the
+//! generator's `draft` makes two attempts (a caller is waiting), the solver's `plan` and
+//! `solve` three, which also ask again after an unusable answer
+//! ([`Error::LlmAnswer`](crate::Error::LlmAnswer)). Every other LLM error is permanent for
+//! the node. So one run of a solver LLM node makes at most `3 × (1 + OPENAI_MAX_RETRIES)`
+//! requests (12 with the default 3), of which at most three wait out the whole timeout.
 //! Retrying timeouts here as well would let one stalled model hold a node for
-//! `2 × (1 + OPENAI_MAX_RETRIES)` timeouts (8 minutes with the defaults) instead of two.
+//! `3 × (1 + OPENAI_MAX_RETRIES)` timeouts (12 minutes with the defaults) instead of three.
 //!
 //! # How long to wait
 //!
