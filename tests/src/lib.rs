@@ -153,15 +153,22 @@ impl Broker {
         self.signal("CONT");
     }
 
-    /// Sends `SIG{name}` to the broker process with `kill(1)`.
     fn signal(&self, name: &str) {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill")
-            .args([format!("-{name}").as_str(), pid.as_str()])
-            .status()
-            .unwrap_or_else(|err| panic!("cannot run kill -{name} {pid}: {err}"));
-        assert!(status.success(), "kill -{name} {pid} failed: {status}");
+        send_signal(&self.child, name);
     }
+}
+
+/// Sends `SIG{name}` (`STOP`, `CONT`, `TERM`, …) to `child` with `kill(1)`.
+///
+/// # Panics
+/// When `kill` cannot run or fails.
+fn send_signal(child: &Child, name: &str) {
+    let pid = child.id().to_string();
+    let status = Command::new("kill")
+        .args([format!("-{name}").as_str(), pid.as_str()])
+        .status()
+        .unwrap_or_else(|err| panic!("cannot run kill -{name} {pid}: {err}"));
+    assert!(status.success(), "kill -{name} {pid} failed: {status}");
 }
 
 impl Drop for Broker {
@@ -575,12 +582,7 @@ impl SolverProcess {
     /// # Panics
     /// When the signal cannot be sent.
     pub async fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill")
-            .args(["-TERM", pid.as_str()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -TERM {pid} failed");
+        send_signal(&self.child, "TERM");
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {

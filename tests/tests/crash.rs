@@ -68,14 +68,10 @@ async fn finished(system: &System) -> usize {
 
 /// Waits until at least `count` tasks have a final result, up to `timeout`.
 async fn wait_finished(system: &System, count: usize, timeout: Duration) -> usize {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let done = finished(system).await;
-        if done >= count || Instant::now() > deadline {
-            return done;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let body = system
+        .wait_for_results(timeout, |body| finished_results(body).len() >= count)
+        .await;
+    finished_results(&body).len()
 }
 
 /// Checks that the view holds exactly `ids`, each `completed` once.
