@@ -68,6 +68,11 @@ pub struct Settings {
     /// acknowledgement before it fails (and `POST /generate-task` answers 503); default
     /// 10000.
     pub kafka_produce_timeout_ms: u32,
+    /// `KAFKA_LINGER_MS`: how long the producer holds a message to batch it with others
+    /// (librdkafka's `linger.ms`); default 0: every publish waits for its
+    /// acknowledgement, and under load messages still batch while earlier requests are
+    /// in flight.
+    pub kafka_linger_ms: u32,
     /// `KAFKA_SECURITY_PROTOCOL`: `PLAINTEXT` (default), `SSL`, `SASL_PLAINTEXT` or
     /// `SASL_SSL`, in any case.
     pub kafka_security_protocol: SecurityProtocol,
@@ -99,6 +104,12 @@ pub struct Settings {
     /// `OPENAI_MAX_RETRIES`: retries on 429, 5xx and connection errors (with backoff,
     /// honouring `Retry-After`); default 3.
     pub openai_max_retries: u32,
+    /// `OPENAI_INITIAL_CONCURRENCY`: requests to the model at once before the adaptive
+    /// limit has learnt anything (at least 1); default 64.
+    pub openai_initial_concurrency: usize,
+    /// `OPENAI_MAX_CONCURRENCY`: the most requests to the model at once, however well it
+    /// answers; the adaptive limit moves between 1 and this (at least 1); default 1024.
+    pub openai_max_concurrency: usize,
 
     /// `DISABLECHECKPOINTER`: `true` runs the solver graph without checkpoints (the
     /// Python system's switch); default `false`.
@@ -113,8 +124,10 @@ pub struct Settings {
 
     /// `SOLVER_ID`: this solver's name in results; default `$HOSTNAME` or `task-solver`.
     pub solver_id: Option<String>,
-    /// `SOLVER_CONCURRENCY`: tasks one solver works on at once (at least 1); when that
-    /// many are in hand it pauses its partitions until one finishes; default 4.
+    /// `SOLVER_CONCURRENCY`: tasks one solver works on at once (at least 1); default
+    /// 1024. A task in flight mostly waits on the model (~60 KB each, measured with the
+    /// solver graph's two LLM calls); the model itself is asked at most
+    /// `OPENAI_MAX_CONCURRENCY` requests at once, under the adaptive limit.
     pub solver_concurrency: usize,
     /// `TASK_DEADLINE_SECS`: how long one delivery of a task may work before it ends as
     /// `failed` with a deadline reason (at least 1); default 600.
@@ -130,7 +143,7 @@ impl Default for Settings {
             bind_address: "0.0.0.0".into(),
             log_format: "pretty".into(),
             shutdown_drain_secs: 20,
-            solver_concurrency: 4,
+            solver_concurrency: 1024,
             task_deadline_secs: 600,
             kafka_bootstrap_servers: "localhost:9092".into(),
             kafka_topic_prefix: "dev".into(),
@@ -141,6 +154,7 @@ impl Default for Settings {
             kafka_replication_factor: 1,
             kafka_session_timeout_ms: 10_000,
             kafka_produce_timeout_ms: 10_000,
+            kafka_linger_ms: 0,
             kafka_security_protocol: SecurityProtocol::Plaintext,
             kafka_sasl_mechanism: None,
             kafka_sasl_username: None,
@@ -151,6 +165,8 @@ impl Default for Settings {
             openai_model: "gpt-4o-mini".into(),
             openai_timeout_secs: 60,
             openai_max_retries: 3,
+            openai_initial_concurrency: 64,
+            openai_max_concurrency: 1024,
             disablecheckpointer: false,
             checkpointer: "memory".into(),
             database_url: None,
@@ -247,8 +263,17 @@ impl Settings {
         if self.kafka_produce_timeout_ms < 100 {
             return bad("KAFKA_PRODUCE_TIMEOUT_MS", "must be at least 100");
         }
+        if self.kafka_linger_ms > 1000 {
+            return bad("KAFKA_LINGER_MS", "must be at most 1000");
+        }
         if self.openai_timeout_secs == 0 {
             return bad("OPENAI_TIMEOUT_SECS", "must be at least 1");
+        }
+        if self.openai_initial_concurrency == 0 {
+            return bad("OPENAI_INITIAL_CONCURRENCY", "must be at least 1");
+        }
+        if self.openai_max_concurrency == 0 {
+            return bad("OPENAI_MAX_CONCURRENCY", "must be at least 1");
         }
         if self.solver_concurrency == 0 {
             return bad("SOLVER_CONCURRENCY", "must be at least 1");
@@ -482,6 +507,14 @@ mod tests {
         );
         let err = Settings::from_vars([("TASK_DEADLINE_SECS", "0")]).expect_err("zero");
         assert!(err.to_string().contains("TASK_DEADLINE_SECS"), "{err}");
+        for (var, value) in [
+            ("OPENAI_INITIAL_CONCURRENCY", "0"),
+            ("OPENAI_MAX_CONCURRENCY", "0"),
+            ("KAFKA_LINGER_MS", "5000"),
+        ] {
+            let err = Settings::from_vars([(var, value)]).expect_err("out of range");
+            assert!(err.to_string().contains(var), "{var}: {err}");
+        }
         let s = Settings::from_vars([("SOLVER_CONCURRENCY", "16"), ("TASK_DEADLINE_SECS", "90")])
             .expect("valid");
         assert_eq!(

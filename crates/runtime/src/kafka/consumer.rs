@@ -11,10 +11,18 @@
 //! transient failure (the broker is down, say) is retried in place with exponential
 //! backoff.
 //!
-//! - **Backpressure**: when `2 × concurrency` messages are in hand (as many waiting as
-//!   running) the loop pauses its partitions — librdkafka stops fetching, the member
-//!   stays in the group — and resumes them once the waiting ones fall to half of
-//!   `concurrency`.
+//! - **Backpressure**: messages taken but not started wait in a buffer of
+//!   `max(concurrency, MIN_WAITING)` messages and at most [`MAX_WAITING_BYTES`]. While
+//!   it is full the loop stops taking messages from librdkafka, whose own prefetch queue
+//!   (at most `queued.max.messages.kbytes`, 32 MiB) keeps the next ones ready: a worker
+//!   that frees up starts the next message at once, with no fetch round trip. When the
+//!   buffer stays full for [`FULL_BEFORE_PAUSE`] (tasks are slow), the loop pauses its
+//!   partitions — librdkafka stops fetching, and the loop polls again so the member
+//!   stays in the group (`max.poll.interval.ms`) — and resumes them once the buffer is
+//!   down to half. A pause drops librdkafka's prefetched messages and a resume waits
+//!   for the broker thread's next fetch (up to ~1 s seen on Tansu), which is why a pause
+//!   is kept for slow work: pausing whenever the buffer filled left one solver slot
+//!   idle ~90% of the time on fast tasks.
 //! - **Fencing**: each assigned partition carries a fence ([`Ownership`]); when a
 //!   rebalance takes the partition away, the fence is cancelled and the work in hand for
 //!   it is dropped before it publishes, leaving the message to its new owner.
@@ -138,6 +146,19 @@ pub struct ConsumerOptions {
     /// How many messages are worked on at once (at least 1).
     pub concurrency: usize,
 }
+
+/// The fewest messages the buffer of waiting messages holds, whatever the concurrency:
+/// after a resume they keep the workers busy while the partitions are fetched again.
+pub const MIN_WAITING: usize = 32;
+
+/// The most payload and key bytes the loop buffers before pausing its partitions (64 MiB):
+/// with the broker's 1 MB record limit, a buffer of large tasks stays bounded.
+pub const MAX_WAITING_BYTES: usize = 64 << 20;
+
+/// How long the buffer of waiting messages may stay full before the partitions are
+/// paused (well below librdkafka's `max.poll.interval.ms`, 300 s, and short enough that
+/// a rebalance waits little for the loop to poll).
+pub const FULL_BEFORE_PAUSE: Duration = Duration::from_secs(2);
 
 /// A topic and partition.
 pub type PartitionKey = (String, i32);
@@ -280,6 +301,9 @@ pub fn group_consumer(
         // which the broker may hold up to this long when it has nothing new (librdkafka's
         // default, 500 ms, left fast tasks idle between pause and resume).
         .set("fetch.wait.max.ms", "100")
+        // librdkafka's prefetch queue, filled while the loop's own buffer is full (its
+        // default is 64 MiB).
+        .set("queued.max.messages.kbytes", "32768")
         .create_with_context(FencingContext { ownership })?;
     Ok(consumer)
 }
@@ -351,9 +375,11 @@ where
         ownership,
         offsets: HashMap::new(),
         waiting: VecDeque::new(),
+        waiting_bytes: 0,
         keys_in_hand: HashSet::new(),
         running: JoinSet::new(),
         paused: None,
+        full_since: None,
         assignments_seen: 0,
     };
     // The loop turns when a message arrives, work ends or the assignment changes (its
@@ -365,12 +391,15 @@ where
         state.drop_fenced();
         state.start_waiting();
         state.apply_backpressure(&consumer);
+        // A full buffer takes no more (librdkafka holds them) unless the partitions are
+        // paused; then polling goes on so the member stays in the group.
+        let receive = state.paused.is_some() || !state.buffer_full();
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = ownership.reassigned() => {}
             _ = tick.tick() => {}
             Some(joined) = state.running.join_next() => state.finished(&consumer, joined),
-            received = consumer.recv() => match received {
+            received = consumer.recv(), if receive => match received {
                 Ok(message) => state.received(message.detach()),
                 Err(err) => {
                     tracing::warn!(error = %err, "consumer error; retrying in 1 s");
@@ -424,11 +453,15 @@ struct LoopState<F> {
     /// Messages taken and not started, with their partition's fence: over the
     /// concurrency limit, or their key in hand.
     waiting: VecDeque<(OwnedMessage, CancellationToken)>,
+    /// Payload and key bytes of the waiting messages.
+    waiting_bytes: usize,
     /// Keys of the messages running.
     keys_in_hand: HashSet<Vec<u8>>,
     running: JoinSet<Finished>,
     /// The partitions paused for backpressure; `None` when not holding back.
     paused: Option<HashSet<PartitionKey>>,
+    /// Since when the buffer of waiting messages has been full.
+    full_since: Option<tokio::time::Instant>,
     /// [`Ownership::assignments`] when the pause state was last made to match.
     assignments_seen: u64,
 }
@@ -472,6 +505,7 @@ where
             );
             return;
         }
+        self.waiting_bytes += size_of_message(&message);
         self.waiting.push_back((message, fence));
     }
 
@@ -489,6 +523,7 @@ where
                 continue;
             }
             if let Some((message, fence)) = self.waiting.remove(index) {
+                self.waiting_bytes -= size_of_message(&message);
                 self.start(message, fence);
             }
         }
@@ -569,18 +604,38 @@ where
     /// Forgets partitions taken away: their waiting messages and offsets.
     fn drop_fenced(&mut self) {
         self.offsets.retain(|_, (fence, _)| !fence.is_cancelled());
+        let before = self.waiting.len();
         self.waiting.retain(|(_, fence)| !fence.is_cancelled());
+        if self.waiting.len() != before {
+            self.waiting_bytes = self.waiting.iter().map(|(m, _)| size_of_message(m)).sum();
+        }
     }
 
-    /// Pauses the assignment when `2 × concurrency` messages are in hand — as many
-    /// waiting as running, so a worker that frees up never waits on a fetch — and resumes
-    /// it when the waiting ones fall to half of `concurrency`.
+    /// Whether the buffer of waiting messages is full: `max(concurrency, MIN_WAITING)`
+    /// messages or [`MAX_WAITING_BYTES`].
+    fn buffer_full(&self) -> bool {
+        self.waiting.len() >= self.options.concurrency.max(MIN_WAITING)
+            || self.waiting_bytes >= MAX_WAITING_BYTES
+    }
+
+    /// Pauses the assignment when the buffer of waiting messages has been full for
+    /// [`FULL_BEFORE_PAUSE`], and resumes it when the buffer is down to half, so workers
+    /// that free up find messages while the resumed partitions are fetched again.
     fn apply_backpressure(&mut self, consumer: &StreamConsumer<FencingContext>) {
-        let concurrency = self.options.concurrency;
+        let most = self.options.concurrency.max(MIN_WAITING);
+        let (waiting, bytes) = (self.waiting.len(), self.waiting_bytes);
         let in_hand = self.in_hand();
+        let now = tokio::time::Instant::now();
+        if self.buffer_full() {
+            self.full_since.get_or_insert(now);
+        } else {
+            self.full_since = None;
+        }
         let hold = match self.paused {
-            Some(_) => in_hand > concurrency + concurrency / 2,
-            None => in_hand >= 2 * concurrency,
+            Some(_) => waiting > most / 2 || bytes > MAX_WAITING_BYTES / 2,
+            None => self
+                .full_since
+                .is_some_and(|since| now.duration_since(since) >= FULL_BEFORE_PAUSE),
         };
         // librdkafka keeps an application's pause on a partition across a rebalance
         // (librdkafka#1849): after a new assignment, pause or resume all of it again.
@@ -627,6 +682,11 @@ where
             Err(err) => tracing::warn!(error = %err, "cannot pause partitions"),
         }
     }
+}
+
+/// The bytes a waiting message holds (payload and key).
+fn size_of_message(message: &OwnedMessage) -> usize {
+    message.payload().map_or(0, <[u8]>::len) + message.key().map_or(0, <[u8]>::len)
 }
 
 /// Runs `process` on one message until it succeeds (`true`), or shutdown stops it

@@ -124,7 +124,7 @@ impl Producer {
         config
             .set("acks", "all")
             .set("enable.idempotence", "true")
-            .set("linger.ms", "5")
+            .set("linger.ms", settings.kafka_linger_ms.to_string())
             // A message not acknowledged in time fails its delivery future.
             .set(
                 "message.timeout.ms",
