@@ -60,7 +60,11 @@ impl App {
             watch,
             topics,
             json!({"model": llm.model(), "llm_endpoint": llm.endpoint()}),
-        );
+        )
+        .with_live({
+            let llm = llm.clone();
+            move || json!({"llm_concurrency": llm.concurrency()})
+        });
         let request_timeout = Duration::from_secs(settings.openai_timeout_secs * 4 + 30);
         let router = routes::router(
             AppState {

@@ -60,7 +60,11 @@ impl App {
                 "solver_id": solver_id,
                 "checkpointer": if settings.disablecheckpointer { "disabled" } else { settings.checkpointer.as_str() },
             }),
-        );
+        )
+        .with_live({
+            let llm = llm.clone();
+            move || json!({"llm_concurrency": llm.concurrency()})
+        });
         let deadline = settings.task_deadline();
         let (checkpointer, memory_saver) = checkpointer(&settings).await?;
         let checkpointed = checkpointer.is_some();

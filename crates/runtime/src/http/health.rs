@@ -10,6 +10,9 @@ use serde_json::Value;
 use super::Json;
 use crate::kafka::{BrokerWatch, Topics, watch::BrokerStatus};
 
+/// Facts read afresh at each report (a JSON object), e.g. the LLM concurrency limit now.
+type LiveDetails = Arc<dyn Fn() -> Value + Send + Sync>;
+
 /// What a service reports about itself. Never holds a secret.
 #[derive(Clone)]
 pub struct Health {
@@ -17,6 +20,7 @@ pub struct Health {
     broker: BrokerWatch,
     topics: Topics,
     details: Arc<Value>,
+    live: Option<LiveDetails>,
 }
 
 /// The body of `/health` and `/ready`.
@@ -46,19 +50,34 @@ impl Health {
             broker,
             topics,
             details: Arc::new(details),
+            live: None,
         }
+    }
+
+    /// Adds facts read at each report: `live` returns a JSON object whose fields are
+    /// merged into the report (over the static details of the same name).
+    #[must_use]
+    pub fn with_live(mut self, live: impl Fn() -> Value + Send + Sync + 'static) -> Self {
+        self.live = Some(Arc::new(live));
+        self
     }
 
     /// The report now.
     pub fn report(&self) -> HealthReport {
         let broker = self.broker.status();
+        let mut details = (*self.details).clone();
+        if let (Some(live), Value::Object(fields)) = (&self.live, &mut details)
+            && let Value::Object(now) = live()
+        {
+            fields.extend(now);
+        }
         HealthReport {
             status: if broker.reachable { "ok" } else { "degraded" },
             service: self.service,
             version: env!("CARGO_PKG_VERSION"),
             broker,
             topics: self.topics.clone(),
-            details: (*self.details).clone(),
+            details,
         }
     }
 }

@@ -14,8 +14,11 @@
 //! # Layout
 //!
 //! - this module: [`LlmClient`], [`ChatMessage`], [`Completion`];
-//! - [`retry`]: what is retried and how long to wait ([`RetryPolicy`](retry::RetryPolicy)).
+//! - [`retry`]: what is retried and how long to wait ([`RetryPolicy`](retry::RetryPolicy));
+//! - [`limit`]: how many requests are made at once ([`AdaptiveLimit`](limit::AdaptiveLimit),
+//!   AIMD: it backs off on 429, 503 and timeouts, and grows again on success).
 
+pub mod limit;
 pub mod retry;
 
 use std::time::Duration;
@@ -96,6 +99,7 @@ pub struct LlmClient {
     client: Client<OpenAIConfig>,
     model: String,
     endpoint: String,
+    limit: limit::AdaptiveLimit,
 }
 
 impl std::fmt::Debug for LlmClient {
@@ -109,7 +113,8 @@ impl std::fmt::Debug for LlmClient {
 
 impl LlmClient {
     /// A client from `OPENAI_BASE_URL`, `OPENAI_API_KEY`, `OPENAI_MODEL`,
-    /// `OPENAI_TIMEOUT_SECS` and `OPENAI_MAX_RETRIES`.
+    /// `OPENAI_TIMEOUT_SECS`, `OPENAI_MAX_RETRIES`, `OPENAI_INITIAL_CONCURRENCY` and
+    /// `OPENAI_MAX_CONCURRENCY`. Clones share one concurrency limit.
     ///
     /// # Errors
     /// [`Error::Config`] when neither `OPENAI_API_KEY` nor `OPENAI_BASE_URL` is set (there
@@ -139,18 +144,29 @@ impl LlmClient {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|err| Error::Config(format!("cannot build the HTTP client: {err}")))?;
-        let transport = retry::transport(http.clone(), settings.openai_max_retries);
+        let limit = limit::AdaptiveLimit::new(limit::LimitSettings {
+            initial: settings.openai_initial_concurrency,
+            min: 1,
+            max: settings.openai_max_concurrency,
+        });
+        let transport = retry::transport(http.clone(), settings.openai_max_retries, limit.clone());
         let client = Client::build(http, config).with_http_service(transport);
         Ok(Self {
             client,
             model: settings.openai_model.clone(),
             endpoint,
+            limit,
         })
     }
 
     /// The model name sent with each request.
     pub fn model(&self) -> &str {
         &self.model
+    }
+
+    /// The adaptive limit on concurrent requests to the model, now (for `/health`).
+    pub fn concurrency(&self) -> limit::LimitSnapshot {
+        self.limit.snapshot()
     }
 
     /// The endpoint's base URL (no credentials), for `/health`.
@@ -483,6 +499,31 @@ mod tests {
             started.elapsed()
         );
         assert_eq!(requests(&server).await, 2);
+        let limit = llm.concurrency();
+        assert_eq!(
+            (limit.overloads, limit.decreases, limit.in_flight),
+            (1, 1, 0),
+            "the 429 lowered the concurrency limit once: {limit:?}"
+        );
+        assert_eq!(
+            limit.limit, 28,
+            "a lone request refused: half of 64, × 0.9; a lone success does not grow it"
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrency_settings_bound_the_adaptive_limit() {
+        let server = MockServer::start().await;
+        let llm = client(
+            &server,
+            &[
+                ("OPENAI_INITIAL_CONCURRENCY", "5"),
+                ("OPENAI_MAX_CONCURRENCY", "8"),
+            ],
+        )
+        .await;
+        let limit = llm.concurrency();
+        assert_eq!((limit.limit, limit.min, limit.max), (5, 1, 8));
     }
 
     async fn requests(server: &MockServer) -> usize {

@@ -54,6 +54,8 @@ use async_openai::{
 };
 use reqwest::{Response, StatusCode, header::HeaderMap};
 use tokio::time::Sleep;
+
+use super::limit::{AdaptiveLimit, Limited};
 use tower::{
     Service, ServiceBuilder,
     retry::RetryLayer,
@@ -72,10 +74,12 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// OpenAI's error type (and code) for an account out of credit: a 429 that is permanent.
 const INSUFFICIENT_QUOTA: &str = "insufficient_quota";
 
-/// The HTTP stack of the LLM client: [`RetryPolicy`] with `max_retries` over `http`.
+/// The HTTP stack of the LLM client: [`RetryPolicy`] with `max_retries` over `http`,
+/// each attempt made inside `limit` (so a backoff between attempts holds no slot).
 pub(crate) fn transport(
     http: reqwest::Client,
     max_retries: u32,
+    limit: AdaptiveLimit,
 ) -> impl Service<HttpRequestFactory, Response = Response, Error = OpenAIError, Future: Send + 'static>
 + Clone
 + Send
@@ -83,6 +87,7 @@ pub(crate) fn transport(
 + 'static {
     ServiceBuilder::new()
         .layer(RetryLayer::new(RetryPolicy::new(max_retries)))
+        .layer_fn(move |inner| Limited::new(inner, limit.clone()))
         .and_then(read_too_many_requests)
         .service(ReqwestService::new(http))
 }
