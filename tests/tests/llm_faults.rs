@@ -339,3 +339,80 @@ async fn every_task_ends_completed_or_failed_with_a_reason_under_llm_faults() {
         model.seen(Answer::NotJson),
     );
 }
+
+/// Tasks put before a provider that serves [`PROVIDER_CAPACITY`] requests at once.
+const CAPPED_TASKS: usize = 60;
+/// Requests the capped provider serves at once; one more is answered 429 with
+/// `Retry-After: 1`.
+const PROVIDER_CAPACITY: u64 = 8;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_refuses_past_eight_requests_at_once_gets_the_limit_it_serves_and_every_task_completes()
+ {
+    use std::future::IntoFuture;
+
+    use pipeline_bench::stand_in::{Config, Stats, router};
+
+    let broker = Broker::start();
+    let stats = Arc::new(Stats::default());
+    let provider = router(
+        Config {
+            delay: Duration::from_millis(100),
+            max_concurrent: Some(PROVIDER_CAPACITY),
+        },
+        Arc::clone(&stats),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port for the provider");
+    let address = listener.local_addr().expect("its address");
+    tokio::spawn(axum::serve(listener, provider).into_future());
+    // Four times the provider's capacity at first: without the adaptive limit most
+    // requests would be refused again and again, and tasks would fail after their
+    // retries.
+    let system = System::start(
+        &broker.bootstrap(),
+        &format!("http://{address}/v1"),
+        &[("OPENAI_INITIAL_CONCURRENCY", "32")],
+    )
+    .await;
+    let events = system.settings.topics().events;
+    let ids = e2e::produce_tasks(&broker.bootstrap(), &events, CAPPED_TASKS).await;
+
+    let body = system
+        .wait_for_results(Duration::from_secs(120), |body| {
+            e2e::finished_results(body).len() >= CAPPED_TASKS
+        })
+        .await;
+    let finished = e2e::finished_results(&body);
+    let failed: Vec<&&Value> = finished
+        .iter()
+        .filter(|t| t["status"] != "completed")
+        .collect();
+    assert!(failed.is_empty(), "tasks failed: {failed:#?}");
+    let done: HashSet<&str> = finished
+        .iter()
+        .filter_map(|t| t["task_id"].as_str())
+        .collect();
+    assert!(
+        ids.iter().all(|id| done.contains(id.as_str())),
+        "every task completed"
+    );
+
+    let (_, health) = system.get_json(&format!("{}/health", system.solver)).await;
+    let limit = &health["llm_concurrency"];
+    let report = stats.report();
+    assert!(
+        report.rate_limited >= 1 && limit["decreases"].as_u64() >= Some(1),
+        "the provider refused and the limit came down: {limit}, {report:?}"
+    );
+    assert!(
+        limit["limit"].as_u64() <= Some(2 * PROVIDER_CAPACITY),
+        "the limit settled near the provider's capacity: {limit}"
+    );
+    assert_eq!(
+        report.answered,
+        2 * CAPPED_TASKS as u64,
+        "plan and solve answered once per task: {report:?}"
+    );
+}
