@@ -132,6 +132,10 @@ else
         "OPENAI_API_KEY=local"
         # A 135M model on 2 busy cores can take minutes for one answer.
         "OPENAI_TIMEOUT_SECS=${OPENAI_TIMEOUT_SECS:-180}"
+        # The local server answers 2 requests at a time (model-server.py --parallel):
+        # a few more queue there, the rest wait in the services.
+        "OPENAI_INITIAL_CONCURRENCY=${OPENAI_INITIAL_CONCURRENCY:-4}"
+        "OPENAI_MAX_CONCURRENCY=${OPENAI_MAX_CONCURRENCY:-4}"
     )
 fi
 

@@ -68,6 +68,12 @@ pub struct Settings {
     /// acknowledgement before it fails (and `POST /generate-task` answers 503); default
     /// 10000.
     pub kafka_produce_timeout_ms: u32,
+    /// `KAFKA_FETCH_WAIT_MAX_MS`: how long the broker may hold the solver's fetch that
+    /// finds nothing new (librdkafka's `fetch.wait.max.ms`, 1 to 5000); default 10.
+    /// Kafka answers a waiting fetch as soon as data arrives, so there a longer wait
+    /// (500) only saves idle fetches; a broker that answers only when the wait runs out
+    /// (Tansu) adds up to this to every task's latency.
+    pub kafka_fetch_wait_max_ms: u32,
     /// `KAFKA_LINGER_MS`: how long the producer holds a message to batch it with others
     /// (librdkafka's `linger.ms`); default 0: every publish waits for its
     /// acknowledgement, and under load messages still batch while earlier requests are
@@ -155,6 +161,7 @@ impl Default for Settings {
             kafka_session_timeout_ms: 10_000,
             kafka_produce_timeout_ms: 10_000,
             kafka_linger_ms: 0,
+            kafka_fetch_wait_max_ms: 10,
             kafka_security_protocol: SecurityProtocol::Plaintext,
             kafka_sasl_mechanism: None,
             kafka_sasl_username: None,
@@ -262,6 +269,9 @@ impl Settings {
         }
         if self.kafka_produce_timeout_ms < 100 {
             return bad("KAFKA_PRODUCE_TIMEOUT_MS", "must be at least 100");
+        }
+        if !(1..=5000).contains(&self.kafka_fetch_wait_max_ms) {
+            return bad("KAFKA_FETCH_WAIT_MAX_MS", "must be from 1 to 5000");
         }
         if self.kafka_linger_ms > 1000 {
             return bad("KAFKA_LINGER_MS", "must be at most 1000");
@@ -511,6 +521,7 @@ mod tests {
             ("OPENAI_INITIAL_CONCURRENCY", "0"),
             ("OPENAI_MAX_CONCURRENCY", "0"),
             ("KAFKA_LINGER_MS", "5000"),
+            ("KAFKA_FETCH_WAIT_MAX_MS", "0"),
         ] {
             let err = Settings::from_vars([(var, value)]).expect_err("out of range");
             assert!(err.to_string().contains(var), "{var}: {err}");
