@@ -111,7 +111,9 @@ pub struct Settings {
     /// honouring `Retry-After`); default 3.
     pub openai_max_retries: u32,
     /// `OPENAI_INITIAL_CONCURRENCY`: requests to the model at once before the adaptive
-    /// limit has learnt anything (at least 1); default 64.
+    /// limit has learnt anything (at least 1); default 128. Slow start doubles the limit
+    /// once per model round trip, so each doubling skipped is a round trip saved on a
+    /// backlog; a provider that serves fewer is found in the first burst of refusals.
     pub openai_initial_concurrency: usize,
     /// `OPENAI_MAX_CONCURRENCY`: the most requests to the model at once, however well it
     /// answers; the adaptive limit moves between 1 and this (at least 1); default 1024.
@@ -172,7 +174,7 @@ impl Default for Settings {
             openai_model: "gpt-4o-mini".into(),
             openai_timeout_secs: 60,
             openai_max_retries: 3,
-            openai_initial_concurrency: 64,
+            openai_initial_concurrency: 128,
             openai_max_concurrency: 1024,
             disablecheckpointer: false,
             checkpointer: "memory".into(),

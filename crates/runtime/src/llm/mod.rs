@@ -506,8 +506,8 @@ mod tests {
             "the 429 lowered the concurrency limit once: {limit:?}"
         );
         assert_eq!(
-            limit.limit, 28,
-            "a lone request refused: half of 64, × 0.9; a lone success does not grow it"
+            limit.limit, 57,
+            "a lone request refused: half of 128, × 0.9; a lone success does not grow it"
         );
     }
 
