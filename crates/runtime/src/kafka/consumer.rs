@@ -723,7 +723,7 @@ where
             Ok(Outcome::DeadLetter(reason)) => {
                 match send_to_dead_letter(producer, message, options, &reason).await {
                     Ok(()) => {
-                        tracing::warn!(reason = %reason, topic = %options.dead_letter_topic, "message sent to the dead-letter topic");
+                        tracing::warn!(reason = %bounded(&reason, MAX_DEAD_LETTER_REASON_BYTES), topic = %options.dead_letter_topic, "message sent to the dead-letter topic");
                         return true;
                     }
                     Err(err) => format!("dead-letter publish failed: {err}"),
@@ -740,24 +740,80 @@ where
     }
 }
 
-/// Publishes `message` unchanged to the dead-letter topic, with its error in headers.
+/// The longest `dlq_error` header, in bytes: a reason, never a payload (a parse error
+/// may quote the whole value it choked on).
+pub const MAX_DEAD_LETTER_REASON_BYTES: usize = 1024;
+
+/// The largest dead-letter record the loop produces, key, value and headers (the
+/// broker's default limit, `message.max.bytes`, is 1 MB).
+pub const MAX_DEAD_LETTER_BYTES: usize = 900 * 1024;
+
+/// How much of a value that does not fit is kept in its dead-letter record.
+pub const DEAD_LETTER_PREFIX_BYTES: usize = 64 * 1024;
+
+/// `text` cut to at most `max` bytes at a character boundary, with `…` when cut.
+fn bounded(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end]).into()
+}
+
+/// Publishes `message` to the dead-letter topic with its error in headers: unchanged when
+/// it fits [`MAX_DEAD_LETTER_BYTES`]; otherwise the first [`DEAD_LETTER_PREFIX_BYTES`]
+/// of its value, its original headers dropped, and `dlq_truncated: true` with
+/// `dlq_original_bytes` (the original stays at `dlq_topic`/`dlq_partition`/`dlq_offset`
+/// until retention removes it). The reason is cut to [`MAX_DEAD_LETTER_REASON_BYTES`].
 async fn send_to_dead_letter(
     producer: &Producer,
     message: &OwnedMessage,
     options: &ConsumerOptions,
     reason: &str,
 ) -> Result<()> {
+    let payload = message.payload().unwrap_or_default();
+    let original_headers: usize = message.headers().map_or(0, |headers| {
+        headers
+            .iter()
+            .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len))
+            .sum()
+    });
+    let key_bytes = message.key().map_or(0, <[u8]>::len);
+    // Our own headers stay well under 2 KiB (the reason is bounded).
+    let fits = key_bytes + payload.len() + original_headers + MAX_DEAD_LETTER_REASON_BYTES + 1024
+        <= MAX_DEAD_LETTER_BYTES;
     let mut headers = OwnedHeaders::new();
-    if let Some(original) = message.headers() {
+    if fits && let Some(original) = message.headers() {
         for h in original.iter() {
             headers = headers.insert(h);
         }
     }
+    let value = if fits {
+        payload
+    } else {
+        &payload[..payload.len().min(DEAD_LETTER_PREFIX_BYTES)]
+    };
+    let reason = bounded(reason, MAX_DEAD_LETTER_REASON_BYTES);
     let partition = message.partition().to_string();
     let offset = message.offset().to_string();
     let time = Utc::now().to_rfc3339();
+    let original_bytes = payload.len().to_string();
+    if !fits {
+        for (key, value) in [
+            ("dlq_truncated", "true"),
+            ("dlq_original_bytes", original_bytes.as_str()),
+        ] {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+    }
     for (key, value) in [
-        ("dlq_error", reason),
+        ("dlq_error", reason.as_ref()),
         ("dlq_topic", message.topic()),
         ("dlq_partition", partition.as_str()),
         ("dlq_offset", offset.as_str()),
@@ -771,12 +827,7 @@ async fn send_to_dead_letter(
     }
     let key = message.key().map(String::from_utf8_lossy);
     producer
-        .send_bytes(
-            &options.dead_letter_topic,
-            key.as_deref(),
-            message.payload().unwrap_or_default(),
-            headers,
-        )
+        .send_bytes(&options.dead_letter_topic, key.as_deref(), value, headers)
         .await?;
     Ok(())
 }
@@ -1157,6 +1208,19 @@ mod tests {
         stop_b.cancel();
         a.await.expect("a joined").expect("a ran");
         b.await.expect("b joined").expect("b ran");
+    }
+
+    #[test]
+    fn a_dead_letter_reason_is_cut_at_a_character_boundary() {
+        assert_eq!(super::bounded("short", 10), "short");
+        let long = "é".repeat(1000);
+        let cut = super::bounded(&long, super::MAX_DEAD_LETTER_REASON_BYTES);
+        assert!(
+            cut.len() <= super::MAX_DEAD_LETTER_REASON_BYTES,
+            "{}",
+            cut.len()
+        );
+        assert!(cut.ends_with('…') && cut.starts_with("éé"));
     }
 
     /// Polls `condition` every 20 ms for up to 30 s.
