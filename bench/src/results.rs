@@ -6,6 +6,7 @@ use std::{
     time::Duration,
 };
 
+use agent_runtime::kafka::consumer::partitions_of;
 use anyhow::{Context, bail};
 use rdkafka::{
     ClientConfig, Message, Offset, TopicPartitionList,
@@ -79,17 +80,7 @@ fn position_at_end(bootstrap: &str, topic: &str) -> anyhow::Result<StreamConsume
     let timeout = Duration::from_secs(5);
     let started = std::time::Instant::now();
     let partitions: Vec<i32> = loop {
-        let partitions = consumer
-            .fetch_metadata(Some(topic), timeout)
-            .ok()
-            .and_then(|metadata| {
-                metadata
-                    .topics()
-                    .iter()
-                    .find(|t| t.name() == topic && t.error().is_none())
-                    .map(|t| t.partitions().iter().map(|p| p.id()).collect::<Vec<_>>())
-            })
-            .unwrap_or_default();
+        let partitions = partitions_of(&consumer, topic).unwrap_or_default();
         if !partitions.is_empty() {
             break partitions;
         }

@@ -617,16 +617,24 @@ where
     /// Whether the buffer of waiting messages is full: `max(concurrency, MIN_WAITING)`
     /// messages or [`MAX_WAITING_BYTES`].
     fn buffer_full(&self) -> bool {
-        self.waiting.len() >= self.options.concurrency.max(MIN_WAITING)
-            || self.waiting_bytes >= MAX_WAITING_BYTES
+        self.waiting.len() >= self.buffer_capacity() || self.waiting_bytes >= MAX_WAITING_BYTES
+    }
+
+    /// Whether the buffer of waiting messages is more than half full.
+    fn buffer_over_half(&self) -> bool {
+        self.waiting.len() > self.buffer_capacity() / 2
+            || self.waiting_bytes > MAX_WAITING_BYTES / 2
+    }
+
+    /// Messages the buffer of waiting messages holds when full.
+    fn buffer_capacity(&self) -> usize {
+        self.options.concurrency.max(MIN_WAITING)
     }
 
     /// Pauses the assignment when the buffer of waiting messages has been full for
     /// [`FULL_BEFORE_PAUSE`], and resumes it when the buffer is down to half, so workers
     /// that free up find messages while the resumed partitions are fetched again.
     fn apply_backpressure(&mut self, consumer: &StreamConsumer<FencingContext>) {
-        let most = self.options.concurrency.max(MIN_WAITING);
-        let (waiting, bytes) = (self.waiting.len(), self.waiting_bytes);
         let in_hand = self.in_hand();
         let now = tokio::time::Instant::now();
         if self.buffer_full() {
@@ -635,7 +643,7 @@ where
             self.full_since = None;
         }
         let hold = match self.paused {
-            Some(_) => waiting > most / 2 || bytes > MAX_WAITING_BYTES / 2,
+            Some(_) => self.buffer_over_half(),
             None => self
                 .full_since
                 .is_some_and(|since| now.duration_since(since) >= FULL_BEFORE_PAUSE),
