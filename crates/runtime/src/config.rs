@@ -118,6 +118,11 @@ pub struct Settings {
     /// `OPENAI_MAX_CONCURRENCY`: the most requests to the model at once, however well it
     /// answers; the adaptive limit moves between 1 and this (at least 1); default 1024.
     pub openai_max_concurrency: usize,
+    /// `OPENAI_MAX_RESPONSE_BYTES`: the largest response body read from the model server
+    /// (4 KiB to 64 MiB); default 1 MiB. The body is read as it streams and the request
+    /// abandoned at this size with a clear error, so a runaway answer costs neither
+    /// memory nor log space.
+    pub openai_max_response_bytes: usize,
 
     /// `DISABLECHECKPOINTER`: `true` runs the solver graph without checkpoints (the
     /// Python system's switch); default `false`.
@@ -140,6 +145,19 @@ pub struct Settings {
     /// `TASK_DEADLINE_SECS`: how long one delivery of a task may work before it ends as
     /// `failed` with a deadline reason (at least 1); default 600.
     pub task_deadline_secs: u64,
+    /// `MAX_RESULT_BYTES`: the largest result record the solver publishes, as JSON
+    /// (4 KiB to 900 KiB, under the broker's 1 MB limit with room for headers); default
+    /// 512 KiB. A larger answer ends the task `failed` with a reason naming the sizes
+    /// (not cut: a cut answer could read as whole).
+    pub max_result_bytes: usize,
+    /// `CONSUMER_MAX_ATTEMPTS`: how many times a message whose processing fails for a
+    /// reason of its own (not an unreachable broker or database) is tried before it goes
+    /// to the dead-letter topic (at least 1); default 5.
+    pub consumer_max_attempts: u32,
+    /// `CONSUMER_STALL_SECS`: how long a partition with messages in hand may go without
+    /// its offset advancing before `/ready` fails and `/health` names it (at least 1);
+    /// default 300.
+    pub consumer_stall_secs: u64,
     /// `HOSTNAME`: set by Kubernetes to the pod name.
     pub hostname: Option<String>,
 }
@@ -176,6 +194,10 @@ impl Default for Settings {
             openai_max_retries: 3,
             openai_initial_concurrency: 128,
             openai_max_concurrency: 1024,
+            openai_max_response_bytes: 1 << 20,
+            max_result_bytes: 512 * 1024,
+            consumer_max_attempts: 5,
+            consumer_stall_secs: 300,
             disablecheckpointer: false,
             checkpointer: "memory".into(),
             database_url: None,
@@ -186,11 +208,14 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// Reads the settings from `CONFIG_FILE` (when set) and the process environment.
+    /// Reads the settings from `CONFIG_FILE` (when set) and the process environment, and
+    /// registers their secrets with [`crate::redact`] so that no log line or answer of
+    /// this process can carry them.
     ///
     /// # Errors
     /// [`Error::Config`] naming the variable of a value that does not parse or is out of
-    /// range.
+    /// range (never quoting the value), or the line and column of a `CONFIG_FILE` that is
+    /// not valid TOML (never quoting the line).
     pub fn load() -> Result<Self> {
         Self::from_environment(None)
     }
@@ -214,6 +239,7 @@ impl Settings {
             |err: config::ConfigError| Error::Config(name_the_variable(&err.to_string()));
         let mut builder = config::Config::builder();
         if let Ok(path) = std::env::var("CONFIG_FILE") {
+            check_toml(&path)?;
             builder = builder.add_source(config::File::with_name(&path).required(true));
         }
         builder = builder.add_source(
@@ -236,6 +262,7 @@ impl Settings {
             .and_then(config::Config::try_deserialize)
             .map_err(config_error)?;
         settings.validate()?;
+        crate::redact::register(&settings);
         Ok(settings)
     }
 
@@ -292,6 +319,24 @@ impl Settings {
         }
         if self.task_deadline_secs == 0 {
             return bad("TASK_DEADLINE_SECS", "must be at least 1");
+        }
+        if !(4 << 10..=64 << 20).contains(&self.openai_max_response_bytes) {
+            return bad(
+                "OPENAI_MAX_RESPONSE_BYTES",
+                "must be between 4096 (4 KiB) and 67108864 (64 MiB)",
+            );
+        }
+        if !(4 << 10..=crate::kafka::MAX_RECORD_BYTES).contains(&self.max_result_bytes) {
+            return bad(
+                "MAX_RESULT_BYTES",
+                "must be between 4096 (4 KiB) and 921600 (900 KiB, under the broker's 1 MB limit)",
+            );
+        }
+        if self.consumer_max_attempts == 0 {
+            return bad("CONSUMER_MAX_ATTEMPTS", "must be at least 1");
+        }
+        if self.consumer_stall_secs == 0 {
+            return bad("CONSUMER_STALL_SECS", "must be at least 1");
         }
         if let Some(url) = &self.openai_base_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -423,7 +468,40 @@ fn non_empty_secret<'de, D: Deserializer<'de>>(
 }
 
 /// Rewrites config's `for key "kafka_partitions"` as the variable users set.
+/// Checks that the TOML file `CONFIG_FILE` names (`path` itself when it ends in
+/// `.toml`, `path.toml` when it has no extension) parses, so that a syntax error is
+/// reported by line and column: the parser's own message quotes the offending line,
+/// which may hold a secret.
+fn check_toml(path: &str) -> Result<()> {
+    let file = std::path::Path::new(path);
+    let toml_file = match file.extension() {
+        Some(ext) if ext == "toml" => file.to_path_buf(),
+        Some(_) => return Ok(()),
+        None => file.with_extension("toml"),
+    };
+    let Ok(text) = std::fs::read_to_string(&toml_file) else {
+        return Ok(()); // config reports a missing file
+    };
+    let shown = toml_file.display();
+    match text.parse::<toml::Table>() {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            let at = err.span().map_or(0, |span| span.start).min(text.len());
+            let line = text[..at].matches('\n').count() + 1;
+            let column = at - text[..at].rfind('\n').map_or(0, |nl| nl + 1) + 1;
+            Err(Error::Config(format!(
+                "CONFIG_FILE {shown} is not valid TOML at line {line}, column {column}: {}",
+                err.message().trim()
+            )))
+        }
+    }
+}
+
+/// `message` of a `config` error, led by the variable it is about, with any quoted value
+/// removed (`invalid type: string "…", expected …` → `invalid type: string, expected …`):
+/// the value may be a secret typed into the wrong variable.
 fn name_the_variable(message: &str) -> String {
+    let message = &without_quoted_values(message);
     match message
         .find("for key `")
         .or_else(|| message.find("for key \""))
@@ -436,8 +514,26 @@ fn name_the_variable(message: &str) -> String {
                 .collect();
             format!("{}: {}", key.to_uppercase(), &message[..at].trim_end())
         }
-        None => message.to_owned(),
+        None => message.clone(),
     }
+}
+
+/// `text` without its double-quoted parts (and the space before each).
+fn without_quoted_values(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('"') {
+        out.push_str(rest[..open].trim_end_matches(' '));
+        match rest[open + 1..].find('"') {
+            Some(close) => rest = &rest[open + 1 + close + 1..],
+            None => {
+                rest = "";
+                break;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -445,6 +541,31 @@ mod tests {
     use secrecy::ExposeSecret;
 
     use super::*;
+
+    #[test]
+    fn a_config_file_that_is_not_toml_is_reported_by_line_never_quoted() {
+        let path = std::env::temp_dir().join(format!("lgk-config-{}.toml", uuid::Uuid::new_v4()));
+        std::fs::write(
+            &path,
+            "port = 8001\nopenai_api_key = \"sk-in-the-file-secret\n",
+        )
+        .expect("write");
+        let err = check_toml(&path.display().to_string())
+            .expect_err("unterminated string")
+            .to_string();
+        let _ = std::fs::remove_file(&path);
+        assert!(err.contains("line 2"), "{err}");
+        assert!(!err.contains("sk-in-the-file"), "secret quoted: {err}");
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_named_by_variable_never_quoted() {
+        let err = Settings::from_vars([("PORT", "sk-typed-in-the-wrong-place")])
+            .expect_err("not a port")
+            .to_string();
+        assert!(err.contains("PORT: invalid type"), "{err}");
+        assert!(!err.contains("sk-typed"), "value quoted: {err}");
+    }
 
     #[test]
     fn defaults_apply_when_nothing_is_set() {

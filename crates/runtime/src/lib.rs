@@ -16,6 +16,8 @@
 //! - [`checkpoint`]: [`PostgresSaver`](checkpoint::PostgresSaver), the graph engine's
 //!   checkpointer in PostgreSQL (sqlx, migrations in `migrations/`, state stored as
 //!   content-addressed blobs so unchanged fields are not copied at every superstep).
+//! - [`redact`]: removes every configured secret (and any URL's userinfo) from text
+//!   before it reaches a log line, an HTTP answer, a result or the dead-letter topic.
 //! - [`shutdown`]: one `CancellationToken` fired by SIGTERM or Ctrl-C.
 //! - [`error`]: the crate's [`Error`] and [`Result`].
 
@@ -25,6 +27,7 @@ pub mod error;
 pub mod http;
 pub mod kafka;
 pub mod llm;
+pub mod redact;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -1,13 +1,23 @@
 //! Tracing subscriber and W3C trace context.
 //!
 //! [`init`] installs a subscriber writing human-readable (`LOG_FORMAT=pretty`) or JSON
-//! (`LOG_FORMAT=json`) lines, filtered by `RUST_LOG` (default `info`).
+//! (`LOG_FORMAT=json`) lines, filtered by `RUST_LOG` (default `info`), through
+//! [`LogWriter`]: every line has the registered secrets removed ([`crate::redact`]) and
+//! is cut to [`MAX_LOG_LINE_BYTES`], whoever wrote it (our code or a library quoting a
+//! body).
 //! [`TraceContext`] is the W3C Trace Context (<https://www.w3.org/TR/trace-context/>)
 //! carried in the `traceparent` Kafka header, so one task can be followed across services.
 
-use std::fmt;
+use std::{fmt, io::Write};
 
-use tracing_subscriber::{EnvFilter, fmt as tfmt, prelude::*};
+use tracing_subscriber::{EnvFilter, fmt as tfmt, fmt::MakeWriter, prelude::*};
+
+/// The longest log line written, in bytes: a longer one (a library logging a whole
+/// response body) keeps its first [`LOG_PREFIX_BYTES`] and says how much was cut.
+pub const MAX_LOG_LINE_BYTES: usize = 16 * 1024;
+
+/// How much of an over-long log line is kept.
+pub const LOG_PREFIX_BYTES: usize = 2 * 1024;
 
 /// Installs the global tracing subscriber; a second call does nothing (tests start
 /// several services in one process).
@@ -22,12 +32,109 @@ pub fn init(log_format: &str) {
                 tfmt::layer()
                     .json()
                     .flatten_event(true)
-                    .with_current_span(true),
+                    .with_current_span(true)
+                    .with_writer(LogWriter::stdout(true)),
             )
             .try_init()
     } else {
-        registry.with(tfmt::layer().with_target(false)).try_init()
+        registry
+            .with(
+                tfmt::layer()
+                    .with_target(false)
+                    .with_writer(LogWriter::stdout(false)),
+            )
+            .try_init()
     };
+}
+
+/// A [`MakeWriter`] for the fmt layer: each event's line is redacted
+/// ([`crate::redact::redact`]) and, past [`MAX_LOG_LINE_BYTES`], replaced by its first
+/// [`LOG_PREFIX_BYTES`] and a note of the bytes cut (in JSON mode, a JSON line whose
+/// `message` says so and whose `prefix` holds the start, so the log stays one JSON
+/// object per line).
+#[derive(Clone)]
+pub struct LogWriter<W> {
+    sink: W,
+    json: bool,
+}
+
+impl LogWriter<fn() -> std::io::Stdout> {
+    /// Writes to standard output; `json` when the lines are JSON objects.
+    pub fn stdout(json: bool) -> Self {
+        Self {
+            sink: std::io::stdout,
+            json,
+        }
+    }
+}
+
+impl<W> LogWriter<W> {
+    /// Writes to what `sink` makes (tests write to a buffer).
+    pub fn new(sink: W, json: bool) -> Self {
+        Self { sink, json }
+    }
+}
+
+impl<'a, W: MakeWriter<'a>> MakeWriter<'a> for LogWriter<W> {
+    type Writer = LineWriter<W::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        LineWriter {
+            inner: self.sink.make_writer(),
+            json: self.json,
+        }
+    }
+}
+
+/// One event's writer made by [`LogWriter`]. The fmt layer writes each event's whole
+/// line in one `write_all`, so each `write` is one line.
+pub struct LineWriter<W> {
+    inner: W,
+    json: bool,
+}
+
+impl<W: Write> Write for LineWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let line = crate::redact::redact(&text);
+        if line.len() <= MAX_LOG_LINE_BYTES {
+            self.inner.write_all(line.as_bytes())?;
+        } else {
+            self.inner
+                .write_all(cut_line(&line, self.json).as_bytes())?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// `line` (longer than [`MAX_LOG_LINE_BYTES`]) as its first [`LOG_PREFIX_BYTES`] and a
+/// note of the size.
+fn cut_line(line: &str, json: bool) -> String {
+    let mut end = LOG_PREFIX_BYTES.min(line.len());
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    let prefix = &line[..end];
+    if json {
+        // The level comes early in the line: read it from the prefix, not the whole line.
+        let level = prefix
+            .split_once("\"level\":\"")
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map_or("WARN", |(level, _)| level);
+        let note = serde_json::json!({
+            "timestamp": chrono::Utc::now().to_rfc3339(),
+            "level": level,
+            "message": format!("log line of {} bytes cut to its first {end}", line.len()),
+            "prefix": prefix,
+        });
+        format!("{note}\n")
+    } else {
+        format!("{prefix}… [log line of {} bytes cut]\n", line.len())
+    }
 }
 
 /// A W3C `traceparent`: `00-{trace_id:32 hex}-{parent_id:16 hex}-{flags:2 hex}`.
@@ -111,7 +218,67 @@ impl fmt::Display for TraceContext {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
     use super::*;
+
+    /// A sink collecting what a [`LogWriter`] writes.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("sink").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn written(json: bool, line: &str) -> String {
+        let sink = Sink::default();
+        let collected = sink.0.clone();
+        let writer = LogWriter::new(move || sink.clone(), json);
+        writer
+            .make_writer()
+            .write_all(line.as_bytes())
+            .expect("write");
+        String::from_utf8(collected.lock().expect("sink").clone()).expect("utf-8")
+    }
+
+    #[test]
+    fn a_log_line_loses_its_secrets_and_a_huge_one_keeps_only_a_prefix() {
+        crate::redact::register_secrets(["sk-log-writer-test-key".to_owned()]);
+        let line = "ERROR 401 from the model server: bad key sk-log-writer-test-key\n";
+        assert_eq!(
+            written(false, line),
+            "ERROR 401 from the model server: bad key [REDACTED]\n"
+        );
+
+        let huge = format!("ERROR failed deserialization of: {}\n", "x".repeat(5 << 20));
+        let out = written(false, &huge);
+        assert!(out.len() < LOG_PREFIX_BYTES + 100, "{} bytes", out.len());
+        assert!(out.starts_with("ERROR failed deserialization of: xxx"));
+        assert!(out.ends_with(&format!("[log line of {} bytes cut]\n", huge.len())));
+
+        let json = format!(
+            "{{\"timestamp\":\"t\",\"level\":\"ERROR\",\"message\":\"{}\"}}\n",
+            "y".repeat(MAX_LOG_LINE_BYTES)
+        );
+        let out = written(true, &json);
+        let note: serde_json::Value = serde_json::from_str(out.trim_end()).expect("one JSON line");
+        assert_eq!(note["level"], "ERROR");
+        assert!(
+            note["prefix"]
+                .as_str()
+                .is_some_and(|p| p.len() <= LOG_PREFIX_BYTES)
+        );
+        assert!(
+            note["message"].as_str().is_some_and(|m| m.contains("cut")),
+            "{note}"
+        );
+    }
 
     #[test]
     fn traceparent_round_trips_and_children_keep_the_trace() {

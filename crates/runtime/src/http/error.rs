@@ -76,7 +76,9 @@ impl IntoResponse for ApiError {
         if let Self::Internal(cause) = &self {
             tracing::error!(cause = %cause, "internal error");
         }
-        let body = json!({"error": {"code": self.code(), "message": self.to_string()}});
+        // Secrets are removed here too: a message may quote an upstream error.
+        let message = crate::redact::redact(&self.to_string()).into_owned();
+        let body = json!({"error": {"code": self.code(), "message": message}});
         (self.status(), Json(body)).into_response()
     }
 }

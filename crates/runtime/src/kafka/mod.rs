@@ -20,6 +20,11 @@ pub use producer::{Delivery, Producer};
 pub use security::{SaslMechanism, SecurityProtocol};
 pub use watch::BrokerWatch;
 
+/// The largest record (key, value and headers) the services produce on their own account,
+/// in bytes (900 KiB): under the broker's default `message.max.bytes` (1 MB) with room for
+/// the record's framing. Results and dead-letter records are built to fit it.
+pub const MAX_RECORD_BYTES: usize = 900 * 1024;
+
 use rdkafka::ClientConfig;
 use secrecy::ExposeSecret;
 

@@ -135,7 +135,7 @@ impl LlmClient {
         let endpoint = match &settings.openai_base_url {
             Some(url) => {
                 config = config.with_api_base(url.trim_end_matches('/'));
-                url.clone()
+                crate::redact::redact(url).into_owned()
             }
             None => "https://api.openai.com/v1".to_owned(),
         };
@@ -149,7 +149,12 @@ impl LlmClient {
             min: 1,
             max: settings.openai_max_concurrency,
         });
-        let transport = retry::transport(http.clone(), settings.openai_max_retries, limit.clone());
+        let transport = retry::transport(
+            http.clone(),
+            settings.openai_max_retries,
+            limit.clone(),
+            settings.openai_max_response_bytes,
+        );
         let client = Client::build(http, config).with_http_service(transport);
         Ok(Self {
             client,
@@ -169,7 +174,8 @@ impl LlmClient {
         self.limit.snapshot()
     }
 
-    /// The endpoint's base URL (no credentials), for `/health`.
+    /// The endpoint's base URL, any `user:password@` replaced by `[REDACTED]@`, for
+    /// `/health`.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
@@ -306,9 +312,17 @@ impl LlmClient {
     }
 }
 
-/// A one-line reason for an API failure, without request details or credentials.
+/// A one-line reason for an API failure, without request details, and with every
+/// registered secret removed ([`crate::redact`]): a model server may echo the key.
 fn describe(err: &OpenAIError) -> String {
+    crate::redact::redact(&describe_raw(err)).into_owned()
+}
+
+fn describe_raw(err: &OpenAIError) -> String {
     match err {
+        OpenAIError::InvalidArgument(reason) if reason.starts_with(retry::TOO_LARGE) => {
+            reason.clone()
+        }
         OpenAIError::ApiError(api) => {
             // async-openai keeps a 5xx body as it came; show the message inside when it
             // is an OpenAI error body.
@@ -673,6 +687,65 @@ mod tests {
             "LLM error: 500 Internal Server Error from the model server: overloaded"
         );
         assert_eq!(requests(&server).await, 3, "1 try + 2 retries");
+    }
+
+    #[tokio::test]
+    async fn an_answer_over_the_response_limit_fails_at_once_without_being_read_whole() {
+        let server = MockServer::start().await;
+        let huge = "z".repeat(8 << 20);
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body(&huge, "stop")))
+            .mount(&server)
+            .await;
+        let llm = client(&server, &[("OPENAI_MAX_RESPONSE_BYTES", "65536")]).await;
+        let err = llm
+            .chat(&[ChatMessage::user("hi")], 10)
+            .await
+            .expect_err("too large");
+        assert!(matches!(err, Error::Llm(_)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "LLM error: the model server's answer exceeds OPENAI_MAX_RESPONSE_BYTES (65536 bytes)"
+        );
+        assert_eq!(
+            requests(&server).await,
+            1,
+            "a too-large answer is not retried"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_key_the_model_server_echoes_is_not_in_the_error() {
+        let server = MockServer::start().await;
+        let key = "sk-echoed-by-the-server-0123456789";
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error": {
+                "message": format!("Incorrect API key provided: {key}."),
+                "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}})))
+            .mount(&server)
+            .await;
+        let llm = client(&server, &[("OPENAI_API_KEY", key)]).await;
+        let err = llm
+            .chat(&[ChatMessage::user("hi")], 10)
+            .await
+            .expect_err("401")
+            .to_string();
+        assert!(!err.contains(key), "{err}");
+        assert!(
+            err.contains("Incorrect API key provided: [REDACTED]"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_endpoint_shown_carries_no_userinfo() {
+        let settings = Settings::from_vars([(
+            "OPENAI_BASE_URL",
+            "https://proxy-user:proxy-pass-9876@llm.example/v1",
+        )])
+        .expect("settings");
+        let llm = LlmClient::new(&settings).expect("client");
+        assert_eq!(llm.endpoint(), "https://[REDACTED]@llm.example/v1");
     }
 
     #[tokio::test]

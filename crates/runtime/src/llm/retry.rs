@@ -75,11 +75,13 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 const INSUFFICIENT_QUOTA: &str = "insufficient_quota";
 
 /// The HTTP stack of the LLM client: [`RetryPolicy`] with `max_retries` over `http`,
-/// each attempt made inside `limit` (so a backoff between attempts holds no slot).
+/// each attempt made inside `limit` (so a backoff between attempts holds no slot), each
+/// response body read whole here, at most `max_body` bytes ([`read_bounded`]).
 pub(crate) fn transport(
     http: reqwest::Client,
     max_retries: u32,
     limit: AdaptiveLimit,
+    max_body: usize,
 ) -> impl Service<HttpRequestFactory, Response = Response, Error = OpenAIError, Future: Send + 'static>
 + Clone
 + Send
@@ -88,8 +90,55 @@ pub(crate) fn transport(
     ServiceBuilder::new()
         .layer(RetryLayer::new(RetryPolicy::new(max_retries)))
         .layer_fn(move |inner| Limited::new(inner, limit.clone()))
-        .and_then(read_too_many_requests)
+        .and_then(move |response| read_bounded(response, max_body))
         .service(ReqwestService::new(http))
+}
+
+/// The start of the reason [`read_bounded`] gives for a body over its limit; the LLM
+/// client reports it as a permanent [`Error::Llm`](crate::Error::Llm).
+pub(crate) const TOO_LARGE: &str = "the model server's answer exceeds OPENAI_MAX_RESPONSE_BYTES";
+
+/// Reads `response`'s body as it streams, at most `max` bytes: over that the transfer is
+/// abandoned (the connection dropped) and the request fails with [`TOO_LARGE`], so a
+/// runaway answer never sits whole in memory nor reaches a log. A 429 for
+/// `insufficient_quota` becomes a final API error (see the module docs); any other
+/// response is handed on rebuilt from the bytes read.
+async fn read_bounded(mut response: Response, max: usize) -> Result<Response, OpenAIError> {
+    let status = response.status();
+    let version = response.version();
+    let headers = response.headers().clone();
+    if response
+        .content_length()
+        .is_some_and(|length| length > max as u64)
+    {
+        return Err(too_large(max));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(OpenAIError::Reqwest)? {
+        if body.len() + chunk.len() > max {
+            return Err(too_large(max));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    if status == StatusCode::TOO_MANY_REQUESTS
+        && let Ok(WrappedError { error }) = serde_json::from_slice::<WrappedError>(&body)
+        && (error.r#type.as_deref() == Some(INSUFFICIENT_QUOTA)
+            || error.code.as_deref() == Some(INSUFFICIENT_QUOTA))
+    {
+        return Err(OpenAIError::ApiError(ApiErrorResponse {
+            status_code: status,
+            api_error: error,
+        }));
+    }
+    let mut rebuilt = ::http::Response::new(body);
+    *rebuilt.status_mut() = status;
+    *rebuilt.version_mut() = version;
+    *rebuilt.headers_mut() = headers;
+    Ok(Response::from(rebuilt))
+}
+
+fn too_large(max: usize) -> OpenAIError {
+    OpenAIError::InvalidArgument(format!("{TOO_LARGE} ({max} bytes)"))
 }
 
 /// A [`tower::retry::Policy`] for OpenAI-compatible APIs: see the [module
@@ -196,33 +245,6 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     millis
         .or_else(seconds)
         .map(|wait| wait.min(MAX_RETRY_AFTER))
-}
-
-/// Reads the body of a 429: OpenAI's `insufficient_quota` becomes an error at once (the
-/// policy does not retry it); any other 429 is handed on unchanged, its body kept, so the
-/// policy sees its status and headers and the client its error message.
-async fn read_too_many_requests(response: Response) -> Result<Response, OpenAIError> {
-    if response.status() != StatusCode::TOO_MANY_REQUESTS {
-        return Ok(response);
-    }
-    let status = response.status();
-    let version = response.version();
-    let headers = response.headers().clone();
-    let body = response.bytes().await.map_err(OpenAIError::Reqwest)?;
-    if let Ok(WrappedError { error }) = serde_json::from_slice::<WrappedError>(&body)
-        && (error.r#type.as_deref() == Some(INSUFFICIENT_QUOTA)
-            || error.code.as_deref() == Some(INSUFFICIENT_QUOTA))
-    {
-        return Err(OpenAIError::ApiError(ApiErrorResponse {
-            status_code: status,
-            api_error: error,
-        }));
-    }
-    let mut rebuilt = ::http::Response::new(body);
-    *rebuilt.status_mut() = status;
-    *rebuilt.version_mut() = version;
-    *rebuilt.headers_mut() = headers;
-    Ok(Response::from(rebuilt))
 }
 
 #[cfg(test)]
