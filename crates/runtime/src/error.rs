@@ -35,6 +35,37 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// Whether this error is the record's own, so that trying the same record again will
+    /// fail the same way: a record the broker can never take (too large, invalid), a
+    /// value that cannot be encoded, a task the engine refuses. Everything else — an
+    /// unreachable or lagging broker, a missing topic, a checkpoint store that is down —
+    /// is the world's, and the record waits for it: the consumer loop dead-letters a
+    /// record only after `CONSUMER_MAX_ATTEMPTS` failures of its own.
+    pub fn is_permanent(&self) -> bool {
+        use rdkafka::{error::KafkaError, types::RDKafkaErrorCode as Code};
+        match self {
+            Self::Kafka(KafkaError::MessageProduction(code)) => matches!(
+                code,
+                Code::MessageSizeTooLarge
+                    | Code::MessageBatchTooLarge
+                    | Code::InvalidMessageSize
+                    | Code::InvalidMessage
+                    | Code::InvalidRecord
+                    | Code::InvalidTimestamp
+            ),
+            Self::Kafka(_) | Self::Io(_) => false,
+            Self::Task(agent_core::Error::Graph(agent_core::graph::GraphError::Checkpoint(_))) => {
+                false
+            }
+            Self::Config(_)
+            | Self::Llm(_)
+            | Self::LlmTimeout(_)
+            | Self::LlmAnswer(_)
+            | Self::Json(_)
+            | Self::Task(_) => true,
+        }
+    }
+
     /// This error as a graph-node error: a timeout or an unusable answer is transient (a
     /// node retry policy may ask again, up to its `max_attempts`), anything else
     /// permanent (the client already retried 429s, 5xx and connection errors).

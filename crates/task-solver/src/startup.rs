@@ -10,7 +10,7 @@ use agent_runtime::{
     Result,
     config::Settings,
     http::{self, Health, health_routes},
-    kafka::{self, BrokerWatch, ConsumerOptions, Producer, run_at_least_once},
+    kafka::{self, BrokerWatch, ConsumerOptions, ConsumerProgress, Producer, run_at_least_once},
     llm::LlmClient,
 };
 use serde_json::json;
@@ -30,6 +30,8 @@ pub struct App {
     router: axum::Router,
     deps: Deps,
     watch_stop: CancellationToken,
+    /// The consumer loop's progress per partition, read by `/ready`.
+    progress: ConsumerProgress,
 }
 
 impl App {
@@ -45,6 +47,7 @@ impl App {
         let solver_id = settings.instance_id(SERVICE);
         let producer = Producer::new(&settings, &solver_id)?;
         let watch_stop = CancellationToken::new();
+        let progress = ConsumerProgress::default();
         let watch =
             BrokerWatch::spawn(producer.clone(), Duration::from_secs(5), watch_stop.clone());
         let health = Health::new(
@@ -64,8 +67,17 @@ impl App {
         .with_live({
             let llm = llm.clone();
             move || json!({"llm_concurrency": llm.concurrency()})
+        })
+        .with_check("stalled_partitions", {
+            let progress = progress.clone();
+            let after = Duration::from_secs(settings.consumer_stall_secs);
+            move || {
+                let stalls = progress.stalled(after);
+                (!stalls.is_empty()).then(|| json!(stalls))
+            }
         });
         let deadline = settings.task_deadline();
+        let max_result_bytes = settings.max_result_bytes;
         let (checkpointer, memory_saver) = checkpointer(&settings).await?;
         let checkpointed = checkpointer.is_some();
         let graph = solver::graph(llm, checkpointer)
@@ -84,8 +96,10 @@ impl App {
                 checkpointed,
                 memory_saver,
                 deadline,
+                max_result_bytes,
             },
             watch_stop,
+            progress,
         })
     }
 
@@ -110,6 +124,7 @@ impl App {
             router,
             deps,
             watch_stop,
+            progress,
         } = self;
         tracing::info!(address = %listener.local_addr()?, solver_id = %deps.solver_id, "task-solver listening");
         let server = tokio::spawn(
@@ -127,6 +142,8 @@ impl App {
                 client_id: deps.solver_id.clone(),
                 drain_timeout: settings.drain_timeout(),
                 concurrency: settings.solver_concurrency,
+                max_attempts: settings.consumer_max_attempts,
+                progress,
             };
             let producer = deps.producer.clone();
             let worker_deps = deps.clone();

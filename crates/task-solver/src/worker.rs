@@ -35,6 +35,8 @@ pub struct Deps {
     /// How long one delivery of a task may work before it ends as `failed`
     /// (`TASK_DEADLINE_SECS`).
     pub deadline: std::time::Duration,
+    /// The largest result record published, as JSON bytes (`MAX_RESULT_BYTES`).
+    pub max_result_bytes: usize,
 }
 
 /// Handles one message of the events topic.
@@ -44,9 +46,11 @@ pub struct Deps {
 /// - A task: runs the solver graph (thread id = task id); a graph failure (the LLM failed
 ///   after its retries) becomes a `failed` result carrying the reason, and so does a run
 ///   past [`Deps::deadline`] (its checkpoints stay: a later delivery would resume them,
-///   but the `failed` result ends the task). The result is
-///   published keyed by `task_id`, continuing the task's trace, and [`Outcome::Done`]
-///   returned only once the broker acknowledged it.
+///   but the `failed` result ends the task). A result the view would refuse (an answer
+///   over [`MAX_OUTPUT_CHARS`](agent_core::task::MAX_OUTPUT_CHARS)) or larger than
+///   [`Deps::max_result_bytes`] as JSON becomes a `failed` result naming the sizes (see
+///   [`bounded_result`]). The result is published keyed by `task_id`, continuing the
+///   task's trace, and [`Outcome::Done`] returned only once the broker acknowledged it.
 ///
 /// # Errors
 /// The result could not be published (the loop retries the message).
@@ -89,6 +93,7 @@ pub async fn process(deps: &Deps, message: OwnedMessage) -> Result<Outcome> {
             state.usage,
         ),
         Err(reason) => {
+            let reason = agent_runtime::redact::redact(&reason).into_owned();
             tracing::warn!(reason = %reason, "task failed");
             TaskResult::failed(
                 &task,
@@ -99,6 +104,7 @@ pub async fn process(deps: &Deps, message: OwnedMessage) -> Result<Outcome> {
             )
         }
     };
+    let result = bounded_result(result, &task, deps.max_result_bytes);
     let event = CloudEvent::new(SERVICE, TASK_FINISHED, trace);
     let delivery = deps
         .producer
@@ -120,6 +126,39 @@ pub async fn process(deps: &Deps, message: OwnedMessage) -> Result<Outcome> {
         saver.delete_thread(&task.task_id.to_string());
     }
     Ok(Outcome::Done)
+}
+
+/// `result` when it is valid and its JSON is at most `max_bytes`; otherwise a `failed`
+/// result for `task` whose `error` gives the reason and the sizes. A failed result is
+/// small by construction (its reason is at most a few hundred bytes, the LLM's errors
+/// are cut), so it always fits.
+pub fn bounded_result(result: TaskResult, task: &Task, max_bytes: usize) -> TaskResult {
+    let problem = match result.validate() {
+        Err(err) => Some(format!("the result cannot be published: {err}")),
+        Ok(()) => {
+            let bytes = serde_json::to_vec(&result).map_or(usize::MAX, |json| json.len());
+            (bytes > max_bytes).then(|| {
+                format!(
+                    "the result is {bytes} bytes of JSON, over MAX_RESULT_BYTES ({max_bytes}); \
+                     the answer was {} characters",
+                    result.result.as_deref().map_or(0, |r| r.chars().count())
+                )
+            })
+        }
+    };
+    let Some(reason) = problem else {
+        return result;
+    };
+    tracing::warn!(reason = %reason, "result too large; the task fails");
+    let mut failed = TaskResult::failed(
+        task,
+        reason,
+        result.solver_id,
+        result.started_at,
+        result.usage,
+    );
+    failed.attempts = result.attempts;
+    failed
 }
 
 /// Runs the solver graph for `task` on its thread: from the start the first time; from
@@ -195,6 +234,7 @@ mod tests {
             checkpointed: saver.is_some(),
             memory_saver: saver,
             deadline: std::time::Duration::from_secs(600),
+            max_result_bytes: 512 * 1024,
         }
     }
 
@@ -290,6 +330,43 @@ mod tests {
         assert!(
             reason.contains("not an OpenAI response") && reason.contains("upstream connect error"),
             "{reason}"
+        );
+    }
+
+    #[test]
+    fn a_result_over_the_limit_becomes_a_failed_result_naming_the_sizes() {
+        let task = Task::new("n", "d", "").expect("task");
+        let now = Utc::now();
+        let small = TaskResult::completed(&task, "short answer", "s", now, Default::default());
+        assert_eq!(bounded_result(small.clone(), &task, 4096), small);
+
+        let big = TaskResult::completed(&task, "é".repeat(3000), "s", now, Default::default());
+        let failed = bounded_result(big, &task, 4096);
+        assert_eq!(failed.status, agent_core::task::TaskStatus::Failed);
+        let reason = failed.error.expect("reason");
+        assert!(
+            reason.contains("over MAX_RESULT_BYTES (4096)") && reason.contains("3000 characters"),
+            "{reason}"
+        );
+        assert!(
+            serde_json::to_vec(&TaskResult {
+                error: Some(reason),
+                ..failed
+            })
+            .expect("json")
+            .len()
+                < 4096
+        );
+
+        // Over what the view accepts, whatever the byte limit.
+        let endless = "x".repeat(agent_core::task::MAX_OUTPUT_CHARS + 1);
+        let refused = TaskResult::completed(&task, endless, "s", now, Default::default());
+        let failed = bounded_result(refused, &task, usize::MAX);
+        assert!(
+            failed
+                .error
+                .is_some_and(|e| e.contains("cannot be published")),
+            "an answer the view would refuse fails"
         );
     }
 

@@ -13,7 +13,7 @@
 mod result;
 mod schema;
 
-pub use result::{TaskResult, TaskStatus, TokenUsage};
+pub use result::{MAX_OUTPUT_CHARS, TaskResult, TaskStatus, TokenUsage};
 pub use schema::{llm_task_schema, task_result_schema, task_schema};
 
 use chrono::{DateTime, Utc};

@@ -12,6 +12,7 @@ use crate::kafka::{BrokerWatch, Topics, watch::BrokerStatus};
 
 /// Facts read afresh at each report (a JSON object), e.g. the LLM concurrency limit now.
 type LiveDetails = Arc<dyn Fn() -> Value + Send + Sync>;
+type Check = (&'static str, Arc<dyn Fn() -> Option<Value> + Send + Sync>);
 
 /// What a service reports about itself. Never holds a secret.
 #[derive(Clone)]
@@ -21,12 +22,14 @@ pub struct Health {
     topics: Topics,
     details: Arc<Value>,
     live: Option<LiveDetails>,
+    checks: Vec<Check>,
 }
 
 /// The body of `/health` and `/ready`.
 #[derive(Debug, Serialize)]
 pub struct HealthReport {
-    /// `ok`, or `degraded` when the broker is unreachable.
+    /// `ok`, or `degraded` when the broker is unreachable or a readiness check fails
+    /// (see [`Health::with_check`]).
     pub status: &'static str,
     /// The service name.
     pub service: &'static str,
@@ -51,6 +54,7 @@ impl Health {
             topics,
             details: Arc::new(details),
             live: None,
+            checks: Vec::new(),
         }
     }
 
@@ -59,6 +63,19 @@ impl Health {
     #[must_use]
     pub fn with_live(mut self, live: impl Fn() -> Value + Send + Sync + 'static) -> Self {
         self.live = Some(Arc::new(live));
+        self
+    }
+
+    /// Adds a readiness check: while `check` returns `Some(why)`, the report's status is
+    /// `degraded` (so `/ready` answers 503) and its `name` field holds `why` — e.g. the
+    /// solver's `stalled_partitions`.
+    #[must_use]
+    pub fn with_check(
+        mut self,
+        name: &'static str,
+        check: impl Fn() -> Option<Value> + Send + Sync + 'static,
+    ) -> Self {
+        self.checks.push((name, Arc::new(check)));
         self
     }
 
@@ -71,8 +88,21 @@ impl Health {
         {
             fields.extend(now);
         }
+        let mut failing = false;
+        for (name, check) in &self.checks {
+            if let Some(why) = check() {
+                failing = true;
+                if let Value::Object(fields) = &mut details {
+                    fields.insert((*name).to_owned(), why);
+                }
+            }
+        }
         HealthReport {
-            status: if broker.reachable { "ok" } else { "degraded" },
+            status: if broker.reachable && !failing {
+                "ok"
+            } else {
+                "degraded"
+            },
             service: self.service,
             version: env!("CARGO_PKG_VERSION"),
             broker,

@@ -7,9 +7,18 @@
 //! acknowledged by the broker — so a crash at any point redelivers unfinished messages
 //! rather than losing them (`enable.auto.offset.store=false`, as in rust-rdkafka's
 //! `at_least_once` example). A message `process` cannot use goes to the dead-letter topic
-//! with its error in headers, and the loop moves on: nothing is dropped silently. A
-//! transient failure (the broker is down, say) is retried in place with exponential
-//! backoff.
+//! with its error in headers, and the loop moves on: nothing is dropped silently.
+//!
+//! - **Nothing is retried for ever**: a failure of the message's own
+//!   ([`Error::is_permanent`](crate::Error::is_permanent): a record the broker can never
+//!   take, a value that cannot be encoded) is tried [`ConsumerOptions::max_attempts`]
+//!   times, then the message goes to the dead-letter topic; if even its dead-letter
+//!   record is refused, a minimal one (coordinates and reason, no value); if that is
+//!   refused too, the loop logs the coordinates at ERROR and moves on. A failure of the
+//!   world's (the broker or the checkpoint store is unreachable) is retried in place
+//!   with exponential backoff (200 ms to 30 s), since dead-lettering healthy tasks
+//!   during an outage would lose them; [`ConsumerProgress`] reports the partition as
+//!   stalled after a while, and `/ready` fails.
 //!
 //! - **Backpressure**: messages taken but not started wait in a buffer of
 //!   `max(concurrency, MIN_WAITING)` messages and at most [`MAX_WAITING_BYTES`]. While
@@ -51,7 +60,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{Producer, client_config, offsets::PartitionOffsets};
+use super::{Producer, client_config, offsets::PartitionOffsets, progress::ConsumerProgress};
 use crate::{Result, config::Settings};
 
 /// A consumer whose closing (librdkafka's consumer close: leave the group, final commit),
@@ -145,6 +154,11 @@ pub struct ConsumerOptions {
     pub drain_timeout: Duration,
     /// How many messages are worked on at once (at least 1).
     pub concurrency: usize,
+    /// How many times a message failing for a reason of its own is tried before it is
+    /// dead-lettered (at least 1; `CONSUMER_MAX_ATTEMPTS`).
+    pub max_attempts: u32,
+    /// Where the loop records each partition's progress, for `/ready`.
+    pub progress: ConsumerProgress,
 }
 
 /// The fewest messages the buffer of waiting messages holds, whatever the concurrency:
@@ -499,7 +513,13 @@ where
             *taken_under = fence.clone();
             *offsets = PartitionOffsets::default();
         }
-        if !offsets.take(message.offset()) {
+        let taken = offsets.take(message.offset());
+        if taken {
+            self.options
+                .progress
+                .taken(&(message.topic().to_owned(), message.partition()));
+        }
+        if !taken {
             tracing::debug!(
                 topic = message.topic(),
                 partition = message.partition(),
@@ -589,14 +609,17 @@ where
         if let Some(key) = &finished.key {
             self.keys_in_hand.remove(key);
         }
+        let key = (finished.topic, finished.partition);
         if !matches!(finished.ended, Ended::Done) {
+            self.options.progress.ended(&key, false);
             return;
         }
-        let key = (finished.topic, finished.partition);
         let Some((_, offsets)) = self.offsets.get_mut(&key) else {
             return;
         };
-        if let Some(store) = offsets.finish(finished.offset)
+        let store = offsets.finish(finished.offset);
+        self.options.progress.ended(&key, store.is_some());
+        if let Some(store) = store
             && let Err(err) = consumer.store_offset(&key.0, key.1, store)
         {
             // The partition was revoked meanwhile; its new owner will redo the rest.
@@ -607,6 +630,9 @@ where
     /// Forgets partitions taken away: their waiting messages and offsets.
     fn drop_fenced(&mut self) {
         self.offsets.retain(|_, (fence, _)| !fence.is_cancelled());
+        self.options
+            .progress
+            .retain(|key| self.offsets.contains_key(key));
         let before = self.waiting.len();
         self.waiting.retain(|(_, fence)| !fence.is_cancelled());
         if self.waiting.len() != before {
@@ -700,8 +726,9 @@ fn size_of_message(message: &OwnedMessage) -> usize {
     message.payload().map_or(0, <[u8]>::len) + message.key().map_or(0, <[u8]>::len)
 }
 
-/// Runs `process` on one message until it succeeds (`true`), or shutdown stops it
-/// (`false`: leave the message uncommitted).
+/// Runs `process` on one message until it succeeds, or fails of its own
+/// [`ConsumerOptions::max_attempts`] times and is dead-lettered (`true`: the message is
+/// done), or shutdown stops it (`false`: leave the message uncommitted).
 async fn handle_one<F, Fut>(
     message: &OwnedMessage,
     options: &ConsumerOptions,
@@ -713,7 +740,9 @@ where
     F: Fn(OwnedMessage) -> Fut,
     Fut: Future<Output = Result<Outcome>>,
 {
+    let key = (message.topic().to_owned(), message.partition());
     let mut backoff = Duration::from_millis(200);
+    let mut own_failures = 0;
     loop {
         let drain = async {
             shutdown.cancelled().await;
@@ -729,17 +758,71 @@ where
         let failure = match outcome {
             Ok(Outcome::Done) => return true,
             Ok(Outcome::DeadLetter(reason)) => {
-                match send_to_dead_letter(producer, message, options, &reason).await {
+                return dead_letter(producer, message, options, &reason, shutdown).await;
+            }
+            Err(err) => err,
+        };
+        let text = failure.to_string();
+        options.progress.failed(&key, &text);
+        if failure.is_permanent() {
+            own_failures += 1;
+            if own_failures >= options.max_attempts {
+                let reason = format!("gave up after {own_failures} attempts: {text}");
+                return dead_letter(producer, message, options, &reason, shutdown).await;
+            }
+        }
+        tracing::warn!(error = %bounded(&text, MAX_DEAD_LETTER_REASON_BYTES), own_failures, retry_in_ms = backoff.as_millis() as u64, "processing failed; will retry");
+        tokio::select! {
+            () = shutdown.cancelled() => return false,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Sends `message` to the dead-letter topic with `reason` (`true` once it is there, or
+/// once the loop gave up on it; `false` when shutdown came first). The full record is
+/// tried first; if the broker refuses it for good, a minimal record (see
+/// [`send_to_dead_letter`]); if that is refused for good too, the message's coordinates
+/// and the reason are logged at ERROR and the loop moves on (the original stays on its
+/// topic until retention removes it). While the broker is unreachable it is tried again
+/// with backoff.
+async fn dead_letter(
+    producer: &Producer,
+    message: &OwnedMessage,
+    options: &ConsumerOptions,
+    reason: &str,
+    shutdown: &CancellationToken,
+) -> bool {
+    let key = (message.topic().to_owned(), message.partition());
+    let reason = crate::redact::redact(reason);
+    let shown = bounded(&reason, MAX_DEAD_LETTER_REASON_BYTES);
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let failure = match send_to_dead_letter(producer, message, options, &reason, false).await {
+            Ok(()) => {
+                tracing::warn!(reason = %shown, topic = %options.dead_letter_topic, "message sent to the dead-letter topic");
+                return true;
+            }
+            Err(err) if err.is_permanent() => {
+                tracing::warn!(error = %err, "the dead-letter record was refused; sending a minimal one");
+                match send_to_dead_letter(producer, message, options, &reason, true).await {
                     Ok(()) => {
-                        tracing::warn!(reason = %bounded(&reason, MAX_DEAD_LETTER_REASON_BYTES), topic = %options.dead_letter_topic, "message sent to the dead-letter topic");
+                        tracing::warn!(reason = %shown, topic = %options.dead_letter_topic, "minimal record sent to the dead-letter topic");
                         return true;
                     }
-                    Err(err) => format!("dead-letter publish failed: {err}"),
+                    Err(err) if err.is_permanent() => {
+                        tracing::error!(reason = %shown, error = %err, "cannot dead-letter the message; skipped (it stays at its offset until retention)");
+                        return true;
+                    }
+                    Err(err) => err,
                 }
             }
-            Err(err) => err.to_string(),
+            Err(err) => err,
         };
-        tracing::warn!(error = %failure, retry_in_ms = backoff.as_millis() as u64, "processing failed; will retry");
+        let text = format!("dead-letter publish failed: {failure}");
+        options.progress.failed(&key, &text);
+        tracing::warn!(error = %text, retry_in_ms = backoff.as_millis() as u64, "will retry");
         tokio::select! {
             () = shutdown.cancelled() => return false,
             () = tokio::time::sleep(backoff) => {}
@@ -775,12 +858,14 @@ fn bounded(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
 /// it fits [`MAX_DEAD_LETTER_BYTES`]; otherwise the first [`DEAD_LETTER_PREFIX_BYTES`]
 /// of its value, its original headers dropped, and `dlq_truncated: true` with
 /// `dlq_original_bytes` (the original stays at `dlq_topic`/`dlq_partition`/`dlq_offset`
-/// until retention removes it). The reason is cut to [`MAX_DEAD_LETTER_REASON_BYTES`].
+/// until retention removes it). `minimal` sends no value at all (and `dlq_truncated`).
+/// The reason is cut to [`MAX_DEAD_LETTER_REASON_BYTES`].
 async fn send_to_dead_letter(
     producer: &Producer,
     message: &OwnedMessage,
     options: &ConsumerOptions,
     reason: &str,
+    minimal: bool,
 ) -> Result<()> {
     let payload = message.payload().unwrap_or_default();
     let original_headers: usize = message.headers().map_or(0, |headers| {
@@ -791,8 +876,9 @@ async fn send_to_dead_letter(
     });
     let key_bytes = message.key().map_or(0, <[u8]>::len);
     // Our own headers stay well under 2 KiB (the reason is bounded).
-    let fits = key_bytes + payload.len() + original_headers + MAX_DEAD_LETTER_REASON_BYTES + 1024
-        <= MAX_DEAD_LETTER_BYTES;
+    let fits = !minimal
+        && key_bytes + payload.len() + original_headers + MAX_DEAD_LETTER_REASON_BYTES + 1024
+            <= MAX_DEAD_LETTER_BYTES;
     let mut headers = OwnedHeaders::new();
     if fits && let Some(original) = message.headers() {
         for h in original.iter() {
@@ -801,6 +887,8 @@ async fn send_to_dead_letter(
     }
     let value = if fits {
         payload
+    } else if minimal {
+        &[]
     } else {
         &payload[..payload.len().min(DEAD_LETTER_PREFIX_BYTES)]
     };
@@ -954,6 +1042,8 @@ mod tests {
             client_id: "test".into(),
             drain_timeout: Duration::from_secs(5),
             concurrency,
+            max_attempts: 3,
+            progress: super::ConsumerProgress::default(),
         }
     }
 
@@ -1216,6 +1306,117 @@ mod tests {
         stop_b.cancel();
         a.await.expect("a joined").expect("a ran");
         b.await.expect("b joined").expect("b ran");
+    }
+
+    /// Reads the dead-letter topic `dead` from the start until `count` records are there
+    /// or `wait` has passed.
+    async fn dead_letters(bootstrap: &str, count: usize, wait: Duration) -> Vec<OwnedMessage> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", uuid::Uuid::new_v4().to_string())
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .expect("consumer");
+        let mut partitions = TopicPartitionList::new();
+        partitions
+            .add_partition_offset("dead", 0, Offset::Beginning)
+            .expect("partition");
+        consumer.assign(&partitions).expect("assign");
+        let mut found = Vec::new();
+        let deadline = std::time::Instant::now() + wait;
+        while found.len() < count && std::time::Instant::now() < deadline {
+            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+                found.push(message.detach());
+            }
+        }
+        found
+    }
+
+    fn header<'a>(message: &'a OwnedMessage, key: &str) -> Option<&'a str> {
+        use rdkafka::message::Headers;
+        message.headers().and_then(|headers| {
+            headers
+                .iter()
+                .find(|h| h.key == key)
+                .and_then(|h| h.value)
+                .and_then(|v| std::str::from_utf8(v).ok())
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_record_failing_of_its_own_is_dead_lettered_after_the_attempts_and_the_world_s_failures_stall_it()
+     {
+        use rdkafka::{error::KafkaError, types::RDKafkaErrorCode};
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic(TOPIC, 2, 1).expect("topic");
+        cluster.create_topic("dead", 1, 1).expect("topic");
+        let bootstrap = cluster.bootstrap_servers();
+        // Key "own" always fails as a too-large result would; key "world" as an
+        // unreachable broker would; key "fine" succeeds.
+        produce(&bootstrap, &["own".into(), "world".into(), "fine".into()]).await;
+        let settings = settings(&bootstrap);
+        let producer = Producer::new(&settings, "test").expect("producer");
+        let attempts: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let process = {
+            let attempts = attempts.clone();
+            move |message: OwnedMessage| {
+                let attempts = attempts.clone();
+                async move {
+                    let key =
+                        String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+                    *lock(&attempts).entry(key.clone()).or_default() += 1;
+                    let code = match key.as_str() {
+                        "own" => RDKafkaErrorCode::MessageSizeTooLarge,
+                        "world" => RDKafkaErrorCode::MessageTimedOut,
+                        _ => return Ok(Outcome::Done),
+                    };
+                    Err(crate::Error::Kafka(KafkaError::MessageProduction(code)))
+                }
+            }
+        };
+        let options = options(4);
+        let progress = options.progress.clone();
+        let shutdown = CancellationToken::new();
+        let run = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { run_at_least_once(&settings, options, producer, shutdown, process).await }
+        });
+
+        let dead = dead_letters(&bootstrap, 1, Duration::from_secs(30)).await;
+        assert_eq!(
+            dead.len(),
+            1,
+            "the record failing of its own is dead-lettered"
+        );
+        assert_eq!(dead[0].key(), Some(b"own".as_slice()));
+        let reason = header(&dead[0], "dlq_error").unwrap_or_default();
+        assert!(
+            reason.starts_with("gave up after 3 attempts: ")
+                && reason.contains("MessageSizeTooLarge"),
+            "{reason}"
+        );
+        assert_eq!(lock(&attempts).get("own"), Some(&3));
+
+        // The world's failure is retried, not dead-lettered, and shows as a stall.
+        wait_until(|| lock(&attempts).get("world").is_some_and(|&n| n >= 4)).await;
+        let stalls = progress.stalled(Duration::from_millis(500));
+        assert_eq!(stalls.len(), 1, "{stalls:?}");
+        assert!(
+            stalls[0]
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("MessageTimedOut")),
+            "{stalls:?}"
+        );
+        assert_eq!(
+            dead_letters(&bootstrap, 2, Duration::from_secs(3))
+                .await
+                .len(),
+            1,
+            "no second dead letter"
+        );
+        shutdown.cancel();
+        run.await.expect("joined").expect("ran");
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod consumer;
 pub mod headers;
 pub mod offsets;
 pub mod producer;
+pub mod progress;
 pub mod security;
 pub mod watch;
 
@@ -17,6 +18,7 @@ pub use admin::{ensure_service_topics, ensure_topics};
 pub use consumer::{ConsumerOptions, Outcome, Ownership, run_at_least_once};
 pub use headers::CloudEvent;
 pub use producer::{Delivery, Producer};
+pub use progress::{ConsumerProgress, Stall};
 pub use security::{SaslMechanism, SecurityProtocol};
 pub use watch::BrokerWatch;
 
