@@ -570,6 +570,15 @@ impl SolverProcess {
         &self.log
     }
 
+    /// Its peak resident memory so far (`VmHWM` of `/proc/<pid>/status`), in bytes;
+    /// `None` once it has exited.
+    pub fn peak_rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
     /// Kills it with SIGKILL (no drain, no commit, no leaving the group) and reaps it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
