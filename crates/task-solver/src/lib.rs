@@ -8,7 +8,10 @@
 //!   it to the dead-letter topic), solve it, publish the result and only then let the
 //!   loop store the offset.
 //! - [`solver`]: the solver graph — plan → solve → format.
+//! - [`seen`]: [`SeenTasks`](seen::SeenTasks) — one task id names one task; a second,
+//!   different body under a known id is dead-lettered.
 
+pub mod seen;
 pub mod solver;
 pub mod startup;
 pub mod worker;

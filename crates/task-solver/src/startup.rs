@@ -18,7 +18,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    CONSUMER_GROUP, DEFAULT_PORT, SERVICE, solver,
+    CONSUMER_GROUP, DEFAULT_PORT, SERVICE,
+    seen::SeenTasks,
+    solver,
     worker::{self, Deps},
 };
 
@@ -97,6 +99,7 @@ impl App {
                 memory_saver,
                 deadline,
                 max_result_bytes,
+                seen: SeenTasks::default(),
             },
             watch_stop,
             progress,

@@ -14,7 +14,11 @@ use agent_runtime::{
 use chrono::Utc;
 use rdkafka::{Message, message::OwnedMessage};
 
-use crate::{SERVICE, solver::SolverState};
+use crate::{
+    SERVICE,
+    seen::{Seen, SeenTasks},
+    solver::SolverState,
+};
 
 /// What [`process`] needs.
 #[derive(Clone)]
@@ -37,12 +41,17 @@ pub struct Deps {
     pub deadline: std::time::Duration,
     /// The largest result record published, as JSON bytes (`MAX_RESULT_BYTES`).
     pub max_result_bytes: usize,
+    /// The task bodies taken so far, by id (one task id, one task).
+    pub seen: SeenTasks,
 }
 
 /// Handles one message of the events topic.
 ///
 /// - Not a task (not JSON, wrong shape, invalid fields): [`Outcome::DeadLetter`] with the
 ///   reason.
+/// - A task whose id is known with a different body ([`SeenTasks`], and with a durable
+///   checkpointer the body in the task's checkpoints): [`Outcome::DeadLetter`] naming
+///   the id; the first body stays the task. The same body again is a redelivery.
 /// - A task: runs the solver graph (thread id = task id); a graph failure (the LLM failed
 ///   after its retries) becomes a `failed` result carrying the reason, and so does a run
 ///   past [`Deps::deadline`] (its checkpoints stay: a later delivery would resume them,
@@ -63,10 +72,13 @@ pub async fn process(deps: &Deps, message: OwnedMessage) -> Result<Outcome> {
         Err(err) => return Ok(Outcome::DeadLetter(format!("not a valid task: {err}"))),
     };
     tracing::Span::current().record("task_id", tracing::field::display(task.task_id));
+    let thread = RunConfig::thread(task.task_id.to_string());
+    if let Some(reason) = conflict(deps, &task, &thread).await? {
+        return Ok(Outcome::DeadLetter(reason));
+    }
     let trace = trace_of(message.headers());
     let started_at = Utc::now();
     tracing::info!(task_name = %task.task_name, "solving task");
-    let thread = RunConfig::thread(task.task_id.to_string());
     // The run's final state, or why the task failed.
     let run = match tokio::time::timeout(deps.deadline, solve(deps, &task, &thread)).await {
         Ok(Err(GraphError::Checkpoint(err))) => {
@@ -126,6 +138,35 @@ pub async fn process(deps: &Deps, message: OwnedMessage) -> Result<Outcome> {
         saver.delete_thread(&task.task_id.to_string());
     }
     Ok(Outcome::Done)
+}
+
+/// Why `task` may not run under its id, if another body owns the id: in the memory of
+/// this replica, or in the task's checkpoints when they are durable (PostgreSQL).
+///
+/// # Errors
+/// The checkpoint store cannot be read (the loop retries the message).
+async fn conflict(deps: &Deps, task: &Task, thread: &RunConfig) -> Result<Option<String>> {
+    let refused = || {
+        Some(format!(
+            "task_id {} already names a different task; a task id names one task (the first \
+             body is kept): send a new task under a new id",
+            task.task_id
+        ))
+    };
+    if deps.seen.check(task) == Seen::Conflict {
+        return Ok(refused());
+    }
+    if deps.checkpointed && deps.memory_saver.is_none() {
+        let snapshot = deps
+            .graph
+            .get_state(thread)
+            .await
+            .map_err(|err| agent_runtime::Error::Task(agent_core::Error::Graph(err)))?;
+        if snapshot.is_some_and(|s| s.values.task != *task) {
+            return Ok(refused());
+        }
+    }
+    Ok(None)
 }
 
 /// `result` when it is valid and its JSON is at most `max_bytes`; otherwise a `failed`
@@ -235,6 +276,7 @@ mod tests {
             memory_saver: saver,
             deadline: std::time::Duration::from_secs(600),
             max_result_bytes: 512 * 1024,
+            seen: SeenTasks::default(),
         }
     }
 
