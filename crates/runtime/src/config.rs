@@ -156,7 +156,8 @@ pub struct Settings {
     pub consumer_max_attempts: u32,
     /// `CONSUMER_STALL_SECS`: how long a partition with messages in hand may go without
     /// its offset advancing before `/ready` fails and `/health` names it (at least 1);
-    /// default 300.
+    /// default 900, above `TASK_DEADLINE_SECS` (600), since one task may hold its
+    /// partition's offset that long.
     pub consumer_stall_secs: u64,
     /// `HOSTNAME`: set by Kubernetes to the pod name.
     pub hostname: Option<String>,
@@ -197,7 +198,7 @@ impl Default for Settings {
             openai_max_response_bytes: 1 << 20,
             max_result_bytes: 512 * 1024,
             consumer_max_attempts: 5,
-            consumer_stall_secs: 300,
+            consumer_stall_secs: 900,
             disablecheckpointer: false,
             checkpointer: "memory".into(),
             database_url: None,
