@@ -133,3 +133,79 @@ async fn readiness(State(health): State<Health>) -> (StatusCode, Json<HealthRepo
     };
     (status, Json(report))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::{
+            Arc,
+            atomic::{AtomicBool, Ordering},
+        },
+        time::Duration,
+    };
+
+    use axum::{body::Body, http::Request};
+    use rdkafka::mocking::MockCluster;
+    use serde_json::{Value, json};
+    use tokio_util::sync::CancellationToken;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::{config::Settings, kafka::Producer};
+
+    async fn ready(router: &Router) -> (StatusCode, Value) {
+        let answer = router
+            .clone()
+            .oneshot(Request::get("/ready").body(Body::empty()).expect("request"))
+            .await
+            .expect("answer");
+        let status = answer.status();
+        let bytes = axum::body::to_bytes(answer.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, serde_json::from_slice(&bytes).expect("JSON"))
+    }
+
+    #[tokio::test]
+    async fn a_failing_check_makes_ready_fail_and_health_say_why() {
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        let settings = Settings::from_vars([(
+            "KAFKA_BOOTSTRAP_SERVERS",
+            cluster.bootstrap_servers().as_str(),
+        )])
+        .expect("settings");
+        let stop = CancellationToken::new();
+        let producer = Producer::new(&settings, "test").expect("producer");
+        let watch = BrokerWatch::spawn(producer, Duration::from_millis(100), stop.clone());
+        let stalled = Arc::new(AtomicBool::new(false));
+        let health = Health::new("test", watch, settings.topics(), json!({})).with_check(
+            "stalled_partitions",
+            {
+                let stalled = stalled.clone();
+                move || {
+                    stalled
+                        .load(Ordering::SeqCst)
+                        .then(|| json!([{"topic": "events", "partition": 1}]))
+                }
+            },
+        );
+        let router = health_routes(health.clone());
+        for _ in 0..100 {
+            if health.report().broker.reachable {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        let (status, body) = ready(&router).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.get("stalled_partitions").is_none(), "{body}");
+
+        stalled.store(true, Ordering::SeqCst);
+        let (status, body) = ready(&router).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["status"], "degraded");
+        assert_eq!(body["stalled_partitions"][0]["partition"], 1, "{body}");
+        stop.cancel();
+    }
+}
