@@ -238,7 +238,13 @@ mod tests {
             chrono::Utc::now(),
             TokenUsage::default(),
         );
-        view.record_result(result);
+        view.record_result(
+            result,
+            crate::view::LogPosition {
+                partition: 0,
+                offset: 0,
+            },
+        );
         let (status, body) = get(app(view), &uri).await;
         assert_eq!(status, 200);
         assert_eq!(body["status"], "completed");
@@ -253,13 +259,13 @@ mod tests {
             let task = Task::new(format!("t{i}"), "d", "").expect("task");
             view.record_task(&task);
             if i == 0 {
-                view.record_result(TaskResult::failed(
-                    &task,
-                    "no",
-                    "s",
-                    chrono::Utc::now(),
-                    TokenUsage::default(),
-                ));
+                view.record_result(
+                    TaskResult::failed(&task, "no", "s", chrono::Utc::now(), TokenUsage::default()),
+                    crate::view::LogPosition {
+                        partition: 0,
+                        offset: 0,
+                    },
+                );
             }
         }
         let (status, body) = get(app(view.clone()), "/task-results?status=pending&limit=1").await;

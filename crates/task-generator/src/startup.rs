@@ -19,7 +19,7 @@ use crate::{
     DEFAULT_PORT, SERVICE,
     generation::{self, Deps},
     routes::{self, AppState},
-    view::ResultsView,
+    view::{LogPosition, ResultsView},
 };
 
 /// A built task-generator: its port is bound, nothing runs until
@@ -121,21 +121,23 @@ impl App {
                 kafka::ensure_service_topics(&settings, &shutdown).await;
                 let events = follow(&settings, &topics.events, &shutdown, {
                     let view = view.clone();
-                    move |payload, topic, partition, offset| {
-                        let id = || Task::id_for_offset(topic, partition, offset);
-                        if let Ok(task) = Task::from_json(payload, id) {
+                    move |message| {
+                        let id = || {
+                            Task::id_for_offset(
+                                message.topic(),
+                                message.partition(),
+                                message.offset(),
+                            )
+                        };
+                        if let Ok(task) = Task::from_json(message.payload().unwrap_or_default(), id)
+                        {
                             view.record_task(&task);
                         }
                     }
                 });
                 let results = follow(&settings, &topics.results, &shutdown, {
                     let view = view.clone();
-                    move |payload, _, _, offset| match TaskResult::from_json(payload) {
-                        Ok(result) => view.record_result(result),
-                        Err(err) => {
-                            tracing::warn!(offset, error = %err, "skipping an invalid result")
-                        }
-                    }
+                    move |message| record_result(&view, message)
                 });
                 tokio::join!(events, results);
             })
@@ -151,13 +153,38 @@ impl App {
     }
 }
 
-/// Reads every partition of `topic` from the beginning, calling `apply` on each value,
+/// Applies one record of the results topic to `view`: a valid result keyed by its own
+/// `task_id`, at its position in the partition (see [`ResultsView::record_result`]). A
+/// result under another key is skipped: the key puts every result of a task in one
+/// partition, which is what makes positions comparable.
+fn record_result<M: Message>(view: &ResultsView, message: &M) {
+    let offset = message.offset();
+    match TaskResult::from_json(message.payload().unwrap_or_default()) {
+        Ok(result) if message.key() == Some(result.task_id.to_string().as_bytes()) => {
+            view.record_result(
+                result,
+                LogPosition {
+                    partition: message.partition(),
+                    offset,
+                },
+            );
+        }
+        Ok(result) => tracing::warn!(
+            offset,
+            task_id = %result.task_id,
+            "skipping a result not keyed by its task_id"
+        ),
+        Err(err) => tracing::warn!(offset, error = %err, "skipping an invalid result"),
+    }
+}
+
+/// Reads every partition of `topic` from the beginning, calling `apply` on each record,
 /// until `shutdown` fires.
 async fn follow(
     settings: &Settings,
     topic: &str,
     shutdown: &CancellationToken,
-    apply: impl Fn(&[u8], &str, i32, i64),
+    apply: impl Fn(&rdkafka::message::BorrowedMessage<'_>),
 ) {
     let consumer = match assign_all(settings, topic, Offset::Beginning, SERVICE, shutdown).await {
         Ok(Some(consumer)) => consumer,
@@ -172,12 +199,7 @@ async fn follow(
         tokio::select! {
             () = shutdown.cancelled() => return,
             received = consumer.recv() => match received {
-                Ok(message) => apply(
-                    message.payload().unwrap_or_default(),
-                    message.topic(),
-                    message.partition(),
-                    message.offset(),
-                ),
+                Ok(message) => apply(&message),
                 Err(err) => {
                     tracing::warn!(topic, error = %err, "view reader error; retrying in 1 s");
                     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -7,7 +7,12 @@
 //!
 //! Which result wins when several arrive for one task (a redelivered task solved
 //! twice): a `completed` result beats a `failed` one; between two of the same status the
-//! one that finished last wins.
+//! one later in the log wins — its position in the partition, since every result of a
+//! task is keyed by the task id and so shares one partition. The results' own
+//! `finished_at` is never trusted for this: a skewed clock, or a forged far-future
+//! time, would pin the view to one result for ever.
+//!
+//! A result whose task the view has not seen (yet) shows with `"task": null`.
 
 use std::{
     collections::HashMap,
@@ -26,14 +31,26 @@ pub struct TaskView {
     pub task_id: Uuid,
     /// `pending`, `completed` or `failed`.
     pub status: TaskStatus,
-    /// The task, when its event was seen.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The task, when its event was seen; `null` for a result whose task the view has
+    /// not seen.
     pub task: Option<Task>,
     /// The result, once it arrived.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<TaskResult>,
     /// When the view first learnt of the task (its `created_at` when known).
     pub created_at: DateTime<Utc>,
+    /// Where [`TaskView::result`] sits in the results topic.
+    #[serde(skip)]
+    pub result_at: Option<LogPosition>,
+}
+
+/// A record's place in its topic: the partition and the offset in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogPosition {
+    /// The partition.
+    pub partition: i32,
+    /// The offset in the partition.
+    pub offset: i64,
 }
 
 /// The view; cheap to clone, shared by the routes and the readers.
@@ -67,11 +84,14 @@ impl ResultsView {
                 task: Some(task.clone()),
                 result: None,
                 created_at: task.created_at,
+                result_at: None,
             });
     }
 
-    /// Records a result; see the module doc for which result wins.
-    pub fn record_result(&self, result: TaskResult) {
+    /// Records a result read at `at` in the results topic; see the module doc for which
+    /// result wins. A result from another partition than the one already shown (not
+    /// keyed by its task id) never replaces it.
+    pub fn record_result(&self, result: TaskResult, at: LogPosition) {
         let Ok(mut tasks) = self.tasks.write() else {
             return;
         };
@@ -81,18 +101,23 @@ impl ResultsView {
             task: None,
             result: None,
             created_at: result.started_at,
+            result_at: None,
         });
-        let wins = match &view.result {
-            None => true,
-            Some(old) => match (old.status, result.status) {
-                (TaskStatus::Completed, TaskStatus::Failed) => false,
-                (TaskStatus::Failed, TaskStatus::Completed) => true,
-                _ => result.finished_at > old.finished_at,
-            },
+        let wins = match (&view.result, view.result_at) {
+            (Some(old), Some(old_at)) => {
+                old_at.partition == at.partition
+                    && match (old.status, result.status) {
+                        (TaskStatus::Completed, TaskStatus::Failed) => false,
+                        (TaskStatus::Failed, TaskStatus::Completed) => true,
+                        _ => at.offset > old_at.offset,
+                    }
+            }
+            _ => true,
         };
         if wins {
             view.status = result.status;
             view.result = Some(result);
+            view.result_at = Some(at);
         }
     }
 
@@ -135,6 +160,13 @@ mod tests {
 
     use super::*;
 
+    fn at(offset: i64) -> LogPosition {
+        LogPosition {
+            partition: 0,
+            offset,
+        }
+    }
+
     fn result(task: &Task, ok: bool) -> TaskResult {
         if ok {
             TaskResult::completed(task, "done", "s", Utc::now(), TokenUsage::default())
@@ -152,9 +184,9 @@ mod tests {
             view.get(task.task_id).map(|v| v.status),
             Some(TaskStatus::Pending)
         );
-        view.record_result(result(&task, true));
+        view.record_result(result(&task, true), at(1));
         view.record_task(&task);
-        view.record_result(result(&task, true));
+        view.record_result(result(&task, true), at(2));
         assert_eq!(view.len(), 1);
         let seen = view.get(task.task_id).expect("known");
         assert_eq!(seen.status, TaskStatus::Completed);
@@ -167,7 +199,7 @@ mod tests {
         for order in [[true, false], [false, true]] {
             let view = ResultsView::new();
             for ok in order {
-                view.record_result(result(&task, ok));
+                view.record_result(result(&task, ok), at(3));
             }
             assert_eq!(
                 view.get(task.task_id).map(|v| v.status),
@@ -177,10 +209,52 @@ mod tests {
     }
 
     #[test]
+    fn the_later_result_in_the_log_wins_whatever_its_finished_at() {
+        let task = Task::new("n", "d", "").expect("valid");
+        let view = ResultsView::new();
+        let mut pinned = result(&task, true);
+        pinned.result = Some("FORGED, finished in 2099".into());
+        pinned.finished_at = DateTime::from_timestamp(4_070_908_800, 0).expect("time");
+        view.record_result(pinned, at(3));
+        view.record_result(result(&task, true), at(7));
+        let shown = view
+            .get(task.task_id)
+            .and_then(|v| v.result)
+            .expect("result");
+        assert_eq!(shown.result.as_deref(), Some("done"));
+
+        // An earlier position never replaces a later one, nor another partition's.
+        let mut stale = result(&task, true);
+        stale.result = Some("stale".into());
+        view.record_result(stale.clone(), at(5));
+        view.record_result(
+            stale,
+            LogPosition {
+                partition: 1,
+                offset: 100,
+            },
+        );
+        let shown = view
+            .get(task.task_id)
+            .and_then(|v| v.result)
+            .expect("result");
+        assert_eq!(shown.result.as_deref(), Some("done"));
+    }
+
+    #[test]
+    fn a_result_before_its_task_shows_with_a_null_task_until_the_task_comes() {
+        let view = ResultsView::new();
+        let orphan = Task::new("n", "d", "").expect("valid");
+        view.record_result(result(&orphan, true), at(1));
+        let json = serde_json::to_value(view.get(orphan.task_id).expect("kept")).expect("json");
+        assert!(json["task"].is_null(), "{json}");
+    }
+
+    #[test]
     fn a_result_before_its_task_still_lists_and_keeps_the_task_later() {
         let view = ResultsView::new();
         let task = Task::new("n", "d", "").expect("valid");
-        view.record_result(result(&task, false));
+        view.record_result(result(&task, false), at(4));
         view.record_task(&task);
         let seen = view.get(task.task_id).expect("known");
         assert_eq!(seen.status, TaskStatus::Failed);
@@ -197,7 +271,7 @@ mod tests {
             view.record_task(&task);
             tasks.push(task);
         }
-        view.record_result(result(&tasks[1], true));
+        view.record_result(result(&tasks[1], true), at(5));
         let names: Vec<String> = view
             .list(None, 3)
             .into_iter()
