@@ -390,6 +390,7 @@ value_set_args() {
         --set 'kafka.external.bootstrapServers=b-1.example.kafka.eu-west-1.amazonaws.com:9096\,b-2.example.kafka.eu-west-1.amazonaws.com:9096'
         --set kafka.external.securityProtocol=SASL_SSL --set kafka.external.saslMechanism=SCRAM-SHA-512
         --set kafka.external.existingSecret=msk-credentials --set kafka.external.caKey=ca.crt
+        --set kafka.external.serviceSecrets.taskSolver=msk-solver-credentials
         --set kafka.topics.replicationFactor=3 --set taskSolver.keda.enabled=true
         --set checkpointer.enabled=true --set checkpointer.backend=postgres
         --set existingSecret=langgraph-kafka-secrets --set tests.runTask=false)

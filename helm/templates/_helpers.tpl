@@ -182,18 +182,24 @@ printed as integers.
 
 {{- define "langgraph-kafka.kafka.caDir" -}}/etc/langgraph-kafka/kafka-ca{{- end }}
 
-{{/* SASL credential env vars for a container; call with (dict "root" $ "prefix" "KAFKA_"). */}}
+{{/* SASL credential env vars for a container; call with (dict "root" $ "prefix" "KAFKA_")
+and, for a service, "service" (its values key, e.g. "taskSolver"): an external cluster's
+kafka.external.serviceSecrets.<service> then replaces the shared Secret. */}}
 {{- define "langgraph-kafka.kafka.saslEnv" -}}
 {{- if eq (include "langgraph-kafka.kafka.sasl" .root) "true" }}
+{{- $secret := include "langgraph-kafka.kafka.credentialsSecret" .root }}
+{{- if and .service (not .root.Values.kafka.builtin.enabled) }}
+{{- with index (.root.Values.kafka.external.serviceSecrets | default dict) .service }}{{ $secret = . }}{{ end }}
+{{- end }}
 - name: {{ .prefix }}SASL_USERNAME
   valueFrom:
     secretKeyRef:
-      name: {{ include "langgraph-kafka.kafka.credentialsSecret" .root }}
+      name: {{ $secret }}
       key: {{ include "langgraph-kafka.kafka.usernameKey" .root }}
 - name: {{ .prefix }}SASL_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ include "langgraph-kafka.kafka.credentialsSecret" .root }}
+      name: {{ $secret }}
       key: {{ include "langgraph-kafka.kafka.passwordKey" .root }}
 {{- end }}
 {{- end }}

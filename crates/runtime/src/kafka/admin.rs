@@ -16,7 +16,10 @@ use crate::{Result, config::Settings};
 /// `KAFKA_REPLICATION_FACTOR` replicas; existing topics are left as they are.
 ///
 /// Retries every 2 s, logging why, until the broker answers or `shutdown` fires (then
-/// returns `Ok(false)`); `Ok(true)` once every topic exists.
+/// returns `Ok(false)`); `Ok(true)` once every topic exists. A principal without the
+/// right to create topics (least-privilege ACLs: the chart's topics Job creates them)
+/// gets an authorization error: a topic refused so counts as there when the broker's
+/// metadata shows it, and is waited for otherwise.
 ///
 /// # Errors
 /// [`crate::Error::Kafka`] when the admin client cannot be created.
@@ -49,6 +52,11 @@ pub async fn ensure_topics(
                             None
                         }
                         Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => None,
+                        Err((
+                            name,
+                            RDKafkaErrorCode::TopicAuthorizationFailed
+                            | RDKafkaErrorCode::ClusterAuthorizationFailed,
+                        )) if exists(&admin, &name) => None,
                         Err((name, code)) => Some(format!("{name}: {code}")),
                     })
                     .collect();
@@ -69,6 +77,20 @@ pub async fn ensure_topics(
             () = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
     }
+}
+
+/// Whether the broker's metadata shows `topic` with partitions (a short blocking call:
+/// topic creation runs once at start-up).
+fn exists(admin: &AdminClient<DefaultClientContext>, topic: &str) -> bool {
+    admin
+        .inner()
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .is_ok_and(|metadata| {
+            metadata
+                .topics()
+                .iter()
+                .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+        })
 }
 
 /// [`ensure_topics`] for the events, results and dead-letter topics of `settings`,
