@@ -1,4 +1,5 @@
-//! HTTP pieces every service shares: [`ApiError`], the [`Json`] extractor, health routes
+//! HTTP pieces every service shares: [`ApiError`], the [`Json`], [`Path`] and [`Query`]
+//! extractors, health routes
 //! and the tower layers.
 //!
 //! Every error answer is JSON `{"error": {"code": "...", "message": "..."}}` with the right
@@ -10,7 +11,7 @@ mod extract;
 mod health;
 
 pub use error::ApiError;
-pub use extract::Json;
+pub use extract::{Json, Path, Query};
 pub use health::{Health, HealthReport, health_routes};
 
 use std::time::Duration;
