@@ -258,6 +258,9 @@ so that a bad combination fails at render time with a message naming the keys.
 {{- if ge (add $v.shutdownDrainSecs $v.preStopSleepSeconds | int) (int $v.terminationGracePeriodSeconds) }}
 {{- fail "shutdownDrainSecs + preStopSleepSeconds must be less than terminationGracePeriodSeconds" }}
 {{- end }}
+{{- if ge (add $v.httpShutdownGraceSecs $v.preStopSleepSeconds | int) (int $v.terminationGracePeriodSeconds) }}
+{{- fail "httpShutdownGraceSecs + preStopSleepSeconds must be less than terminationGracePeriodSeconds" }}
+{{- end }}
 {{- if and $v.checkpointer.enabled (eq $v.checkpointer.backend "postgres") (not $v.checkpointer.databaseUrl) (not $v.existingSecret) }}
 {{- fail "checkpointer.backend=postgres needs checkpointer.databaseUrl or an existingSecret holding DATABASE_URL" }}
 {{- end }}

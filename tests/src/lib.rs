@@ -8,10 +8,14 @@
 //!   resumed (SIGCONT) to play a broker outage.
 //! - [`LlmStandIn`]: an OpenAI-compatible HTTP stand-in with canned answers or faults.
 //! - [`System`]: task-generator, agent-comms and task-solver running against a broker and
-//!   a model, with an HTTP client and helpers to poll results.
+//!   a model, with an HTTP client and helpers to poll results; [`test_settings`] for a
+//!   test that runs a service itself.
+//! - [`raw`]: raw HTTP/1.1 on a socket, for requests no well-behaved client sends.
 //!
 //! Tansu comes from the project's venv (`scripts/bootstrap.sh`, run by `make test`):
 //! `$TANSU_BIN`, else `$LGK_VENV` or `<repo>/.venv`.
+
+pub mod raw;
 
 use std::{
     net::TcpListener,
@@ -289,6 +293,17 @@ fn test_vars<'a>(bootstrap: &'a str, llm_url: &'a str) -> Vec<(&'a str, &'a str)
     ]
 }
 
+/// The settings of [`System::start`]: the test settings, `PORT=0` and `extra`.
+///
+/// # Panics
+/// When they are not valid.
+pub fn test_settings(bootstrap: &str, llm_url: &str, extra: &[(&str, &str)]) -> Settings {
+    let mut vars = test_vars(bootstrap, llm_url);
+    vars.push(("PORT", "0"));
+    vars.extend_from_slice(extra);
+    Settings::from_vars(vars).expect("valid test settings")
+}
+
 /// The three services, running in-process against one broker and one model.
 pub struct System {
     /// task-generator's base URL.
@@ -338,10 +353,7 @@ impl System {
         if std::env::var_os("TEST_LOG").is_some() {
             agent_runtime::telemetry::init("pretty");
         }
-        let mut vars = test_vars(bootstrap, llm_url);
-        vars.push(("PORT", "0"));
-        vars.extend_from_slice(extra);
-        let settings = Settings::from_vars(vars).expect("valid test settings");
+        let settings = test_settings(bootstrap, llm_url, extra);
         let shutdown = CancellationToken::new();
 
         let generator = task_generator::startup::App::build(settings.clone())

@@ -10,12 +10,12 @@
 use std::time::Duration;
 
 use agent_runtime::{
-    http::{self, ApiError, Health, Json, health_routes},
+    http::{self, ApiError, Health, Json, Query, health_routes},
     kafka::{CloudEvent, Delivery, Producer, Topics, headers::EVENT_PUBLISHED, valid_topic_name},
 };
 use axum::{
     Router,
-    extract::{Query, State},
+    extract::State,
     routing::{get, post},
 };
 use serde::Deserialize;
@@ -105,9 +105,8 @@ struct LastQuery {
 
 async fn last_message(
     State(state): State<AppState>,
-    query: Result<Query<LastQuery>, axum::extract::rejection::QueryRejection>,
+    Query(query): Query<LastQuery>,
 ) -> Result<Json<LastMessage>, ApiError> {
-    let Query(query) = query.map_err(|err| ApiError::BadRequest(err.body_text()))?;
     let topic = query.topic.unwrap_or_else(|| state.topics.results.clone());
     if !valid_topic_name(&topic) {
         return Err(ApiError::BadRequest(format!(

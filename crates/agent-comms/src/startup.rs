@@ -67,10 +67,11 @@ impl App {
         Ok(self.listener.local_addr()?)
     }
 
-    /// Creates the topics in the background and serves HTTP until `shutdown` fires.
+    /// Creates the topics in the background and serves HTTP until `shutdown` fires; then
+    /// lets in-flight requests finish within `HTTP_SHUTDOWN_GRACE_SECS`.
     ///
     /// # Errors
-    /// An I/O error of the HTTP server.
+    /// Only if the OS cannot say the bound address.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<()> {
         tracing::info!(address = %self.listener.local_addr()?, "agent-comms listening");
         let topics_task = {
@@ -78,9 +79,13 @@ impl App {
             let shutdown = shutdown.clone();
             tokio::spawn(async move { kafka::ensure_service_topics(&settings, &shutdown).await })
         };
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await?;
+        http::serve(
+            self.listener,
+            self.router,
+            &self.settings.http_limits(),
+            shutdown.clone(),
+        )
+        .await;
         topics_task.abort();
         self.watch_stop.cancel();
         self.producer.flush(Duration::from_secs(5));

@@ -22,6 +22,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::{
     Error, Result,
+    http::HttpLimits,
     kafka::{SaslMechanism, SecurityProtocol, Topics},
 };
 
@@ -47,6 +48,29 @@ pub struct Settings {
     pub log_format: String,
     /// `SHUTDOWN_DRAIN_SECS`: how long in-flight work may finish after SIGTERM; default 20.
     pub shutdown_drain_secs: u64,
+
+    /// `HTTP_HEADER_READ_TIMEOUT_SECS`: how long a client may take to send a request head,
+    /// from the connection's start or the first byte of a later request (at least 1);
+    /// default 10. A head cut short gets a JSON 408, then the connection closes.
+    pub http_header_read_timeout_secs: u64,
+    /// `HTTP_KEEP_ALIVE_TIMEOUT_SECS`: how long a connection may stay idle between
+    /// requests (at least 1); default 75, longer than the 60 s idle timeout of common
+    /// proxies and load balancers, so that they close first and never reuse a
+    /// connection the service is closing.
+    pub http_keep_alive_timeout_secs: u64,
+    /// `HTTP_BODY_READ_TIMEOUT_SECS`: how long a request body may take to arrive whole,
+    /// from the handler's first read (at least 1); default 30 (a 1 MiB body needs 35
+    /// KB/s). Over it the answer is a JSON 408.
+    pub http_body_read_timeout_secs: u64,
+    /// `HTTP_MAX_CONNECTIONS`: most HTTP connections open at once (1 to 1000000); default
+    /// 2048. At the limit a new connection closes the one that has waited longest without
+    /// a request in flight; when all have one, new connections wait in the listen
+    /// backlog. Lowered to half the open-file limit when that is smaller.
+    pub http_max_connections: usize,
+    /// `HTTP_SHUTDOWN_GRACE_SECS`: after SIGTERM, how long HTTP requests in flight may
+    /// finish before their connections are dropped (idle connections and unfinished
+    /// heads are closed at once); default 10.
+    pub http_shutdown_grace_secs: u64,
 
     /// `KAFKA_BOOTSTRAP_SERVERS`: comma-separated `host:port`s; default `localhost:9092`.
     pub kafka_bootstrap_servers: String,
@@ -170,6 +194,11 @@ impl Default for Settings {
             bind_address: "0.0.0.0".into(),
             log_format: "pretty".into(),
             shutdown_drain_secs: 20,
+            http_header_read_timeout_secs: 10,
+            http_keep_alive_timeout_secs: 75,
+            http_body_read_timeout_secs: 30,
+            http_max_connections: 2048,
+            http_shutdown_grace_secs: 10,
             solver_concurrency: 1024,
             task_deadline_secs: 600,
             kafka_bootstrap_servers: "localhost:9092".into(),
@@ -339,6 +368,27 @@ impl Settings {
         if self.consumer_stall_secs == 0 {
             return bad("CONSUMER_STALL_SECS", "must be at least 1");
         }
+        for (var, secs) in [
+            (
+                "HTTP_HEADER_READ_TIMEOUT_SECS",
+                self.http_header_read_timeout_secs,
+            ),
+            (
+                "HTTP_KEEP_ALIVE_TIMEOUT_SECS",
+                self.http_keep_alive_timeout_secs,
+            ),
+            (
+                "HTTP_BODY_READ_TIMEOUT_SECS",
+                self.http_body_read_timeout_secs,
+            ),
+        ] {
+            if secs == 0 {
+                return bad(var, "must be at least 1");
+            }
+        }
+        if !(1..=1_000_000).contains(&self.http_max_connections) {
+            return bad("HTTP_MAX_CONNECTIONS", "must be from 1 to 1000000");
+        }
         if let Some(url) = &self.openai_base_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
@@ -440,6 +490,17 @@ impl Settings {
     /// How long in-flight work may finish after the shutdown signal.
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_drain_secs)
+    }
+
+    /// The HTTP server's limits (`HTTP_*`).
+    pub fn http_limits(&self) -> HttpLimits {
+        HttpLimits {
+            header_read_timeout: Duration::from_secs(self.http_header_read_timeout_secs),
+            keep_alive_timeout: Duration::from_secs(self.http_keep_alive_timeout_secs),
+            body_read_timeout: Duration::from_secs(self.http_body_read_timeout_secs),
+            max_connections: self.http_max_connections,
+            shutdown_grace: Duration::from_secs(self.http_shutdown_grace_secs),
+        }
     }
 
     /// How long one delivery of a task may work (`TASK_DEADLINE_SECS`).
@@ -646,6 +707,12 @@ mod tests {
             ("OPENAI_MAX_CONCURRENCY", "0"),
             ("KAFKA_LINGER_MS", "5000"),
             ("KAFKA_FETCH_WAIT_MAX_MS", "0"),
+            ("HTTP_HEADER_READ_TIMEOUT_SECS", "0"),
+            ("HTTP_KEEP_ALIVE_TIMEOUT_SECS", "0"),
+            ("HTTP_BODY_READ_TIMEOUT_SECS", "0"),
+            ("HTTP_MAX_CONNECTIONS", "0"),
+            ("HTTP_MAX_CONNECTIONS", "2000000"),
+            ("HTTP_SHUTDOWN_GRACE_SECS", "-1"),
         ] {
             let err = Settings::from_vars([(var, value)]).expect_err("out of range");
             assert!(err.to_string().contains(var), "{var}: {err}");
@@ -655,6 +722,40 @@ mod tests {
         assert_eq!(
             (s.solver_concurrency, s.task_deadline()),
             (16, Duration::from_secs(90))
+        );
+    }
+
+    #[test]
+    fn http_limits_default_and_read_from_the_environment() {
+        let limits = Settings::from_vars([]).expect("defaults").http_limits();
+        assert_eq!(
+            limits,
+            HttpLimits {
+                header_read_timeout: Duration::from_secs(10),
+                keep_alive_timeout: Duration::from_secs(75),
+                body_read_timeout: Duration::from_secs(30),
+                max_connections: 2048,
+                shutdown_grace: Duration::from_secs(10),
+            }
+        );
+        let limits = Settings::from_vars([
+            ("HTTP_HEADER_READ_TIMEOUT_SECS", "2"),
+            ("HTTP_KEEP_ALIVE_TIMEOUT_SECS", "3"),
+            ("HTTP_BODY_READ_TIMEOUT_SECS", "4"),
+            ("HTTP_MAX_CONNECTIONS", "5"),
+            ("HTTP_SHUTDOWN_GRACE_SECS", "0"),
+        ])
+        .expect("valid")
+        .http_limits();
+        assert_eq!(
+            limits,
+            HttpLimits {
+                header_read_timeout: Duration::from_secs(2),
+                keep_alive_timeout: Duration::from_secs(3),
+                body_read_timeout: Duration::from_secs(4),
+                max_connections: 5,
+                shutdown_grace: Duration::ZERO,
+            }
         );
     }
 

@@ -11,7 +11,10 @@
 //!   broker watch behind `/health`.
 //! - [`llm`]: the [`LlmClient`](llm::LlmClient) over async-openai — chat, structured
 //!   output under a JSON Schema, timeouts, retries and token usage.
-//! - [`http`]: [`ApiError`](http::ApiError) with JSON bodies, the JSON extractor,
+//! - [`http`]: the server every service runs, [`serve`](http::serve) under
+//!   [`HttpLimits`](http::HttpLimits) (header-read, keep-alive and body-read timeouts, a
+//!   connection limit, graceful shutdown); [`ApiError`](http::ApiError) with JSON bodies
+//!   for every error the HTTP layer answers; the `Json`, `Path` and `Query` extractors,
 //!   health routes and the tower layers every service uses.
 //! - [`checkpoint`]: [`PostgresSaver`](checkpoint::PostgresSaver), the graph engine's
 //!   checkpointer in PostgreSQL (sqlx, migrations in `migrations/`, state stored as

@@ -12,10 +12,10 @@
 use std::time::Duration;
 
 use agent_core::{graph::CompiledGraph, task::TaskStatus};
-use agent_runtime::http::{self, ApiError, Health, Json, health_routes};
+use agent_runtime::http::{self, ApiError, Health, Json, Path, Query, health_routes};
 use axum::{
     Router,
-    extract::{Path, Query, State},
+    extract::State,
     routing::{get, post},
 };
 use serde::Deserialize;
@@ -125,9 +125,8 @@ struct ListQuery {
 
 async fn task_results(
     State(state): State<AppState>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(query) = query.map_err(|err| ApiError::BadRequest(err.body_text()))?;
     let status = query
         .status
         .as_deref()

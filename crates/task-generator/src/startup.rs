@@ -99,10 +99,11 @@ impl App {
     }
 
     /// Creates the topics (retrying until the broker answers), starts the view's readers
-    /// and serves HTTP until `shutdown` fires; then lets in-flight requests finish.
+    /// and serves HTTP until `shutdown` fires; then lets in-flight requests finish within
+    /// `HTTP_SHUTDOWN_GRACE_SECS`.
     ///
     /// # Errors
-    /// An I/O error of the HTTP server.
+    /// Only if the OS cannot say the bound address.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<()> {
         let Self {
             settings,
@@ -142,9 +143,7 @@ impl App {
                 tokio::join!(events, results);
             })
         };
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await?;
+        http::serve(listener, router, &settings.http_limits(), shutdown.clone()).await;
         watch_stop.cancel();
         background.abort();
         producer.flush(Duration::from_secs(5));

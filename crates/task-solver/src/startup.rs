@@ -119,7 +119,7 @@ impl App {
     /// `SHUTDOWN_DRAIN_SECS` to finish.
     ///
     /// # Errors
-    /// A Kafka configuration error or an I/O error of the health server.
+    /// A Kafka configuration error.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<()> {
         let Self {
             settings,
@@ -130,11 +130,11 @@ impl App {
             progress,
         } = self;
         tracing::info!(address = %listener.local_addr()?, solver_id = %deps.solver_id, "task-solver listening");
-        let server = tokio::spawn(
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-                .into_future(),
-        );
+        let server = tokio::spawn({
+            let limits = settings.http_limits();
+            let shutdown = shutdown.clone();
+            async move { http::serve(listener, router, &limits, shutdown).await }
+        });
         let topics = settings.topics();
         let mut outcome = Ok(());
         if kafka::ensure_service_topics(&settings, &shutdown).await {
@@ -165,7 +165,7 @@ impl App {
         shutdown.cancel();
         watch_stop.cancel();
         deps.producer.flush(Duration::from_secs(5));
-        if let Ok(Err(err)) = server.await {
+        if let Err(err) = server.await {
             tracing::error!(error = %err, "health server failed");
         }
         tracing::info!("task-solver stopped");

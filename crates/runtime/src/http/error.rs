@@ -19,15 +19,26 @@ pub enum ApiError {
     /// 405 `method_not_allowed`.
     #[error("method not allowed on this route")]
     MethodNotAllowed,
+    /// 408 `request_timeout`: the request head, its body or its answer did not come in
+    /// time (the header-read, body-read or request timeout).
+    #[error("{0}")]
+    RequestTimeout(String),
     /// 413 `payload_too_large`: over [`super::MAX_BODY_BYTES`].
     #[error("request body is larger than {} bytes", super::MAX_BODY_BYTES)]
     PayloadTooLarge,
+    /// 414 `uri_too_long`: the request target is over [`super::MAX_URI_BYTES`].
+    #[error("{0}")]
+    UriTooLong(String),
     /// 415 `unsupported_media_type`: not `Content-Type: application/json`.
     #[error("expected a request with `Content-Type: application/json`")]
     UnsupportedMediaType,
     /// 422 `validation_failed`: JSON of the wrong shape, or a value out of bounds.
     #[error("{0}")]
     Unprocessable(String),
+    /// 431 `headers_too_large`: over [`super::MAX_HEADERS`] header fields or
+    /// [`super::MAX_HEADER_BYTES`] bytes of them.
+    #[error("{0}")]
+    HeadersTooLarge(String),
     /// 502 `bad_gateway`: an upstream (the LLM) failed or answered nonsense.
     #[error("{0}")]
     BadGateway(String),
@@ -46,9 +57,12 @@ impl ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -61,13 +75,24 @@ impl ApiError {
             Self::BadRequest(_) => "bad_request",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::RequestTimeout(_) => "request_timeout",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::UriTooLong(_) => "uri_too_long",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Unprocessable(_) => "validation_failed",
+            Self::HeadersTooLarge(_) => "headers_too_large",
             Self::BadGateway(_) => "bad_gateway",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
         }
+    }
+
+    /// The JSON body: `{"error": {"code": ..., "message": ...}}`, every registered
+    /// secret removed from the message ([`crate::redact`]): a message may quote an
+    /// upstream error.
+    pub fn body(&self) -> serde_json::Value {
+        let message = crate::redact::redact(&self.to_string()).into_owned();
+        json!({"error": {"code": self.code(), "message": message}})
     }
 }
 
@@ -76,10 +101,7 @@ impl IntoResponse for ApiError {
         if let Self::Internal(cause) = &self {
             tracing::error!(cause = %cause, "internal error");
         }
-        // Secrets are removed here too: a message may quote an upstream error.
-        let message = crate::redact::redact(&self.to_string()).into_owned();
-        let body = json!({"error": {"code": self.code(), "message": message}});
-        (self.status(), Json(body)).into_response()
+        (self.status(), Json(self.body())).into_response()
     }
 }
 

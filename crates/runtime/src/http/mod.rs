@@ -1,17 +1,36 @@
-//! HTTP pieces every service shares: [`ApiError`], the [`Json`] extractor, health routes
-//! and the tower layers.
+//! HTTP pieces every service shares: the server ([`serve`] under [`HttpLimits`]),
+//! [`ApiError`], the [`Json`], [`Path`] and [`Query`] extractors, health routes and the
+//! tower layers.
 //!
 //! Every error answer is JSON `{"error": {"code": "...", "message": "..."}}` with the right
-//! status; an unexpected error or a panic is logged and answered with a bare 500 — never a
-//! stack trace, never a secret.
+//! status — also those of the HTTP layer: 404 and 405 of the router, 408 of the request,
+//! body-read and header-read timeouts, 413 of the body limit, 400 of a path or query that
+//! does not parse, 414 and 431 of the head limits, and hyper's own 400, 414 and 431 for a
+//! request it cannot parse. An unexpected error or a panic is logged and answered with a
+//! bare 500 — never a stack trace, never a secret.
+//!
+//! # Layout
+//!
+//! - [`serve`] and [`HttpLimits`] (`server`): connections, their timers and limits,
+//!   eviction at the connection limit, graceful shutdown; the transport that rewrites
+//!   hyper's own error answers as JSON.
+//! - `limits`: the request-head limits ([`MAX_URI_BYTES`], [`MAX_HEADERS`],
+//!   [`MAX_HEADER_BYTES`]).
+//! - `timeout`: the request timeout and the body-read timeout, answered 408.
+//! - [`ApiError`] (`error`), the extractors (`extract`), health routes (`health`).
 
 mod error;
 mod extract;
 mod health;
+mod limits;
+mod server;
+mod timeout;
 
 pub use error::ApiError;
-pub use extract::Json;
+pub use extract::{Json, Path, Query};
 pub use health::{Health, HealthReport, health_routes};
+pub use limits::{MAX_HEADER_BYTES, MAX_HEADERS, MAX_URI_BYTES};
+pub use server::{HttpLimits, serve};
 
 use std::time::Duration;
 
@@ -19,7 +38,6 @@ use axum::{Router, extract::DefaultBodyLimit, http::HeaderName};
 use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    timeout::TimeoutLayer,
     trace::TraceLayer,
 };
 
@@ -29,7 +47,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Adds what every service's router needs: JSON 404 and 405 answers, a 1 MiB body limit,
-/// a request timeout (`request_timeout`, answered 408), an `x-request-id` on every
+/// a request timeout (`request_timeout`, answered with a JSON 408), an `x-request-id` on every
 /// request (generated when absent, echoed in the answer, recorded on the request's
 /// span), a trace span per request, and panics turned into a bare JSON 500.
 pub fn with_common_layers(router: Router, request_timeout: Duration) -> Router {
@@ -38,10 +56,9 @@ pub fn with_common_layers(router: Router, request_timeout: Duration) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(error::panic_response))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            request_timeout,
-        ))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            timeout::request_timeout(request_timeout, request, next)
+        }))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
