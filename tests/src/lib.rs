@@ -304,6 +304,23 @@ pub fn test_settings(bootstrap: &str, llm_url: &str, extra: &[(&str, &str)]) -> 
     Settings::from_vars(vars).expect("valid test settings")
 }
 
+/// An HTTP client that sends the first key of `API_KEYS` (when set) as
+/// `Authorization: Bearer`, as a configured client of the services would.
+fn client_for(settings: &Settings) -> reqwest::Client {
+    use secrecy::ExposeSecret;
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(keys) = &settings.api_keys
+        && let Some(first) = keys.expose_secret().split(',').next()
+        && let Ok(value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", first.trim()))
+    {
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("HTTP client")
+}
+
 /// The three services, running in-process against one broker and one model.
 pub struct System {
     /// task-generator's base URL.
@@ -381,8 +398,8 @@ impl System {
             generator: generator_url,
             comms: comms_url,
             solver: solver_url,
+            http: client_for(&settings),
             settings,
-            http: reqwest::Client::new(),
             shutdown,
         };
         for base in [&system.generator, &system.comms, &system.solver] {

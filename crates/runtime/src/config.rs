@@ -28,7 +28,8 @@ use crate::{
 
 /// Settings read as the text given, never parsed as a number or boolean (the
 /// environment source parses `0123` as the number 123 and `TRUE` as `true`).
-const VERBATIM: [&str; 4] = [
+const VERBATIM: [&str; 5] = [
+    "api_keys",
     "kafka_sasl_username",
     "kafka_sasl_password",
     "kafka_ssl_ca_location",
@@ -155,6 +156,10 @@ pub struct Settings {
     /// (default; survives retries within the process) or `postgres` (survives crashes;
     /// needs `DATABASE_URL`).
     pub checkpointer: String,
+    /// `API_KEYS` (secret): comma-separated keys (or `sha256:<hex>` digests of keys) that
+    /// callers must send as `Authorization: Bearer <key>`; unset leaves the routes open.
+    #[serde(deserialize_with = "non_empty_secret")]
+    pub api_keys: Option<SecretString>,
     /// `DATABASE_URL`: PostgreSQL for `CHECKPOINTER=postgres`, e.g.
     /// `postgres://user:password@host:5432/db` (secret).
     pub database_url: Option<SecretString>,
@@ -231,6 +236,7 @@ impl Default for Settings {
             disablecheckpointer: false,
             checkpointer: "memory".into(),
             database_url: None,
+            api_keys: None,
             solver_id: None,
             hostname: None,
         }
@@ -311,6 +317,7 @@ impl Settings {
         {
             return bad("DATABASE_URL", "must be set when CHECKPOINTER=postgres");
         }
+        crate::http::ApiKeys::from_settings(self)?;
         if !matches!(self.log_format.as_str(), "pretty" | "json") {
             return bad("LOG_FORMAT", "must be `pretty` or `json`");
         }

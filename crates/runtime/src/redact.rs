@@ -9,9 +9,9 @@
 //! 502 answers) and dead-letter reasons.
 //!
 //! What is removed:
-//! - every secret [`register`]ed — `OPENAI_API_KEY`, `KAFKA_SASL_PASSWORD`, the password
-//!   of `DATABASE_URL` and of `OPENAI_BASE_URL` — as written and percent-encoded, each
-//!   occurrence replaced by [`REDACTED`];
+//! - every secret [`register`]ed — `OPENAI_API_KEY`, `KAFKA_SASL_PASSWORD`, the keys of
+//!   `API_KEYS`, the password of `DATABASE_URL` and of `OPENAI_BASE_URL` — as written and
+//!   percent-encoded, each occurrence replaced by [`REDACTED`];
 //! - the userinfo (`user:password@`) of any `scheme://` URL in the text, configured or
 //!   not.
 //!
@@ -51,6 +51,15 @@ pub fn register(settings: &Settings) {
     }
     if let Some(url) = &settings.openai_base_url {
         found.extend(url_password(url));
+    }
+    if let Some(keys) = &settings.api_keys {
+        found.extend(
+            keys.expose_secret()
+                .split(',')
+                .map(str::trim)
+                .filter(|key| !key.starts_with("sha256:"))
+                .map(str::to_owned),
+        );
     }
     register_secrets(found);
 }

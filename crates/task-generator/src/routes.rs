@@ -41,15 +41,20 @@ pub struct AppState {
     pub graph: CompiledGraph<GenerationState>,
     /// The results view.
     pub view: ResultsView,
+    /// The accepted API keys (`API_KEYS`); `None` leaves the routes open.
+    pub api_keys: Option<http::ApiKeys>,
 }
 
-/// The router with every route and the common layers.
+/// The router with every route and the common layers; every route but the health ones
+/// needs a key of [`AppState::api_keys`] when there are keys.
 pub fn router(state: AppState, health: Health, request_timeout: Duration) -> Router {
+    let api_keys = state.api_keys.clone();
     let api = Router::new()
         .route("/generate-task", post(generate_task))
         .route("/task-results", get(task_results))
         .route("/task-result/{task_id}", get(task_result))
         .with_state(state);
+    let api = http::require_api_key(api, api_keys, crate::SERVICE);
     http::with_common_layers(api.merge(health_routes(health)), request_timeout)
 }
 
@@ -200,7 +205,15 @@ mod tests {
             settings.topics(),
             json!({"model": settings.openai_model, "llm_endpoint": settings.openai_base_url}),
         );
-        router(AppState { graph, view }, health, Duration::from_secs(5))
+        router(
+            AppState {
+                graph,
+                view,
+                api_keys: None,
+            },
+            health,
+            Duration::from_secs(5),
+        )
     }
 
     async fn get(app: Router, uri: &str) -> (u16, Value) {

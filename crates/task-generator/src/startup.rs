@@ -70,6 +70,7 @@ impl App {
             AppState {
                 graph,
                 view: view.clone(),
+                api_keys: http::ApiKeys::from_settings(&settings)?,
             },
             health,
             request_timeout,

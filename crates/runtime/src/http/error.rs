@@ -13,6 +13,12 @@ pub enum ApiError {
     /// 400 `bad_request`: the body is not JSON, or a parameter is malformed.
     #[error("{0}")]
     BadRequest(String),
+    /// 401 `unauthorized`: no API key, or not a valid one (see [`super::auth`]).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403 `forbidden`: the caller may not do this (a topic outside the topic policy).
+    #[error("{0}")]
+    Forbidden(String),
     /// 404 `not_found`.
     #[error("{0}")]
     NotFound(String),
@@ -39,6 +45,9 @@ pub enum ApiError {
     /// [`super::MAX_HEADER_BYTES`] bytes of them.
     #[error("{0}")]
     HeadersTooLarge(String),
+    /// 429 `too_many_requests`: over the rate limit; the answer says when to retry.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// 502 `bad_gateway`: an upstream (the LLM) failed or answered nonsense.
     #[error("{0}")]
     BadGateway(String),
@@ -55,6 +64,8 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -63,6 +74,7 @@ impl ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -73,6 +85,8 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::BadRequest(_) => "bad_request",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::RequestTimeout(_) => "request_timeout",
@@ -81,6 +95,7 @@ impl ApiError {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Unprocessable(_) => "validation_failed",
             Self::HeadersTooLarge(_) => "headers_too_large",
+            Self::TooManyRequests(_) => "too_many_requests",
             Self::BadGateway(_) => "bad_gateway",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",

@@ -17,8 +17,10 @@
 //! - `limits`: the request-head limits ([`MAX_URI_BYTES`], [`MAX_HEADERS`],
 //!   [`MAX_HEADER_BYTES`]).
 //! - `timeout`: the request timeout and the body-read timeout, answered 408.
+//! - [`auth`]: [`ApiKeys`] and [`require_api_key`] — `API_KEYS`, `Authorization: Bearer`.
 //! - [`ApiError`] (`error`), the extractors (`extract`), health routes (`health`).
 
+pub mod auth;
 mod error;
 mod extract;
 mod health;
@@ -26,6 +28,7 @@ mod limits;
 mod server;
 mod timeout;
 
+pub use auth::{ApiKeys, require_api_key};
 pub use error::ApiError;
 pub use extract::{Json, Path, Query};
 pub use health::{Health, HealthReport, health_routes};
