@@ -2,7 +2,9 @@
 //!
 //! - `POST /send_event` `{"payload": <any JSON>, "topic"?: name, "key"?: string}` → 200
 //!   `{"topic", "partition", "offset"}` once the broker acknowledged; the default topic is
-//!   the events topic; 422 for a missing payload or a bad topic name, 503 when the broker
+//!   the events topic; 422 for a missing payload or a bad topic name; 413 when the key,
+//!   payload (as JSON) and headers add up to more than
+//!   [`Producer::MAX_RECORD_BYTES`] (the message names the limit); 503 when the broker
 //!   does not acknowledge in time.
 //! - `GET /last_message?topic=` → the newest message of the topic (default the results
 //!   topic) as a [`LastMessage`]; 404 before there is any.
@@ -87,8 +89,12 @@ async fn send_event(
         .producer
         .send_bytes(&topic, body.key.as_deref(), &bytes, event.to_headers())
         .await
-        .map_err(|err| {
-            ApiError::Unavailable(format!("the broker did not store the event: {err}"))
+        .map_err(|err| match err {
+            // A client error, not an outage: the same event would be refused again.
+            agent_runtime::Error::RecordTooLarge { .. } => {
+                ApiError::TooLarge(format!("the event cannot be published: {err}"))
+            }
+            err => ApiError::Unavailable(format!("the broker did not store the event: {err}")),
         })?;
     tracing::info!(
         partition = delivery.partition,

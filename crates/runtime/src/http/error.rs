@@ -22,6 +22,11 @@ pub enum ApiError {
     /// 413 `payload_too_large`: over [`super::MAX_BODY_BYTES`].
     #[error("request body is larger than {} bytes", super::MAX_BODY_BYTES)]
     PayloadTooLarge,
+    /// 413 `payload_too_large`, with a message naming the limit: the body fits
+    /// [`super::MAX_BODY_BYTES`] but what it carries does not fit a smaller limit (a
+    /// Kafka record over [`crate::kafka::Producer::MAX_RECORD_BYTES`]).
+    #[error("{0}")]
+    TooLarge(String),
     /// 415 `unsupported_media_type`: not `Content-Type: application/json`.
     #[error("expected a request with `Content-Type: application/json`")]
     UnsupportedMediaType,
@@ -46,7 +51,7 @@ impl ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge | Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
@@ -61,7 +66,7 @@ impl ApiError {
             Self::BadRequest(_) => "bad_request",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
-            Self::PayloadTooLarge => "payload_too_large",
+            Self::PayloadTooLarge | Self::TooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Unprocessable(_) => "validation_failed",
             Self::BadGateway(_) => "bad_gateway",
