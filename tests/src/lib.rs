@@ -417,6 +417,23 @@ impl System {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// `POST /send_event` of agent-comms with `body`; returns the status and the JSON
+    /// body.
+    pub async fn send_event(&self, body: &Value) -> (u16, Value) {
+        self.post_json(&format!("{}/send_event", self.comms), body)
+            .await
+    }
+
+    /// `GET /last_message` of agent-comms for `topic`, a valid topic name (`None`: the
+    /// default, the results topic); returns the status and the JSON body.
+    pub async fn last_message(&self, topic: Option<&str>) -> (u16, Value) {
+        let url = match topic {
+            Some(topic) => format!("{}/last_message?topic={topic}", self.comms),
+            None => format!("{}/last_message", self.comms),
+        };
+        self.get_json(&url).await
+    }
+
     /// Polls `GET /task-result/{task_id}` until its status is not `pending` (or 404), up
     /// to `timeout`; returns the last body.
     pub async fn wait_for_result(&self, task_id: &str, timeout: Duration) -> Value {

@@ -7,7 +7,10 @@
 //!   [`Producer::MAX_RECORD_BYTES`] (the message names the limit); 503 when the broker
 //!   does not acknowledge in time.
 //! - `GET /last_message?topic=` → the newest message of the topic (default the results
-//!   topic) as a [`LastMessage`]; 404 before there is any.
+//!   topic) as a [`LastMessage`](crate::last_message::LastMessage), from memory
+//!   ([`LastMessages`]); 404 before there is any or when the topic does not exist; 400
+//!   for a bad topic name; 503 when the topic is not loaded within 5 s (broker
+//!   unreachable) or the view already follows its 64 topics and this is not one.
 
 use std::time::Duration;
 
@@ -18,6 +21,7 @@ use agent_runtime::{
 use axum::{
     Router,
     extract::{Query, State},
+    response::{IntoResponse, Response},
     routing::{get, post},
 };
 use serde::Deserialize;
@@ -25,7 +29,7 @@ use serde_json::Value;
 
 use crate::{
     SERVICE,
-    last_message::{LastMessage, LastMessageReader},
+    last_message::{LastMessages, ReadError},
 };
 
 /// Longest accepted key, in bytes.
@@ -38,8 +42,8 @@ pub struct AppState {
     pub producer: Producer,
     /// The topic names.
     pub topics: Topics,
-    /// The last-message reader.
-    pub reader: LastMessageReader,
+    /// The view of each readable topic's newest record.
+    pub last_messages: LastMessages,
 }
 
 /// The router with every route and the common layers.
@@ -109,10 +113,11 @@ struct LastQuery {
     topic: Option<String>,
 }
 
+#[tracing::instrument(skip_all, fields(topic))]
 async fn last_message(
     State(state): State<AppState>,
     query: Result<Query<LastQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<LastMessage>, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|err| ApiError::BadRequest(err.body_text()))?;
     let topic = query.topic.unwrap_or_else(|| state.topics.results.clone());
     if !valid_topic_name(&topic) {
@@ -120,13 +125,13 @@ async fn last_message(
             "topic {topic:?} is not a valid Kafka topic name"
         )));
     }
-    match state.reader.read(&topic).await {
-        Ok(Some(message)) => Ok(Json(message)),
+    tracing::Span::current().record("topic", topic.as_str());
+    match state.last_messages.newest(&topic).await {
+        Ok(Some(newest)) => Ok(newest.as_ref().into_response()),
         Ok(None) => Err(ApiError::NotFound(format!(
             "no message on topic {topic} yet"
         ))),
-        Err(err) => Err(ApiError::Unavailable(format!(
-            "cannot read topic {topic}: {err}"
-        ))),
+        Err(err @ ReadError::NotReadable { .. }) => Err(ApiError::NotFound(err.to_string())),
+        Err(err) => Err(ApiError::Unavailable(err.to_string())),
     }
 }
