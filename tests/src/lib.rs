@@ -311,7 +311,8 @@ fn client_for(settings: &Settings) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(keys) = &settings.api_keys
         && let Some(first) = keys.expose_secret().split(',').next()
-        && let Ok(value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", first.trim()))
+        && let Ok(value) =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", first.trim()))
     {
         headers.insert(reqwest::header::AUTHORIZATION, value);
     }
@@ -444,6 +445,23 @@ impl System {
         let response = self.http.get(url).send().await.expect("request sent");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `POST /send_event` of agent-comms with `body`; returns the status and the JSON
+    /// body.
+    pub async fn send_event(&self, body: &Value) -> (u16, Value) {
+        self.post_json(&format!("{}/send_event", self.comms), body)
+            .await
+    }
+
+    /// `GET /last_message` of agent-comms for `topic`, a valid topic name (`None`: the
+    /// default, the results topic); returns the status and the JSON body.
+    pub async fn last_message(&self, topic: Option<&str>) -> (u16, Value) {
+        let url = match topic {
+            Some(topic) => format!("{}/last_message?topic={topic}", self.comms),
+            None => format!("{}/last_message", self.comms),
+        };
+        self.get_json(&url).await
     }
 
     /// Polls `GET /task-result/{task_id}` until its status is not `pending` (or 404), up

@@ -2,12 +2,20 @@
 //!
 //! # Layout
 //!
-//! - [`startup`]: [`App::build`](startup::App::build) — producer, topic reader, routes on
-//!   port 8000, until the shutdown signal.
-//! - [`routes`]: `POST /send_event` (publish any JSON to a topic) and
-//!   `GET /last_message` (the newest message of a topic), plus `/health` and `/ready`.
-//! - [`last_message`]: finds the newest message of a topic from its partitions'
-//!   high-water marks.
+//! - [`startup`]: [`App::build`](startup::App::build) — producer, topic view, routes on
+//!   port 8000; [`App::run_until_stopped`](startup::App::run_until_stopped) runs the
+//!   view's follower and serves until the shutdown signal.
+//! - [`routes`]: `POST /send_event` (publish any JSON to a topic; 413 over the
+//!   producer's record limit) and `GET /last_message` (the newest message of a topic,
+//!   from memory), plus `/health` and `/ready`.
+//! - [`last_message`]: the view behind `GET /last_message` — the newest record of each
+//!   followed topic, kept up to date by one background consumer outside any group.
+//!   - [`last_message::view`]: [`LastMessages`](last_message::LastMessages), the
+//!     request side: a read clones the topic's rendered record out of a `watch`; the
+//!     first read of another topic adds it (at most 64) and waits for it to load.
+//!   - [`last_message::follower`]: [`Follower`](last_message::Follower), the background
+//!     task: looks topics up, assigns their partitions at the last record, follows new
+//!     records, stops with the service.
 
 pub mod last_message;
 pub mod routes;

@@ -2,10 +2,15 @@
 //!
 //! - `POST /send_event` `{"payload": <any JSON>, "topic"?: name, "key"?: string}` → 200
 //!   `{"topic", "partition", "offset"}` once the broker acknowledged; the default topic is
-//!   the events topic; 422 for a missing payload or a bad topic name, 503 when the broker
+//!   the events topic; 422 for a missing payload or a bad topic name; 413 when the key,
+//!   payload (as JSON) and headers add up to more than
+//!   [`Producer::MAX_RECORD_BYTES`] (the message names the limit); 503 when the broker
 //!   does not acknowledge in time.
 //! - `GET /last_message?topic=` → the newest message of the topic (default the results
-//!   topic) as a [`LastMessage`]; 404 before there is any.
+//!   topic) as a [`LastMessage`](crate::last_message::LastMessage), from memory
+//!   ([`LastMessages`]); 404 before there is any or when the topic does not exist; 400
+//!   for a bad topic name; 503 when the topic is not loaded within 5 s (broker
+//!   unreachable) or the view already follows its 64 topics and this is not one.
 
 use std::time::Duration;
 
@@ -16,6 +21,7 @@ use agent_runtime::{
 use axum::{
     Router,
     extract::State,
+    response::{IntoResponse, Response},
     routing::{get, post},
 };
 use serde::Deserialize;
@@ -23,7 +29,7 @@ use serde_json::Value;
 
 use crate::{
     SERVICE,
-    last_message::{LastMessage, LastMessageReader},
+    last_message::{LastMessages, ReadError},
 };
 
 /// Longest accepted key, in bytes.
@@ -36,8 +42,8 @@ pub struct AppState {
     pub producer: Producer,
     /// The topic names.
     pub topics: Topics,
-    /// The last-message reader.
-    pub reader: LastMessageReader,
+    /// The view of each readable topic's newest record.
+    pub last_messages: LastMessages,
 }
 
 /// The router with every route and the common layers.
@@ -87,8 +93,12 @@ async fn send_event(
         .producer
         .send_bytes(&topic, body.key.as_deref(), &bytes, event.to_headers())
         .await
-        .map_err(|err| {
-            ApiError::Unavailable(format!("the broker did not store the event: {err}"))
+        .map_err(|err| match err {
+            // A client error, not an outage: the same event would be refused again.
+            agent_runtime::Error::RecordTooLarge { .. } => {
+                ApiError::TooLarge(format!("the event cannot be published: {err}"))
+            }
+            err => ApiError::Unavailable(format!("the broker did not store the event: {err}")),
         })?;
     tracing::info!(
         partition = delivery.partition,
@@ -103,23 +113,24 @@ struct LastQuery {
     topic: Option<String>,
 }
 
+#[tracing::instrument(skip_all, fields(topic))]
 async fn last_message(
     State(state): State<AppState>,
     Query(query): Query<LastQuery>,
-) -> Result<Json<LastMessage>, ApiError> {
+) -> Result<Response, ApiError> {
     let topic = query.topic.unwrap_or_else(|| state.topics.results.clone());
     if !valid_topic_name(&topic) {
         return Err(ApiError::BadRequest(format!(
             "topic {topic:?} is not a valid Kafka topic name"
         )));
     }
-    match state.reader.read(&topic).await {
-        Ok(Some(message)) => Ok(Json(message)),
+    tracing::Span::current().record("topic", topic.as_str());
+    match state.last_messages.newest(&topic).await {
+        Ok(Some(newest)) => Ok(newest.as_ref().into_response()),
         Ok(None) => Err(ApiError::NotFound(format!(
             "no message on topic {topic} yet"
         ))),
-        Err(err) => Err(ApiError::Unavailable(format!(
-            "cannot read topic {topic}: {err}"
-        ))),
+        Err(err @ ReadError::NotReadable { .. }) => Err(ApiError::NotFound(err.to_string())),
+        Err(err) => Err(ApiError::Unavailable(err.to_string())),
     }
 }

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     DEFAULT_PORT, SERVICE,
-    last_message::LastMessageReader,
+    last_message::{Follower, LastMessages, ViewOptions},
     routes::{self, AppState},
 };
 
@@ -26,6 +26,7 @@ pub struct App {
     router: axum::Router,
     producer: Producer,
     watch_stop: CancellationToken,
+    follower: Follower,
 }
 
 impl App {
@@ -41,11 +42,15 @@ impl App {
         let watch =
             BrokerWatch::spawn(producer.clone(), Duration::from_secs(5), watch_stop.clone());
         let health = Health::new(SERVICE, watch, topics.clone(), json!({}));
+        let (last_messages, follower) = LastMessages::new(
+            &settings,
+            ViewOptions::new(vec![topics.events.clone(), topics.results.clone()]),
+        )?;
         let router = routes::router(
             AppState {
                 producer: producer.clone(),
                 topics,
-                reader: LastMessageReader::new(&settings)?,
+                last_messages,
             },
             health,
         );
@@ -56,6 +61,7 @@ impl App {
             router,
             producer,
             watch_stop,
+            follower,
         })
     }
 
@@ -67,8 +73,9 @@ impl App {
         Ok(self.listener.local_addr()?)
     }
 
-    /// Creates the topics in the background and serves HTTP until `shutdown` fires; then
-    /// lets in-flight requests finish within `HTTP_SHUTDOWN_GRACE_SECS`.
+    /// Creates the topics and follows the readable ones ([`Follower::run`]) in the
+    /// background, and serves HTTP until `shutdown` fires; then lets in-flight requests
+    /// finish within `HTTP_SHUTDOWN_GRACE_SECS`.
     ///
     /// # Errors
     /// Only if the OS cannot say the bound address.
@@ -79,6 +86,7 @@ impl App {
             let shutdown = shutdown.clone();
             tokio::spawn(async move { kafka::ensure_service_topics(&settings, &shutdown).await })
         };
+        let follower = tokio::spawn(self.follower.run(shutdown.clone()));
         http::serve(
             self.listener,
             self.router,
@@ -87,6 +95,13 @@ impl App {
         )
         .await;
         topics_task.abort();
+        // Stopped by `shutdown` already; it only logs and drops its consumer.
+        if tokio::time::timeout(Duration::from_secs(1), follower)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the topic view did not stop within 1 s");
+        }
         self.watch_stop.cancel();
         self.producer.flush(Duration::from_secs(5));
         tracing::info!("agent-comms stopped");

@@ -93,8 +93,9 @@ pub struct Settings {
     /// acknowledgement before it fails (and `POST /generate-task` answers 503); default
     /// 10000.
     pub kafka_produce_timeout_ms: u32,
-    /// `KAFKA_FETCH_WAIT_MAX_MS`: how long the broker may hold the solver's fetch that
-    /// finds nothing new (librdkafka's `fetch.wait.max.ms`, 1 to 5000); default 10.
+    /// `KAFKA_FETCH_WAIT_MAX_MS`: how long the broker may hold the fetch of the solver
+    /// (and of agent-comms' last-message view) that finds nothing new (librdkafka's
+    /// `fetch.wait.max.ms`, 1 to 5000); default 10.
     /// Kafka answers a waiting fetch as soon as data arrives, so there a longer wait
     /// (500) only saves idle fetches; a broker that answers only when the wait runs out
     /// (Tansu) adds up to this to every task's latency.

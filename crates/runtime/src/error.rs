@@ -9,6 +9,18 @@ pub enum Error {
     /// The Kafka client failed (broker unreachable, delivery timed out, …).
     #[error("kafka error: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// A record over the producer's limit: its key, value and headers add up to `bytes`,
+    /// more than `limit` ([`crate::kafka::Producer::MAX_RECORD_BYTES`]). Refused before it
+    /// is sent; sending it again cannot help.
+    #[error(
+        "record of {bytes} bytes (key, value and headers) is over the producer's limit of {limit} bytes"
+    )]
+    RecordTooLarge {
+        /// The record's key, value and headers, in bytes.
+        bytes: usize,
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// The LLM request failed after its retries.
     #[error("LLM error: {0}")]
     Llm(String),
@@ -57,7 +69,8 @@ impl Error {
             Self::Task(agent_core::Error::Graph(agent_core::graph::GraphError::Checkpoint(_))) => {
                 false
             }
-            Self::Config(_)
+            Self::RecordTooLarge { .. }
+            | Self::Config(_)
             | Self::Llm(_)
             | Self::LlmTimeout(_)
             | Self::LlmAnswer(_)

@@ -161,7 +161,11 @@ mod tests {
         api.merge(Router::new().route("/health", get(|| async { "ok" })))
     }
 
-    async fn call(app: &Router, path: &str, authorization: Option<&str>) -> (StatusCode, String, Option<String>) {
+    async fn call(
+        app: &Router,
+        path: &str,
+        authorization: Option<&str>,
+    ) -> (StatusCode, String, Option<String>) {
         let mut request = Request::get(path);
         if let Some(value) = authorization {
             request = request.header(header::AUTHORIZATION, value);
@@ -179,7 +183,11 @@ mod tests {
         let body = axum::body::to_bytes(answer.into_body(), 1 << 16)
             .await
             .expect("body");
-        (status, String::from_utf8_lossy(&body).into_owned(), challenge)
+        (
+            status,
+            String::from_utf8_lossy(&body).into_owned(),
+            challenge,
+        )
     }
 
     #[tokio::test]

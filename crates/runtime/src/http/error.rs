@@ -32,6 +32,11 @@ pub enum ApiError {
     /// 413 `payload_too_large`: over [`super::MAX_BODY_BYTES`].
     #[error("request body is larger than {} bytes", super::MAX_BODY_BYTES)]
     PayloadTooLarge,
+    /// 413 `payload_too_large`, with a message naming the limit: the body fits
+    /// [`super::MAX_BODY_BYTES`] but what it carries does not fit a smaller limit (a
+    /// Kafka record over [`crate::kafka::Producer::MAX_RECORD_BYTES`]).
+    #[error("{0}")]
+    TooLarge(String),
     /// 414 `uri_too_long`: the request target is over [`super::MAX_URI_BYTES`].
     #[error("{0}")]
     UriTooLong(String),
@@ -69,7 +74,7 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge | Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -90,7 +95,7 @@ impl ApiError {
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::RequestTimeout(_) => "request_timeout",
-            Self::PayloadTooLarge => "payload_too_large",
+            Self::PayloadTooLarge | Self::TooLarge(_) => "payload_too_large",
             Self::UriTooLong(_) => "uri_too_long",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Unprocessable(_) => "validation_failed",

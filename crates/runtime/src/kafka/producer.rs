@@ -10,7 +10,7 @@ use rdkafka::{
     client::DefaultClientContext,
     config::RDKafkaLogLevel,
     error::KafkaError,
-    message::OwnedHeaders,
+    message::{Headers, OwnedHeaders},
     producer::{FutureProducer, FutureRecord, Producer as _},
     types::RDKafkaErrorCode,
 };
@@ -114,6 +114,28 @@ impl ClientContext for BrokerErrors {
 }
 
 impl Producer {
+    /// librdkafka's `message.max.bytes` for every producer, in bytes: the largest record
+    /// librdkafka sends, framing included, and the largest batch. librdkafka's default,
+    /// set explicitly; Kafka brokers accept batches up to 1,048,588 bytes by default.
+    pub const MESSAGE_MAX_BYTES: usize = 1_000_000;
+
+    /// The most a record's key, value and headers may add up to, in bytes, as
+    /// [`Producer::record_size`] counts them: [`Producer::MESSAGE_MAX_BYTES`] less 1 KiB
+    /// for the record's framing (librdkafka counts up to ~40 bytes of lengths, offset and
+    /// timestamp, and 10 per header). [`Producer::send_bytes`] refuses a larger record
+    /// before it reaches librdkafka.
+    pub const MAX_RECORD_BYTES: usize = Self::MESSAGE_MAX_BYTES - 1024;
+
+    /// The size of a record as [`Producer::MAX_RECORD_BYTES`] limits it, in bytes: the
+    /// key, the value, and each header's name and value.
+    pub fn record_size(key: Option<&[u8]>, payload: &[u8], headers: &OwnedHeaders) -> usize {
+        let headers: usize = headers
+            .iter()
+            .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len))
+            .sum();
+        key.map_or(0, <[u8]>::len) + payload.len() + headers
+    }
+
     /// A producer for the brokers in `settings`. Does not contact the broker yet.
     ///
     /// # Errors
@@ -125,6 +147,7 @@ impl Producer {
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("linger.ms", settings.kafka_linger_ms.to_string())
+            .set("message.max.bytes", Self::MESSAGE_MAX_BYTES.to_string())
             // A message not acknowledged in time fails its delivery future.
             .set(
                 "message.timeout.ms",
@@ -157,8 +180,10 @@ impl Producer {
     /// Either way the call ends within twice the produce timeout.
     ///
     /// # Errors
-    /// [`Error::Kafka`] when the broker does not acknowledge within the produce timeout
-    /// (unreachable broker, unknown topic, message too large, …).
+    /// [`Error::RecordTooLarge`], at once, when the key, payload and headers add up to
+    /// more than [`Producer::MAX_RECORD_BYTES`]; [`Error::Kafka`] when the broker does not
+    /// acknowledge within the produce timeout (unreachable broker, unknown topic, a record
+    /// over the broker's own limit, …).
     pub async fn send_bytes(
         &self,
         topic: &str,
@@ -166,6 +191,13 @@ impl Producer {
         payload: &[u8],
         headers: OwnedHeaders,
     ) -> Result<Delivery> {
+        let bytes = Self::record_size(key.map(str::as_bytes), payload, &headers);
+        if bytes > Self::MAX_RECORD_BYTES {
+            return Err(Error::RecordTooLarge {
+                bytes,
+                limit: Self::MAX_RECORD_BYTES,
+            });
+        }
         let record = || {
             let record = FutureRecord::to(topic)
                 .payload(payload)
@@ -283,7 +315,72 @@ impl Producer {
 
 #[cfg(test)]
 mod tests {
+    use rdkafka::{message::Header, mocking::MockCluster};
+
     use super::*;
+
+    fn settings(bootstrap: &str) -> Settings {
+        Settings::from_vars([
+            ("KAFKA_BOOTSTRAP_SERVERS", bootstrap),
+            ("KAFKA_PRODUCE_TIMEOUT_MS", "5000"),
+        ])
+        .expect("settings")
+    }
+
+    fn headers() -> OwnedHeaders {
+        OwnedHeaders::new()
+            .insert(Header {
+                key: "ce_type",
+                value: Some("test"),
+            })
+            .insert(Header::<&str> {
+                key: "empty",
+                value: None,
+            })
+    }
+
+    #[test]
+    fn a_records_size_is_its_key_value_and_header_names_and_values() {
+        assert_eq!(
+            Producer::record_size(Some(b"key"), b"value", &headers()),
+            3 + 5 + "ce_type".len() + "test".len() + "empty".len()
+        );
+        assert_eq!(Producer::record_size(None, b"", &OwnedHeaders::new()), 0);
+    }
+
+    #[tokio::test]
+    async fn a_record_at_the_limit_is_stored_and_one_byte_more_is_refused_before_the_broker() {
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic("big", 1, 1).expect("topic");
+        let producer =
+            Producer::new(&settings(&cluster.bootstrap_servers()), "test").expect("producer");
+        let overhead = Producer::record_size(Some(b"k"), b"", &headers());
+        let fits = vec![b'x'; Producer::MAX_RECORD_BYTES - overhead];
+        let delivery = producer
+            .send_bytes("big", Some("k"), &fits, headers())
+            .await
+            .expect("a record at the limit is stored");
+        assert_eq!(delivery.offset, 0);
+
+        let over = vec![b'x'; fits.len() + 1];
+        let started = std::time::Instant::now();
+        let err = producer
+            .send_bytes("big", Some("k"), &over, headers())
+            .await
+            .expect_err("one byte over the limit");
+        assert!(
+            matches!(
+                err,
+                Error::RecordTooLarge { bytes, limit }
+                    if bytes == Producer::MAX_RECORD_BYTES + 1 && limit == Producer::MAX_RECORD_BYTES
+            ),
+            "{err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(100),
+            "refused at once"
+        );
+    }
 
     #[test]
     fn only_a_fenced_or_fatal_producer_gets_a_new_client() {
