@@ -364,7 +364,7 @@ impl Settings {
                 "must be between 4096 (4 KiB) and 67108864 (64 MiB)",
             );
         }
-        if !(4 << 10..=crate::kafka::MAX_RECORD_BYTES).contains(&self.max_result_bytes) {
+        if !(4 << 10..=crate::kafka::MAX_OWN_RECORD_BYTES).contains(&self.max_result_bytes) {
             return bad(
                 "MAX_RESULT_BYTES",
                 "must be between 4096 (4 KiB) and 921600 (900 KiB, under the broker's 1 MB limit)",

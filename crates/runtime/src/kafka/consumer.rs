@@ -837,7 +837,7 @@ pub const MAX_DEAD_LETTER_REASON_BYTES: usize = 1024;
 
 /// The largest dead-letter record the loop produces, key, value and headers (the
 /// broker's default limit, `message.max.bytes`, is 1 MB).
-pub const MAX_DEAD_LETTER_BYTES: usize = super::MAX_RECORD_BYTES;
+pub const MAX_DEAD_LETTER_BYTES: usize = super::MAX_OWN_RECORD_BYTES;
 
 /// How much of a value that does not fit is kept in its dead-letter record.
 pub const DEAD_LETTER_PREFIX_BYTES: usize = 64 * 1024;

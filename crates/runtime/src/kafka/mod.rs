@@ -22,10 +22,11 @@ pub use progress::{ConsumerProgress, Stall};
 pub use security::{SaslMechanism, SecurityProtocol};
 pub use watch::BrokerWatch;
 
-/// The largest record (key, value and headers) the services produce on their own account,
-/// in bytes (900 KiB): under the broker's default `message.max.bytes` (1 MB) with room for
-/// the record's framing. Results and dead-letter records are built to fit it.
-pub const MAX_RECORD_BYTES: usize = 900 * 1024;
+/// The largest record (key, value and headers) the services build on their own account
+/// — results and dead-letter records — in bytes (900 KiB): under what the producer
+/// accepts ([`Producer::MAX_RECORD_BYTES`], just under 1 MB) with room for the headers
+/// added around them.
+pub const MAX_OWN_RECORD_BYTES: usize = 900 * 1024;
 
 use rdkafka::ClientConfig;
 use secrecy::ExposeSecret;
