@@ -2,13 +2,15 @@
 //!
 //! - `POST /send_event` `{"payload": <any JSON>, "topic"?: name, "key"?: string}` → 200
 //!   `{"topic", "partition", "offset"}` once the broker acknowledged; the default topic is
-//!   the events topic; 422 for a missing payload or a bad topic name; 413 when the key,
+//!   the events topic; 403 for a topic outside `COMMS_PUBLISH_TOPICS` (see
+//!   [`TopicPolicy`]); 422 for a missing payload or a bad topic name; 413 when the key,
 //!   payload (as JSON) and headers add up to more than
 //!   [`Producer::MAX_RECORD_BYTES`] (the message names the limit); 503 when the broker
 //!   does not acknowledge in time.
 //! - `GET /last_message?topic=` → the newest message of the topic (default the results
 //!   topic) as a [`LastMessage`](crate::last_message::LastMessage), from memory
-//!   ([`LastMessages`]); 404 before there is any or when the topic does not exist; 400
+//!   ([`LastMessages`]); 403 for a topic outside `COMMS_READ_TOPICS`; 404 before there
+//!   is any or when the topic does not exist; 400
 //!   for a bad topic name; 503 when the topic is not loaded within 5 s (broker
 //!   unreachable) or the view already follows its 64 topics and this is not one.
 
@@ -30,6 +32,7 @@ use serde_json::Value;
 use crate::{
     SERVICE,
     last_message::{LastMessages, ReadError},
+    policy::TopicPolicy,
 };
 
 /// Longest accepted key, in bytes.
@@ -44,14 +47,21 @@ pub struct AppState {
     pub topics: Topics,
     /// The view of each readable topic's newest record.
     pub last_messages: LastMessages,
+    /// Which topics clients may publish to and read.
+    pub policy: TopicPolicy,
+    /// The accepted API keys (`API_KEYS`); `None` leaves the routes open.
+    pub api_keys: Option<http::ApiKeys>,
 }
 
-/// The router with every route and the common layers.
+/// The router with every route and the common layers; every route but the health ones
+/// needs a key of [`AppState::api_keys`] when there are keys.
 pub fn router(state: AppState, health: Health) -> Router {
+    let api_keys = state.api_keys.clone();
     let api = Router::new()
         .route("/send_event", post(send_event))
         .route("/last_message", get(last_message))
         .with_state(state);
+    let api = http::require_api_key(api, api_keys, SERVICE);
     http::with_common_layers(api.merge(health_routes(health)), Duration::from_secs(60))
 }
 
@@ -81,6 +91,7 @@ async fn send_event(
             "topic {topic:?} is not a valid Kafka topic name (1 to 249 of a-z, A-Z, 0-9, '.', '_', '-')"
         )));
     }
+    state.policy.check_publish(&topic)?;
     if body.key.as_ref().is_some_and(|k| k.len() > MAX_KEY_BYTES) {
         return Err(ApiError::Unprocessable(format!(
             "key is longer than {MAX_KEY_BYTES} bytes"
@@ -124,6 +135,7 @@ async fn last_message(
             "topic {topic:?} is not a valid Kafka topic name"
         )));
     }
+    state.policy.check_read(&topic)?;
     tracing::Span::current().record("topic", topic.as_str());
     match state.last_messages.newest(&topic).await {
         Ok(Some(newest)) => Ok(newest.as_ref().into_response()),

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     DEFAULT_PORT, SERVICE,
     last_message::{Follower, LastMessages, ViewOptions},
+    policy::TopicPolicy,
     routes::{self, AppState},
 };
 
@@ -27,6 +28,7 @@ pub struct App {
     producer: Producer,
     watch_stop: CancellationToken,
     follower: Follower,
+    policy: TopicPolicy,
 }
 
 impl App {
@@ -42,15 +44,21 @@ impl App {
         let watch =
             BrokerWatch::spawn(producer.clone(), Duration::from_secs(5), watch_stop.clone());
         let health = Health::new(SERVICE, watch, topics.clone(), json!({}));
+        let policy = TopicPolicy::from_settings(&settings)?;
         let (last_messages, follower) = LastMessages::new(
             &settings,
-            ViewOptions::new(vec![topics.events.clone(), topics.results.clone()]),
+            ViewOptions {
+                on_demand: false,
+                ..ViewOptions::new(policy.read_topics().to_vec())
+            },
         )?;
         let router = routes::router(
             AppState {
                 producer: producer.clone(),
                 topics,
                 last_messages,
+                policy: policy.clone(),
+                api_keys: http::ApiKeys::from_settings(&settings)?,
             },
             health,
         );
@@ -62,6 +70,7 @@ impl App {
             producer,
             watch_stop,
             follower,
+            policy,
         })
     }
 
@@ -84,7 +93,23 @@ impl App {
         let topics_task = {
             let settings = self.settings.clone();
             let shutdown = shutdown.clone();
-            tokio::spawn(async move { kafka::ensure_service_topics(&settings, &shutdown).await })
+            let mut topics: Vec<String> = settings
+                .topics()
+                .all()
+                .iter()
+                .map(|t| (*t).to_owned())
+                .collect();
+            for topic in self.policy.all_topics() {
+                if !topics.contains(&topic) {
+                    topics.push(topic);
+                }
+            }
+            tokio::spawn(async move {
+                let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+                if let Err(err) = kafka::ensure_topics(&settings, &names, &shutdown).await {
+                    tracing::error!(error = %err, "cannot create topics");
+                }
+            })
         };
         let follower = tokio::spawn(self.follower.run(shutdown.clone()));
         http::serve(

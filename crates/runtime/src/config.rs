@@ -157,6 +157,12 @@ pub struct Settings {
     /// (default; survives retries within the process) or `postgres` (survives crashes;
     /// needs `DATABASE_URL`).
     pub checkpointer: String,
+    /// `COMMS_PUBLISH_TOPICS`: comma-separated topics agent-comms' `POST /send_event` may
+    /// publish to; default the events topic.
+    pub comms_publish_topics: Option<String>,
+    /// `COMMS_READ_TOPICS`: comma-separated topics agent-comms' `GET /last_message` may
+    /// read; default the events and results topics.
+    pub comms_read_topics: Option<String>,
     /// `API_KEYS` (secret): comma-separated keys (or `sha256:<hex>` digests of keys) that
     /// callers must send as `Authorization: Bearer <key>`; unset leaves the routes open.
     #[serde(deserialize_with = "non_empty_secret")]
@@ -238,6 +244,8 @@ impl Default for Settings {
             checkpointer: "memory".into(),
             database_url: None,
             api_keys: None,
+            comms_publish_topics: None,
+            comms_read_topics: None,
             solver_id: None,
             hostname: None,
         }

@@ -7,10 +7,11 @@
 //!
 //! Which result wins when several arrive for one task (a redelivered task solved
 //! twice): a `completed` result beats a `failed` one; between two of the same status the
-//! one later in the log wins — its position in the partition, since every result of a
-//! task is keyed by the task id and so shares one partition. The results' own
-//! `finished_at` is never trusted for this: a skewed clock, or a forged far-future
-//! time, would pin the view to one result for ever.
+//! first in the log stays — by position in the partition, since every result of a task
+//! is keyed by the task id and so shares one partition. A later one (the duplicate of a
+//! redelivered task, or a forgery by whoever may write the results topic) never
+//! replaces it. The results' own `finished_at` is never trusted for this: a skewed clock
+//! or a forged far-future time would let any later result take over, and pin the view.
 //!
 //! A result whose task the view has not seen (yet) shows with `"task": null`.
 
@@ -109,7 +110,7 @@ impl ResultsView {
                     && match (old.status, result.status) {
                         (TaskStatus::Completed, TaskStatus::Failed) => false,
                         (TaskStatus::Failed, TaskStatus::Completed) => true,
-                        _ => at.offset > old_at.offset,
+                        _ => at.offset < old_at.offset,
                     }
             }
             _ => true,
@@ -209,36 +210,35 @@ mod tests {
     }
 
     #[test]
-    fn the_later_result_in_the_log_wins_whatever_its_finished_at() {
+    fn the_first_result_in_the_log_stays_whatever_a_later_one_s_finished_at() {
         let task = Task::new("n", "d", "").expect("valid");
         let view = ResultsView::new();
-        let mut pinned = result(&task, true);
-        pinned.result = Some("FORGED, finished in 2099".into());
-        pinned.finished_at = DateTime::from_timestamp(4_070_908_800, 0).expect("time");
-        view.record_result(pinned, at(3));
-        view.record_result(result(&task, true), at(7));
-        let shown = view
-            .get(task.task_id)
-            .and_then(|v| v.result)
-            .expect("result");
-        assert_eq!(shown.result.as_deref(), Some("done"));
+        let shown = |view: &ResultsView| {
+            view.get(task.task_id)
+                .and_then(|v| v.result)
+                .and_then(|r| r.result)
+        };
+        view.record_result(result(&task, true), at(3));
+        let mut forged = result(&task, true);
+        forged.result = Some("FORGED, finished in 2099".into());
+        forged.finished_at = DateTime::from_timestamp(4_070_908_800, 0).expect("time");
+        view.record_result(forged, at(7));
+        assert_eq!(shown(&view).as_deref(), Some("done"));
 
-        // An earlier position never replaces a later one, nor another partition's.
-        let mut stale = result(&task, true);
-        stale.result = Some("stale".into());
-        view.record_result(stale.clone(), at(5));
+        // Read out of order, the earlier position takes its place; another partition's
+        // result (not keyed by the task id) never does.
+        let mut earlier = result(&task, true);
+        earlier.result = Some("earlier".into());
+        view.record_result(earlier.clone(), at(1));
+        assert_eq!(shown(&view).as_deref(), Some("earlier"));
         view.record_result(
-            stale,
+            earlier,
             LogPosition {
                 partition: 1,
-                offset: 100,
+                offset: 0,
             },
         );
-        let shown = view
-            .get(task.task_id)
-            .and_then(|v| v.result)
-            .expect("result");
-        assert_eq!(shown.result.as_deref(), Some("done"));
+        assert_eq!(shown(&view).as_deref(), Some("earlier"));
     }
 
     #[test]

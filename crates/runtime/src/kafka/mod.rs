@@ -101,6 +101,9 @@ pub fn client_config(settings: &Settings, client_id: &str) -> ClientConfig {
     config
         .set("bootstrap.servers", &settings.kafka_bootstrap_servers)
         .set("client.id", client_id)
+        // Topics are made at start-up or by the chart's topics job, never by a client
+        // publishing to or reading from a name (librdkafka's producers default to true).
+        .set("allow.auto.create.topics", "false")
         // Fail fast on a dead address rather than retrying DNS for minutes.
         .set("socket.connection.setup.timeout.ms", "10000");
     let protocol = settings.kafka_security_protocol;

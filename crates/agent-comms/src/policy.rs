@@ -1,0 +1,210 @@
+//! [`TopicPolicy`]: which topics the bridge publishes to and reads from.
+//!
+//! An HTTP client of agent-comms is not a Kafka principal: without a policy it could
+//! write results no solver produced, create topics at will, or read any topic the
+//! service account can. So:
+//!
+//! - `COMMS_PUBLISH_TOPICS` (comma-separated; default: the events topic) lists the topics
+//!   `POST /send_event` may publish to;
+//! - `COMMS_READ_TOPICS` (default: the events and results topics) lists those
+//!   `GET /last_message` may read;
+//! - Kafka's internal topics (`__*`) and the dead-letter topic are refused whatever the
+//!   lists say (a list naming one is a configuration error).
+//!
+//! A refused topic is a 403 naming the setting. The listed topics are created at
+//! start-up, like the service topics; no client creates a topic
+//! (`allow.auto.create.topics=false` on every client).
+
+use agent_runtime::{
+    Error, Result,
+    config::Settings,
+    http::ApiError,
+    kafka::{Topics, valid_topic_name},
+};
+
+/// The topics of the bridge, checked on every request.
+#[derive(Debug, Clone)]
+pub struct TopicPolicy {
+    publish: Vec<String>,
+    read: Vec<String>,
+    dead_letter: String,
+}
+
+impl TopicPolicy {
+    /// The policy of `settings`: `COMMS_PUBLISH_TOPICS` and `COMMS_READ_TOPICS`, or their
+    /// defaults.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the setting when a name is not a valid topic name, or is
+    /// an internal or the dead-letter topic.
+    pub fn from_settings(settings: &Settings) -> Result<Self> {
+        let topics = settings.topics();
+        let publish = list(
+            "COMMS_PUBLISH_TOPICS",
+            settings.comms_publish_topics.as_deref(),
+            vec![topics.events.clone()],
+            &topics,
+        )?;
+        let read = list(
+            "COMMS_READ_TOPICS",
+            settings.comms_read_topics.as_deref(),
+            vec![topics.events.clone(), topics.results.clone()],
+            &topics,
+        )?;
+        Ok(Self {
+            publish,
+            read,
+            dead_letter: topics.dead_letter,
+        })
+    }
+
+    /// The topics `POST /send_event` may publish to.
+    pub fn publish_topics(&self) -> &[String] {
+        &self.publish
+    }
+
+    /// The topics `GET /last_message` may read.
+    pub fn read_topics(&self) -> &[String] {
+        &self.read
+    }
+
+    /// Every topic of the policy, once each: what start-up makes sure exists.
+    pub fn all_topics(&self) -> Vec<String> {
+        let mut all = self.publish.clone();
+        for topic in &self.read {
+            if !all.contains(topic) {
+                all.push(topic.clone());
+            }
+        }
+        all
+    }
+
+    /// Whether `topic` may be published to.
+    ///
+    /// # Errors
+    /// [`ApiError::Forbidden`] naming `COMMS_PUBLISH_TOPICS`.
+    pub fn check_publish(&self, topic: &str) -> std::result::Result<(), ApiError> {
+        self.check(topic, &self.publish, "COMMS_PUBLISH_TOPICS", "published to")
+    }
+
+    /// Whether `topic` may be read.
+    ///
+    /// # Errors
+    /// [`ApiError::Forbidden`] naming `COMMS_READ_TOPICS`.
+    pub fn check_read(&self, topic: &str) -> std::result::Result<(), ApiError> {
+        self.check(topic, &self.read, "COMMS_READ_TOPICS", "read")
+    }
+
+    fn check(
+        &self,
+        topic: &str,
+        allowed: &[String],
+        setting: &str,
+        verb: &str,
+    ) -> std::result::Result<(), ApiError> {
+        if topic.starts_with("__") {
+            return Err(ApiError::Forbidden(format!(
+                "topic {topic} is internal to Kafka: never {verb} through agent-comms"
+            )));
+        }
+        if topic == self.dead_letter {
+            return Err(ApiError::Forbidden(format!(
+                "topic {topic} is the dead-letter topic: never {verb} through agent-comms"
+            )));
+        }
+        if allowed.iter().any(|t| t == topic) {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden(format!(
+            "topic {topic} is not in {setting}, the topics agent-comms may have {verb}: {}",
+            allowed.join(", ")
+        )))
+    }
+}
+
+/// The comma-separated `value` of `setting`, or `default`; each name checked.
+fn list(
+    setting: &str,
+    value: Option<&str>,
+    default: Vec<String>,
+    topics: &Topics,
+) -> Result<Vec<String>> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    let mut names: Vec<String> = Vec::new();
+    for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if !valid_topic_name(name) {
+            return Err(Error::Config(format!(
+                "{setting}: {name:?} is not a valid topic name (1 to 249 of a-z, A-Z, 0-9, '.', '_', '-')"
+            )));
+        }
+        if name.starts_with("__") || name == topics.dead_letter {
+            return Err(Error::Config(format!(
+                "{setting}: {name} is an internal or the dead-letter topic, which agent-comms never opens to clients"
+            )));
+        }
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_owned());
+        }
+    }
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy_of(vars: &[(&str, &str)]) -> Result<TopicPolicy> {
+        TopicPolicy::from_settings(&Settings::from_vars(vars.iter().copied()).expect("settings"))
+    }
+
+    #[test]
+    fn by_default_clients_publish_events_and_read_events_and_results_only() {
+        let policy = policy_of(&[]).expect("policy");
+        assert!(policy.check_publish("dev-langgraph-agent-events").is_ok());
+        for refused in [
+            "dev-langgraph-task-results",
+            "attacker-made-topic-1",
+            "__consumer_offsets",
+            "dev-langgraph-dead-letter",
+        ] {
+            let err = policy.check_publish(refused).expect_err(refused);
+            assert_eq!(err.status(), 403, "{refused}");
+        }
+        assert!(
+            policy
+                .check_publish("attacker-made-topic-1")
+                .expect_err("refused")
+                .to_string()
+                .contains("COMMS_PUBLISH_TOPICS")
+        );
+        assert!(policy.check_read("dev-langgraph-task-results").is_ok());
+        let err = policy
+            .check_read("secrets")
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("COMMS_READ_TOPICS"), "{err}");
+    }
+
+    #[test]
+    fn the_lists_are_set_and_never_open_internal_topics() {
+        let policy = policy_of(&[
+            ("COMMS_PUBLISH_TOPICS", "a, b"),
+            ("COMMS_READ_TOPICS", "b,c"),
+        ])
+        .expect("policy");
+        assert_eq!(policy.all_topics(), ["a", "b", "c"]);
+        assert!(policy.check_read("a").is_err() && policy.check_publish("c").is_err());
+        for bad in [
+            "__consumer_offsets",
+            "dev-langgraph-dead-letter",
+            "no spaces",
+        ] {
+            let err = policy_of(&[("COMMS_READ_TOPICS", bad)])
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains("COMMS_READ_TOPICS"), "{err}");
+        }
+    }
+}
