@@ -249,3 +249,59 @@ async fn a_result_forged_onto_the_topic_with_a_later_finished_at_does_not_replac
     assert_eq!(shown["result"]["result"], answer, "{shown}");
     assert_ne!(shown["result"]["solver_id"], "forger", "{shown}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_rate_limit_gets_a_json_429_with_retry_after_on_the_post_routes() {
+    let broker = Broker::start();
+    let llm = LlmStandIn::healthy().await;
+    let system = System::start(
+        &broker.bootstrap(),
+        &llm.base_url(),
+        &[
+            ("RATE_LIMIT_PER_SECOND", "1"),
+            ("RATE_LIMIT_BURST", "2"),
+            ("RATE_LIMIT_LOOPBACK", "true"),
+        ],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    for (url, body) in [
+        (
+            format!("{}/send_event", system.comms),
+            json!({"payload": {"n": 1}}),
+        ),
+        (
+            format!("{}/generate-task", system.generator),
+            json!({"conversation_history": "User: help"}),
+        ),
+    ] {
+        let mut statuses = Vec::new();
+        let mut refused = None;
+        for _ in 0..4 {
+            let answer = http.post(&url).json(&body).send().await.expect("answer");
+            statuses.push(answer.status().as_u16());
+            if answer.status() == 429 {
+                let retry_after = answer
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                refused = Some((retry_after, answer.json::<Value>().await.expect("JSON")));
+            }
+        }
+        assert_eq!(
+            statuses[..2],
+            [200, 200],
+            "{url}: the burst passes: {statuses:?}"
+        );
+        assert!(statuses[2..].contains(&429), "{url}: {statuses:?}");
+        let (retry_after, answer) = refused.expect("a 429");
+        assert!(retry_after.is_some_and(|s| s.parse::<u64>().is_ok_and(|s| s >= 1)));
+        assert_eq!(answer["error"]["code"], "too_many_requests", "{answer}");
+        // Reads are not limited.
+        let (status, _) = system
+            .get_json(&format!("{}/task-results", system.generator))
+            .await;
+        assert_eq!(status, 200);
+    }
+}

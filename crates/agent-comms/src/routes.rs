@@ -51,16 +51,21 @@ pub struct AppState {
     pub policy: TopicPolicy,
     /// The accepted API keys (`API_KEYS`); `None` leaves the routes open.
     pub api_keys: Option<http::ApiKeys>,
+    /// The per-client limit on `POST /send_event`; `None`: unlimited.
+    pub rate_limit: Option<http::RateLimit>,
 }
 
 /// The router with every route and the common layers; every route but the health ones
 /// needs a key of [`AppState::api_keys`] when there are keys.
 pub fn router(state: AppState, health: Health) -> Router {
     let api_keys = state.api_keys.clone();
-    let api = Router::new()
+    let posts = Router::new()
         .route("/send_event", post(send_event))
+        .with_state(state.clone());
+    let api = Router::new()
         .route("/last_message", get(last_message))
-        .with_state(state);
+        .with_state(state.clone())
+        .merge(http::rate_limited(posts, state.rate_limit));
     let api = http::require_api_key(api, api_keys, SERVICE);
     http::with_common_layers(api.merge(health_routes(health)), Duration::from_secs(60))
 }

@@ -59,6 +59,7 @@ impl App {
                 last_messages,
                 policy: policy.clone(),
                 api_keys: http::ApiKeys::from_settings(&settings)?,
+                rate_limit: http::RateLimit::from_settings(&settings),
             },
             health,
         );

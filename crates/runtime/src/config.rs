@@ -163,6 +163,16 @@ pub struct Settings {
     /// `COMMS_READ_TOPICS`: comma-separated topics agent-comms' `GET /last_message` may
     /// read; default the events and results topics.
     pub comms_read_topics: Option<String>,
+    /// `RATE_LIMIT_PER_SECOND`: requests a second each client (its API key, else its
+    /// address) may make on the POST routes, on average; 0 turns the limit off; default
+    /// 100.
+    pub rate_limit_per_second: u32,
+    /// `RATE_LIMIT_BURST`: how many requests a client may make at once above the average
+    /// (at least 1); default 200.
+    pub rate_limit_burst: u32,
+    /// `RATE_LIMIT_LOOPBACK`: whether clients on the loopback interface (the host's own
+    /// tools, benchmarks, a sidecar proxy) are limited too; default `false`.
+    pub rate_limit_loopback: bool,
     /// `API_KEYS` (secret): comma-separated keys (or `sha256:<hex>` digests of keys) that
     /// callers must send as `Authorization: Bearer <key>`; unset leaves the routes open.
     #[serde(deserialize_with = "non_empty_secret")]
@@ -245,6 +255,9 @@ impl Default for Settings {
             database_url: None,
             api_keys: None,
             comms_publish_topics: None,
+            rate_limit_per_second: 100,
+            rate_limit_burst: 200,
+            rate_limit_loopback: false,
             comms_read_topics: None,
             solver_id: None,
             hostname: None,
@@ -377,6 +390,9 @@ impl Settings {
                 "MAX_RESULT_BYTES",
                 "must be between 4096 (4 KiB) and 921600 (900 KiB, under the broker's 1 MB limit)",
             );
+        }
+        if self.rate_limit_per_second > 0 && self.rate_limit_burst == 0 {
+            return bad("RATE_LIMIT_BURST", "must be at least 1");
         }
         if self.consumer_max_attempts == 0 {
             return bad("CONSUMER_MAX_ATTEMPTS", "must be at least 1");

@@ -43,17 +43,22 @@ pub struct AppState {
     pub view: ResultsView,
     /// The accepted API keys (`API_KEYS`); `None` leaves the routes open.
     pub api_keys: Option<http::ApiKeys>,
+    /// The per-client limit on `POST /generate-task`; `None`: unlimited.
+    pub rate_limit: Option<http::RateLimit>,
 }
 
 /// The router with every route and the common layers; every route but the health ones
 /// needs a key of [`AppState::api_keys`] when there are keys.
 pub fn router(state: AppState, health: Health, request_timeout: Duration) -> Router {
     let api_keys = state.api_keys.clone();
-    let api = Router::new()
+    let posts = Router::new()
         .route("/generate-task", post(generate_task))
+        .with_state(state.clone());
+    let api = Router::new()
         .route("/task-results", get(task_results))
         .route("/task-result/{task_id}", get(task_result))
-        .with_state(state);
+        .with_state(state.clone())
+        .merge(http::rate_limited(posts, state.rate_limit));
     let api = http::require_api_key(api, api_keys, crate::SERVICE);
     http::with_common_layers(api.merge(health_routes(health)), request_timeout)
 }
@@ -210,6 +215,7 @@ mod tests {
                 graph,
                 view,
                 api_keys: None,
+                rate_limit: None,
             },
             health,
             Duration::from_secs(5),

@@ -71,6 +71,7 @@ impl App {
                 graph,
                 view: view.clone(),
                 api_keys: http::ApiKeys::from_settings(&settings)?,
+                rate_limit: http::RateLimit::from_settings(&settings),
             },
             health,
             request_timeout,

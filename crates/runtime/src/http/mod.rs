@@ -18,6 +18,8 @@
 //!   [`MAX_HEADER_BYTES`]).
 //! - `timeout`: the request timeout and the body-read timeout, answered 408.
 //! - [`auth`]: [`ApiKeys`] and [`require_api_key`] — `API_KEYS`, `Authorization: Bearer`.
+//! - [`rate_limit`]: [`RateLimit`] and [`rate_limited`] — per-client limits on the POST
+//!   routes, a JSON 429 with `Retry-After`.
 //! - [`ApiError`] (`error`), the extractors (`extract`), health routes (`health`).
 
 pub mod auth;
@@ -25,6 +27,7 @@ mod error;
 mod extract;
 mod health;
 mod limits;
+pub mod rate_limit;
 mod server;
 mod timeout;
 
@@ -33,6 +36,7 @@ pub use error::ApiError;
 pub use extract::{Json, Path, Query};
 pub use health::{Health, HealthReport, health_routes};
 pub use limits::{MAX_HEADER_BYTES, MAX_HEADERS, MAX_URI_BYTES};
+pub use rate_limit::{RateLimit, rate_limited};
 pub use server::{HttpLimits, serve};
 
 use std::time::Duration;

@@ -41,6 +41,8 @@ pub(super) struct Connection {
     /// Fired when the server needs this connection's place.
     pub(super) evict: CancellationToken,
     pub(super) shutdown: CancellationToken,
+    /// The client's address, given to the router as axum's `ConnectInfo`.
+    pub(super) peer: std::net::SocketAddr,
 }
 
 /// Why a connection stops before its client ends it.
@@ -61,11 +63,15 @@ impl Connection {
             activity,
             evict,
             shutdown,
+            peer,
         } = self;
         let transport = Transport::new(stream, activity.clone(), limits.header_read_timeout);
         let service = {
             let activity = activity.clone();
-            hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
                 let in_flight = InFlight::begin(activity.clone());
                 let mut router = router.clone();
                 async move {

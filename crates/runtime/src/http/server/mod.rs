@@ -152,6 +152,7 @@ pub async fn serve(
             activity,
             evict,
             shutdown: shutdown.clone(),
+            peer,
         };
         tokio::spawn(async move {
             tracing::trace!(%peer, "connection accepted");
