@@ -1,0 +1,164 @@
+//! [`Ownership`], [`FencingContext`] and [`group_consumer`].
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+};
+
+use rdkafka::{
+    ClientContext, TopicPartitionList,
+    consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer},
+};
+use tokio_util::sync::CancellationToken;
+
+use super::PartitionKey;
+use crate::kafka::client_config;
+use crate::{Result, config::Settings};
+
+/// The partitions this group member owns, each with a fence that is cancelled when the
+/// partition is taken away — by a rebalance that assigns it elsewhere, or by the loss of
+/// the whole assignment (session expired). Work for a partition holds its fence and stops
+/// when it is cancelled, so a revoked partition's work does not publish over its new
+/// owner's. Cheap to clone; clones share the map.
+#[derive(Debug, Clone, Default)]
+pub struct Ownership {
+    fences: Arc<Mutex<HashMap<PartitionKey, CancellationToken>>>,
+    /// How many assignments there have been.
+    assignments: Arc<std::sync::atomic::AtomicU64>,
+    /// Woken at each assignment.
+    reassigned: Arc<tokio::sync::Notify>,
+}
+
+impl Ownership {
+    /// The fence of `partition` of `topic` while it is owned; `None` when it is not.
+    pub fn fence(&self, topic: &str, partition: i32) -> Option<CancellationToken> {
+        self.lock()
+            .get(&(topic.to_owned(), partition))
+            .filter(|fence| !fence.is_cancelled())
+            .cloned()
+    }
+
+    /// How many assignments there have been: a change means the partitions changed
+    /// hands, and the pause state set on them before may no longer hold.
+    pub fn assignments(&self) -> u64 {
+        self.assignments.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// A new assignment: partitions not in it are fenced off; new ones get a fence.
+    pub fn assigned(&self, partitions: impl IntoIterator<Item = PartitionKey>) {
+        self.assignments
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.reassigned.notify_one();
+        let assigned: HashSet<PartitionKey> = partitions.into_iter().collect();
+        let mut fences = self.lock();
+        fences.retain(|key, fence| {
+            let kept = assigned.contains(key);
+            if !kept {
+                fence.cancel();
+            }
+            kept
+        });
+        for key in assigned {
+            fences.entry(key).or_default();
+        }
+    }
+
+    /// `partitions` are lost (or revoked for good): fence them off.
+    pub fn lost(&self, partitions: impl IntoIterator<Item = PartitionKey>) {
+        let mut fences = self.lock();
+        for key in partitions {
+            if let Some(fence) = fences.remove(&key) {
+                fence.cancel();
+            }
+        }
+    }
+
+    /// Resolves after the next assignment (or at once if one came since the last call).
+    pub async fn reassigned(&self) {
+        self.reassigned.notified().await;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PartitionKey, CancellationToken>> {
+        // A poisoned lock only means a panic elsewhere while holding it; the map is
+        // still consistent (every change is a single insert or remove).
+        self.fences
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A consumer context that keeps [`Ownership`] up to date from rebalance callbacks.
+///
+/// With the eager protocol every rebalance revokes all partitions, then assigns; work for
+/// a partition that comes back goes on, work for one that went elsewhere is fenced at the
+/// assignment. A revocation with the assignment lost (the session expired) fences at
+/// once.
+pub struct FencingContext {
+    ownership: Ownership,
+}
+
+impl ClientContext for FencingContext {}
+
+impl ConsumerContext for FencingContext {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let keys = |list: &TopicPartitionList| -> Vec<PartitionKey> {
+            list.elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect()
+        };
+        match rebalance {
+            Rebalance::Assign(list) => {
+                let partitions = keys(list);
+                tracing::info!(partitions = ?partitions, "partitions assigned");
+                self.ownership.assigned(partitions);
+            }
+            Rebalance::Revoke(list) => {
+                let partitions = keys(list);
+                if consumer.assignment_lost() {
+                    tracing::warn!(partitions = ?partitions, "assignment lost; fencing off work in hand");
+                    self.ownership.lost(partitions);
+                } else {
+                    tracing::info!(partitions = ?partitions, "partitions revoked");
+                }
+            }
+            Rebalance::Error(err) => tracing::warn!(error = %err, "rebalance failed"),
+        }
+    }
+}
+
+/// A consumer-group member with offsets stored by hand and committed in the background.
+///
+/// # Errors
+/// [`crate::Error::Kafka`] when librdkafka rejects the configuration.
+pub fn group_consumer(
+    settings: &Settings,
+    group_id: &str,
+    client_id: &str,
+    ownership: Ownership,
+) -> Result<StreamConsumer<FencingContext>> {
+    let session = settings.kafka_session_timeout_ms;
+    let consumer = client_config(settings, client_id)
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "true")
+        // Stored offsets reach the broker within 1 s (librdkafka's default is 5 s): a
+        // crash then redoes (and republishes) at most about a second of finished work.
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", session.to_string())
+        .set("heartbeat.interval.ms", (session / 3).max(100).to_string())
+        .set("enable.partition.eof", "false")
+        // How long the broker may hold a fetch that finds nothing new: Kafka answers it
+        // as soon as data arrives, Tansu only when this runs out, so on Tansu it is added
+        // to every task's latency (at 1 client, p50 22 ms of 32 at 100 ms).
+        .set(
+            "fetch.wait.max.ms",
+            settings.kafka_fetch_wait_max_ms.to_string(),
+        )
+        // librdkafka's prefetch queue, filled while the loop's own buffer is full (its
+        // default is 64 MiB).
+        .set("queued.max.messages.kbytes", "32768")
+        .create_with_context(FencingContext { ownership })?;
+    Ok(consumer)
+}

@@ -1,0 +1,79 @@
+//! Reading whole topics outside any consumer group.
+
+use std::time::Duration;
+
+use rdkafka::{
+    Offset, TopicPartitionList,
+    consumer::{Consumer, StreamConsumer},
+};
+use tokio_util::sync::CancellationToken;
+
+use super::ClosingConsumer;
+use crate::kafka::client_config;
+use crate::{Result, config::Settings};
+
+/// A consumer outside any group that reads every partition of `topic` from `offset` (no
+/// offsets committed): for views that every replica rebuilds in full, like the results
+/// view of task-generator. Waits (retrying every second) until the topic's metadata is
+/// known or `shutdown` fires.
+///
+/// # Errors
+/// [`crate::Error::Kafka`] when the consumer cannot be created or assigned.
+pub async fn assign_all(
+    settings: &Settings,
+    topic: &str,
+    offset: Offset,
+    client_id: &str,
+    shutdown: &CancellationToken,
+) -> Result<Option<ClosingConsumer>> {
+    let consumer: StreamConsumer = client_config(settings, client_id)
+        // librdkafka wants a group id even for assigned partitions; nothing is committed.
+        .set("group.id", format!("{client_id}-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()?;
+    let mut consumer = ClosingConsumer::new(consumer);
+    loop {
+        // Metadata calls block: keep them off the async workers.
+        let owned_topic = topic.to_owned();
+        let (back, partitions) = tokio::task::spawn_blocking(move || {
+            let partitions = partitions_of(&*consumer, &owned_topic);
+            (consumer, partitions)
+        })
+        .await
+        .map_err(|err| crate::Error::Io(std::io::Error::other(err)))?;
+        consumer = back;
+        match partitions {
+            Ok(partitions) if !partitions.is_empty() => {
+                let mut list = TopicPartitionList::new();
+                for partition in partitions {
+                    list.add_partition_offset(topic, partition, offset)?;
+                }
+                consumer.assign(&list)?;
+                return Ok(Some(consumer));
+            }
+            Ok(_) => tracing::info!(topic, "waiting for the topic to exist"),
+            Err(err) => tracing::warn!(topic, error = %err, "broker unreachable; retrying in 1 s"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(None),
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// The partition ids of `topic` (empty when it does not exist).
+///
+/// Blocks up to 5 s on the broker: call it off the async workers.
+///
+/// # Errors
+/// [`crate::Error::Kafka`] when the broker does not answer.
+pub fn partitions_of<C: Consumer>(consumer: &C, topic: &str) -> Result<Vec<i32>> {
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect())
+}
