@@ -153,7 +153,7 @@ async fn three_sigkills_lose_nothing_repeat_nothing_and_pay_no_finished_step_twi
     assert_all_completed(&body, &ids);
 
     // Each task needs CALLS_PER_TASK calls; a kill can cost again at most the one call in
-    // flight per task in hand (finished steps are checkpointed in PostgreSQL before the
+    // flight per task in flight (finished steps are checkpointed in PostgreSQL before the
     // next starts), and a solver holds at most CONCURRENCY tasks.
     let calls = arrived.load(Ordering::SeqCst);
     let bound = TASKS * CALLS_PER_TASK + KILLS_AT.len() * CONCURRENCY;

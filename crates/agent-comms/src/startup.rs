@@ -84,7 +84,7 @@ impl App {
     }
 
     /// Creates the topics and follows the readable ones ([`Follower::run`]) in the
-    /// background, and serves HTTP until `shutdown` fires; then lets in-flight requests
+    /// background, and serves HTTP until `shutdown` fires; then lets requests in flight
     /// finish within `HTTP_SHUTDOWN_GRACE_SECS`.
     ///
     /// # Errors

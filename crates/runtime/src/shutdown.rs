@@ -2,7 +2,7 @@
 //!
 //! [`signal`] returns a `CancellationToken` cancelled on SIGTERM (Kubernetes stopping the
 //! pod) or Ctrl-C. The HTTP server's graceful shutdown and every consumer loop wait on
-//! it; in-flight work then gets `SHUTDOWN_DRAIN_SECS` to finish, HTTP requests in flight
+//! it; work in flight then gets `SHUTDOWN_DRAIN_SECS` to finish, HTTP requests in flight
 //! `HTTP_SHUTDOWN_GRACE_SECS` (see [`serve`](crate::http::serve)).
 
 use tokio_util::sync::CancellationToken;

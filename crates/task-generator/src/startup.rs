@@ -101,7 +101,7 @@ impl App {
     }
 
     /// Creates the topics (retrying until the broker answers), starts the view's readers
-    /// and serves HTTP until `shutdown` fires; then lets in-flight requests finish within
+    /// and serves HTTP until `shutdown` fires; then lets requests in flight finish within
     /// `HTTP_SHUTDOWN_GRACE_SECS`.
     ///
     /// # Errors

@@ -115,7 +115,7 @@ impl App {
     }
 
     /// Creates the topics (retrying until the broker answers), then consumes tasks in
-    /// group `task-solver` until `shutdown` fires; in-flight work gets
+    /// group `task-solver` until `shutdown` fires; work in flight gets
     /// `SHUTDOWN_DRAIN_SECS` to finish.
     ///
     /// # Errors

@@ -48,7 +48,7 @@ pub struct Settings {
     pub bind_address: String,
     /// `LOG_FORMAT`: `pretty` (default) or `json`.
     pub log_format: String,
-    /// `SHUTDOWN_DRAIN_SECS`: how long in-flight work may finish after SIGTERM; default 20.
+    /// `SHUTDOWN_DRAIN_SECS`: how long work in flight may finish after SIGTERM; default 20.
     pub shutdown_drain_secs: u64,
 
     /// `HTTP_HEADER_READ_TIMEOUT_SECS`: how long a client may take to send a request head,
@@ -201,7 +201,7 @@ pub struct Settings {
     /// reason of its own (not an unreachable broker or database) is tried before it goes
     /// to the dead-letter topic (at least 1); default 5.
     pub consumer_max_attempts: u32,
-    /// `CONSUMER_STALL_SECS`: how long a partition with messages in hand may go without
+    /// `CONSUMER_STALL_SECS`: how long a partition with messages in flight may go without
     /// its offset advancing before `/ready` fails and `/health` names it (at least 1);
     /// default 900, above `TASK_DEADLINE_SECS` (600), since one task may hold its
     /// partition's offset that long.
@@ -520,7 +520,7 @@ impl Settings {
         )
     }
 
-    /// How long in-flight work may finish after the shutdown signal.
+    /// How long work in flight may finish after the shutdown signal.
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_drain_secs)
     }

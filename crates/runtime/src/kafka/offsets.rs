@@ -2,7 +2,7 @@
 //!
 //! The consumer loop works on several messages of one partition at once, and they finish
 //! in any order. Committing offset `n` tells the group that every message below `n` is
-//! done, so the offset to commit is the lowest one still in hand (or one past the last
+//! done, so the offset to commit is the lowest one still in flight (or one past the last
 //! message taken, when none is): a crash then redelivers exactly the messages that were
 //! not finished, plus at most those that finished above an unfinished one. This is the
 //! "commit the low-water mark of completed offsets" scheme of Confluent's parallel
@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 #[derive(Debug, Default, Clone)]
 pub struct PartitionOffsets {
     /// Taken and not finished.
-    in_hand: BTreeSet<i64>,
+    in_flight: BTreeSet<i64>,
     /// The highest offset taken so far.
     highest_taken: Option<i64>,
     /// The last offset handed out by [`PartitionOffsets::finish`] to be stored.
@@ -26,27 +26,27 @@ pub struct PartitionOffsets {
 
 impl PartitionOffsets {
     /// Takes the message at `offset`. `false` when it was taken before (a redelivery of a
-    /// message still in hand or already finished, as after a rebalance that gave the
+    /// message still in flight or already finished, as after a rebalance that gave the
     /// partition back): skip it.
     pub fn take(&mut self, offset: i64) -> bool {
         if self.highest_taken.is_some_and(|highest| offset <= highest) {
             return false;
         }
         self.highest_taken = Some(offset);
-        self.in_hand.insert(offset);
+        self.in_flight.insert(offset);
         true
     }
 
     /// Marks `offset` finished. Returns the offset to store (librdkafka's
     /// `rd_kafka_offset_store` semantics: the offset of the last message done, so the
     /// group resumes one past it) when it moved forward; `None` when an earlier message
-    /// is still in hand or nothing changed.
+    /// is still in flight or nothing changed.
     pub fn finish(&mut self, offset: i64) -> Option<i64> {
-        if !self.in_hand.remove(&offset) {
+        if !self.in_flight.remove(&offset) {
             return None;
         }
-        let store = match self.in_hand.first() {
-            // Everything taken below the lowest message in hand is done.
+        let store = match self.in_flight.first() {
+            // Everything taken below the lowest message in flight is done.
             Some(&lowest) => lowest - 1,
             None => self.highest_taken?,
         };
@@ -58,8 +58,8 @@ impl PartitionOffsets {
     }
 
     /// Messages taken and not finished.
-    pub fn in_hand(&self) -> usize {
-        self.in_hand.len()
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
     }
 }
 
@@ -73,7 +73,7 @@ mod tests {
         assert!(p.take(10) && p.take(11));
         assert_eq!(p.finish(10), Some(10));
         assert_eq!(p.finish(11), Some(11));
-        assert_eq!(p.in_hand(), 0);
+        assert_eq!(p.in_flight(), 0);
     }
 
     #[test]
@@ -82,7 +82,7 @@ mod tests {
         for offset in [5, 6, 7, 9] {
             assert!(p.take(offset));
         }
-        assert_eq!(p.finish(7), Some(4), "5 is in hand: resume at 5");
+        assert_eq!(p.finish(7), Some(4), "5 is in flight: resume at 5");
         assert_eq!(p.finish(9), None, "still held back by 5");
         assert_eq!(p.finish(6), None);
         assert_eq!(p.finish(5), Some(9), "all done, gap at 8 included");
@@ -95,7 +95,7 @@ mod tests {
         assert!(p.take(1) && p.take(2));
         assert_eq!(p.finish(2), Some(0));
         // A rebalance gave the partition back and it is fetched again from offset 1.
-        assert!(!p.take(1), "still in hand");
+        assert!(!p.take(1), "still in flight");
         assert!(!p.take(2), "finished already");
         assert!(p.take(3));
         assert_eq!(p.finish(1), Some(2));

@@ -1,7 +1,7 @@
 //! [`ConsumerProgress`]: whether each partition of a consumer loop is moving, for
 //! `/ready` and `/health`.
 //!
-//! A partition *stalls* when it has messages in hand and its stored offset has not
+//! A partition *stalls* when it has messages in flight and its stored offset has not
 //! advanced for a while: its oldest message keeps failing for a reason that is not its
 //! own (the broker or the checkpoint store is unreachable), or never ends. The loop
 //! retries such a message rather than dead-letter a healthy record, so this is where an
@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::consumer::PartitionKey;
 
-/// Progress of each partition in hand. Cheap to clone; clones share the books.
+/// Progress of each partition in flight. Cheap to clone; clones share the books.
 #[derive(Debug, Clone, Default)]
 pub struct ConsumerProgress {
     partitions: Arc<Mutex<HashMap<PartitionKey, Partition>>>,
@@ -27,7 +27,7 @@ pub struct ConsumerProgress {
 #[derive(Debug)]
 struct Partition {
     /// Messages taken and not finished.
-    in_hand: usize,
+    in_flight: usize,
     /// When the stored offset last advanced, or work arrived on an idle partition.
     since: Instant,
     /// The last failure of a message of this partition since it last advanced.
@@ -41,8 +41,8 @@ pub struct Stall {
     pub topic: String,
     /// The partition.
     pub partition: i32,
-    /// Messages in hand on it.
-    pub in_hand: usize,
+    /// Messages in flight on it.
+    pub in_flight: usize,
     /// Seconds since its offset last advanced (or work arrived).
     pub stalled_secs: u64,
     /// The last error of one of its messages, if any (secrets removed, bounded).
@@ -63,15 +63,15 @@ impl ConsumerProgress {
     pub(crate) fn taken(&self, key: &PartitionKey) {
         let mut partitions = self.lock();
         let partition = partitions.entry(key.clone()).or_insert_with(|| Partition {
-            in_hand: 0,
+            in_flight: 0,
             since: Instant::now(),
             last_error: None,
         });
-        if partition.in_hand == 0 {
+        if partition.in_flight == 0 {
             partition.since = Instant::now();
             partition.last_error = None;
         }
-        partition.in_hand += 1;
+        partition.in_flight += 1;
     }
 
     /// A message of `key` ended (done, abandoned or fenced); `advanced` when the
@@ -79,7 +79,7 @@ impl ConsumerProgress {
     pub(crate) fn ended(&self, key: &PartitionKey, advanced: bool) {
         let mut partitions = self.lock();
         if let Some(partition) = partitions.get_mut(key) {
-            partition.in_hand = partition.in_hand.saturating_sub(1);
+            partition.in_flight = partition.in_flight.saturating_sub(1);
             if advanced {
                 partition.since = Instant::now();
                 partition.last_error = None;
@@ -104,18 +104,18 @@ impl ConsumerProgress {
         self.lock().retain(|key, _| owned(key));
     }
 
-    /// The partitions with messages in hand whose offset has not advanced for longer
+    /// The partitions with messages in flight whose offset has not advanced for longer
     /// than `after`, oldest first.
     pub fn stalled(&self, after: Duration) -> Vec<Stall> {
         let now = Instant::now();
         let mut stalls: Vec<Stall> = self
             .lock()
             .iter()
-            .filter(|(_, p)| p.in_hand > 0 && now.duration_since(p.since) > after)
+            .filter(|(_, p)| p.in_flight > 0 && now.duration_since(p.since) > after)
             .map(|((topic, partition), p)| Stall {
                 topic: topic.clone(),
                 partition: *partition,
-                in_hand: p.in_hand,
+                in_flight: p.in_flight,
                 stalled_secs: now.duration_since(p.since).as_secs(),
                 last_error: p.last_error.clone(),
             })
@@ -130,7 +130,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_partition_stalls_only_with_work_in_hand_and_no_advance() {
+    fn a_partition_stalls_only_with_work_in_flight_and_no_advance() {
         let progress = ConsumerProgress::default();
         let key = ("events".to_owned(), 2);
         let idle = ("events".to_owned(), 0);
@@ -146,7 +146,7 @@ mod tests {
 
         let stalls = progress.stalled(Duration::from_millis(10));
         assert_eq!(stalls.len(), 1, "{stalls:?}");
-        assert_eq!((stalls[0].partition, stalls[0].in_hand), (2, 2));
+        assert_eq!((stalls[0].partition, stalls[0].in_flight), (2, 2));
         assert!(
             stalls[0]
                 .last_error

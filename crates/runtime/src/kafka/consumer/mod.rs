@@ -2,7 +2,7 @@
 //!
 //! [`run_at_least_once`] reads a consumer group's messages and hands each to a `process`
 //! function, up to [`ConsumerOptions::concurrency`] at a time. It stores a partition's
-//! offset only up to the lowest message still in hand ([`PartitionOffsets`]), and a
+//! offset only up to the lowest message still in flight ([`PartitionOffsets`]), and a
 //! message counts as done only once `process` returned — that is, once its output was
 //! acknowledged by the broker — so a crash at any point redelivers unfinished messages
 //! rather than losing them (`enable.auto.offset.store=false`, as in rust-rdkafka's
@@ -33,11 +33,11 @@
 //!   is kept for slow work: pausing whenever the buffer filled left one solver slot
 //!   idle ~90% of the time on fast tasks.
 //! - **Fencing**: each assigned partition carries a fence ([`Ownership`]); when a
-//!   rebalance takes the partition away, the fence is cancelled and the work in hand for
+//!   rebalance takes the partition away, the fence is cancelled and the work in flight for
 //!   it is dropped before it publishes, leaving the message to its new owner.
-//! - **One message per key at a time**: a message whose key is already in hand waits for
+//! - **One message per key at a time**: a message whose key is already in flight waits for
 //!   it (a task redelivered under the same id does not run twice side by side).
-//! - **Shutdown**: fetching stops, work in hand gets [`ConsumerOptions::drain_timeout`],
+//! - **Shutdown**: fetching stops, work in flight gets [`ConsumerOptions::drain_timeout`],
 //!   finished offsets are committed, the member leaves the group; unfinished messages
 //!   stay uncommitted and are redelivered.
 //!
@@ -102,7 +102,7 @@ pub struct ConsumerOptions {
     pub dead_letter_topic: String,
     /// `client.id`, for the broker's logs.
     pub client_id: String,
-    /// How long messages in hand may finish after shutdown is signalled.
+    /// How long messages in flight may finish after shutdown is signalled.
     pub drain_timeout: Duration,
     /// How many messages are worked on at once (at least 1).
     pub concurrency: usize,
@@ -141,7 +141,7 @@ pub type PartitionKey = (String, i32);
 ///   doubling to 30 s) until it succeeds, its partition is taken away, or shutdown fires
 ///   (then it stays uncommitted and is redelivered to whoever owns the partition next).
 ///
-/// At shutdown messages in hand get `options.drain_timeout` to finish, stored offsets
+/// At shutdown messages in flight get `options.drain_timeout` to finish, stored offsets
 /// are committed, and the consumer leaves the group.
 ///
 /// # Errors
@@ -177,7 +177,7 @@ where
         offsets: HashMap::new(),
         waiting: VecDeque::new(),
         waiting_bytes: 0,
-        keys_in_hand: HashSet::new(),
+        keys_in_flight: HashSet::new(),
         running: JoinSet::new(),
         paused: None,
         full_since: None,
@@ -213,16 +213,16 @@ where
         }
     }
 
-    // Shutdown: stop fetching; work in hand ends by itself within the drain timeout.
+    // Shutdown: stop fetching; work in flight ends by itself within the drain timeout.
     if let Ok(assignment) = consumer.assignment() {
         let _ = consumer.pause(&assignment);
     }
-    let in_hand = state.running.len();
-    if in_hand > 0 {
+    let in_flight = state.running.len();
+    if in_flight > 0 {
         tracing::info!(
-            in_hand,
+            in_flight,
             drain_timeout_s = options.drain_timeout.as_secs(),
-            "draining work in hand"
+            "draining work in flight"
         );
     }
     while let Some(joined) = state.running.join_next().await {

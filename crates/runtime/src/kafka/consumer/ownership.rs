@@ -116,7 +116,7 @@ impl ConsumerContext for FencingContext {
             Rebalance::Revoke(list) => {
                 let partitions = keys(list);
                 if consumer.assignment_lost() {
-                    tracing::warn!(partitions = ?partitions, "assignment lost; fencing off work in hand");
+                    tracing::warn!(partitions = ?partitions, "assignment lost; fencing off work in flight");
                     self.ownership.lost(partitions);
                 } else {
                     tracing::info!(partitions = ?partitions, "partitions revoked");

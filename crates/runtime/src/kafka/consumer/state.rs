@@ -49,16 +49,16 @@ pub(super) struct LoopState<F> {
     pub(super) shutdown: CancellationToken,
     pub(super) process: F,
     pub(super) ownership: Ownership,
-    /// Offsets in hand, per partition owned, with the fence they were taken under (a
+    /// Offsets in flight, per partition owned, with the fence they were taken under (a
     /// partition lost and assigned again starts afresh).
     pub(super) offsets: HashMap<PartitionKey, (CancellationToken, PartitionOffsets)>,
     /// Messages taken and not started, with their partition's fence: over the
-    /// concurrency limit, or their key in hand.
+    /// concurrency limit, or their key in flight.
     pub(super) waiting: VecDeque<(OwnedMessage, CancellationToken)>,
     /// Payload and key bytes of the waiting messages.
     pub(super) waiting_bytes: usize,
     /// Keys of the messages running.
-    pub(super) keys_in_hand: HashSet<Vec<u8>>,
+    pub(super) keys_in_flight: HashSet<Vec<u8>>,
     pub(super) running: JoinSet<Finished>,
     /// The partitions paused for backpressure; `None` when not holding back.
     pub(super) paused: Option<HashSet<PartitionKey>>,
@@ -74,7 +74,7 @@ where
     Fut: Future<Output = Result<Outcome>> + std::marker::Send + 'static,
 {
     /// Messages taken: running and waiting.
-    pub(super) fn in_hand(&self) -> usize {
+    pub(super) fn in_flight(&self) -> usize {
         self.running.len() + self.waiting.len()
     }
 
@@ -109,7 +109,7 @@ where
                 topic = message.topic(),
                 partition = message.partition(),
                 offset = message.offset(),
-                "redelivered message already in hand or done; skipped"
+                "redelivered message already in flight or done; skipped"
             );
             return;
         }
@@ -125,7 +125,7 @@ where
             let busy = self.waiting[index]
                 .0
                 .key()
-                .is_some_and(|key| self.keys_in_hand.contains(key));
+                .is_some_and(|key| self.keys_in_flight.contains(key));
             if busy {
                 index += 1;
                 continue;
@@ -140,7 +140,7 @@ where
     pub(super) fn start(&mut self, message: OwnedMessage, fence: CancellationToken) {
         let key = message.key().map(<[u8]>::to_vec);
         if let Some(key) = &key {
-            self.keys_in_hand.insert(key.clone());
+            self.keys_in_flight.insert(key.clone());
         }
         let span = tracing::info_span!(
             "consume",
@@ -185,14 +185,14 @@ where
         let finished = match joined {
             Ok(finished) => finished,
             Err(err) => {
-                // A panic in `process`: its key stays busy and its offset in hand, so the
+                // A panic in `process`: its key stays busy and its offset in flight, so the
                 // message is redelivered after a restart rather than skipped.
                 tracing::error!(error = %err, "message processing panicked; left uncommitted");
                 return;
             }
         };
         if let Some(key) = &finished.key {
-            self.keys_in_hand.remove(key);
+            self.keys_in_flight.remove(key);
         }
         let key = (finished.topic, finished.partition);
         if !matches!(finished.ended, Ended::Done) {
@@ -246,7 +246,7 @@ where
     /// [`FULL_BEFORE_PAUSE`], and resumes it when the buffer is down to half, so workers
     /// that free up find messages while the resumed partitions are fetched again.
     pub(super) fn apply_backpressure(&mut self, consumer: &StreamConsumer<FencingContext>) {
-        let in_hand = self.in_hand();
+        let in_flight = self.in_flight();
         let now = tokio::time::Instant::now();
         if self.buffer_full() {
             self.full_since.get_or_insert(now);
@@ -276,7 +276,7 @@ where
         }
         if !hold {
             if self.paused.take().is_some() || reassigned {
-                tracing::debug!(in_hand, "resuming partitions");
+                tracing::debug!(in_flight, "resuming partitions");
                 if let Err(err) = consumer.resume(&assignment) {
                     tracing::warn!(error = %err, "cannot resume partitions");
                 }
@@ -294,7 +294,7 @@ where
         if more.count() == 0 {
             return;
         }
-        tracing::debug!(in_hand, partitions = more.count(), "pausing partitions");
+        tracing::debug!(in_flight, partitions = more.count(), "pausing partitions");
         match consumer.pause(&more) {
             Ok(()) => paused.extend(
                 more.elements()
