@@ -7,7 +7,7 @@ use agent_runtime::{
     Result,
     config::Settings,
     http::{self, Health},
-    kafka::{self, BrokerWatch, Producer, consumer::assign_all},
+    kafka::{self, BrokerWatch, Producer, consumer::TopicReader},
     llm::LlmClient,
 };
 use rdkafka::{Message, Offset};
@@ -179,33 +179,23 @@ fn record_result<M: Message>(view: &ResultsView, message: &M) {
     }
 }
 
-/// Reads every partition of `topic` from the beginning, calling `apply` on each record,
-/// until `shutdown` fires.
+/// Reads every partition of `topic` from the beginning ([`TopicReader`]), calling `apply`
+/// on each record, until `shutdown` fires.
 async fn follow(
     settings: &Settings,
     topic: &str,
     shutdown: &CancellationToken,
     apply: impl Fn(&rdkafka::message::BorrowedMessage<'_>),
 ) {
-    let consumer = match assign_all(settings, topic, Offset::Beginning, SERVICE, shutdown).await {
-        Ok(Some(consumer)) => consumer,
-        Ok(None) => return,
-        Err(err) => {
-            tracing::error!(topic, error = %err, "cannot read topic for the results view");
-            return;
-        }
-    };
+    let reader =
+        match TopicReader::open(settings, topic, Offset::Beginning, SERVICE, shutdown).await {
+            Ok(Some(reader)) => reader,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::error!(topic, error = %err, "cannot read topic for the results view");
+                return;
+            }
+        };
     tracing::info!(topic, "results view reading");
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            received = consumer.recv() => match received {
-                Ok(message) => apply(&message),
-                Err(err) => {
-                    tracing::warn!(topic, error = %err, "view reader error; retrying in 1 s");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            },
-        }
-    }
+    reader.follow(shutdown, apply).await;
 }

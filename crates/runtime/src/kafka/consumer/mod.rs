@@ -49,7 +49,8 @@
 //! - `state`: the loop's books — messages waiting and running, offsets, backpressure.
 //! - `handle`: one message's attempts, retries and backoff.
 //! - `dead_letter`: the dead-letter records and their bounds.
-//! - `reader`: [`assign_all`] and [`partitions_of`], reading whole topics outside any group.
+//! - `reader`: [`TopicReader`] (with [`assign_all`] and [`partitions_of`]), reading whole
+//!   topics outside any group.
 
 mod closing;
 mod dead_letter;
@@ -65,7 +66,7 @@ pub use dead_letter::{
     DEAD_LETTER_PREFIX_BYTES, MAX_DEAD_LETTER_BYTES, MAX_DEAD_LETTER_REASON_BYTES,
 };
 pub use ownership::{FencingContext, Ownership, group_consumer};
-pub use reader::{assign_all, partitions_of};
+pub use reader::{TopicReader, assign_all, partitions_of};
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},

@@ -77,3 +77,62 @@ pub fn partitions_of<C: Consumer>(consumer: &C, topic: &str) -> Result<Vec<i32>>
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect())
 }
+
+/// A whole-topic reader: every partition of one topic from a starting offset, outside
+/// any consumer group, nothing committed — what every replica of a view runs to rebuild
+/// it in full (task-generator's results view reads the events and results topics so).
+pub struct TopicReader {
+    consumer: ClosingConsumer,
+    topic: String,
+}
+
+impl std::fmt::Debug for TopicReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopicReader")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TopicReader {
+    /// A reader of every partition of `topic` from `offset`, once the topic exists (see
+    /// [`assign_all`]); `Ok(None)` when `shutdown` fired first.
+    ///
+    /// # Errors
+    /// [`crate::Error::Kafka`] when the consumer cannot be created or assigned.
+    pub async fn open(
+        settings: &Settings,
+        topic: &str,
+        offset: Offset,
+        client_id: &str,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Self>> {
+        Ok(assign_all(settings, topic, offset, client_id, shutdown)
+            .await?
+            .map(|consumer| Self {
+                consumer,
+                topic: topic.to_owned(),
+            }))
+    }
+
+    /// Calls `apply` on every record as it arrives until `shutdown` fires; a consumer
+    /// error is logged and the read goes on after 1 s.
+    pub async fn follow(
+        &self,
+        shutdown: &CancellationToken,
+        apply: impl Fn(&rdkafka::message::BorrowedMessage<'_>),
+    ) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                received = self.consumer.recv() => match received {
+                    Ok(message) => apply(&message),
+                    Err(err) => {
+                        tracing::warn!(topic = %self.topic, error = %err, "topic reader error; retrying in 1 s");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                },
+            }
+        }
+    }
+}
