@@ -725,27 +725,20 @@ async fn read_topic_until(
     quiet: Option<Duration>,
     timeout: Duration,
 ) -> Vec<rdkafka::message::OwnedMessage> {
-    use rdkafka::{
-        ClientConfig, Offset, TopicPartitionList,
-        consumer::{Consumer, StreamConsumer},
-    };
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(5))
-        .expect("metadata");
-    let mut list = TopicPartitionList::new();
-    for t in metadata.topics() {
-        for p in t.partitions() {
-            list.add_partition_offset(topic, p.id(), Offset::Beginning)
-                .expect("partition");
-        }
-    }
-    consumer.assign(&list).expect("assign");
+    let settings = Settings::from_vars([("KAFKA_BOOTSTRAP_SERVERS", bootstrap)]).expect("settings");
+    let never = CancellationToken::new();
+    let open = agent_runtime::kafka::consumer::TopicReader::open(
+        &settings,
+        topic,
+        rdkafka::Offset::Beginning,
+        "e2e-reader",
+        &never,
+    );
+    let consumer = tokio::time::timeout(timeout, open)
+        .await
+        .expect("the topic exists within the timeout")
+        .expect("reader")
+        .expect("not shut down");
     let deadline = Instant::now() + timeout;
     let mut out = Vec::new();
     let mut last = Instant::now();

@@ -115,6 +115,14 @@ impl TopicReader {
             }))
     }
 
+    /// The next record, waiting for it.
+    ///
+    /// # Errors
+    /// [`crate::Error::Kafka`]: a consumer error (the read may go on after it).
+    pub async fn recv(&self) -> Result<rdkafka::message::BorrowedMessage<'_>> {
+        Ok(self.consumer.recv().await?)
+    }
+
     /// Calls `apply` on every record as it arrives until `shutdown` fires; a consumer
     /// error is logged and the read goes on after 1 s.
     pub async fn follow(
