@@ -43,7 +43,9 @@ make_copy() {
   if [[ -f "${REPO}/rust-toolchain.toml" ]]; then
     cp "${REPO}/rust-toolchain.toml" "${dest}/"
   fi
-  cp "${REPO}/scripts/k8s-check.sh" "${REPO}/scripts/requirements-k8s.txt" "${dest}/scripts/"
+  cp "${REPO}/scripts/k8s-check.sh" "${REPO}/scripts/venv.sh" "${REPO}/scripts/requirements-k8s.txt" \
+    "${dest}/scripts/"
+  cp -R "${REPO}/scripts/k8s_check" "${dest}/scripts/"
   echo "${dest}"
 }
 
