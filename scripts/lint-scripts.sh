@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Lint of the repository's scripts, run by `make lint`: ShellCheck on every
 # scripts/*.sh and .ci/run (following what they source), then `ruff check` and
-# `ruff format --check` on every Python file of the repository that git tracks or
-# would add (scripts/, tests/; settings in ruff.toml).
+# `ruff format --check` on every Python file of the repository (scripts/, tests/, …;
+# ruff.toml leaves out the venvs and target/).
 #
 #   scripts/lint-scripts.sh        check; exit 1 if any check fails
 #   scripts/lint-scripts.sh fix    ruff format and ruff check --fix, then check
@@ -22,14 +22,12 @@ ensure_venv "${VENV}" "${REPO}/scripts/requirements-lint.txt" shellcheck \
 
 cd "${REPO}"
 shell_files=(scripts/*.sh .ci/run)
-# Every Python file git knows of or would add; ruff.toml says how to check them.
-mapfile -t python_files < <(git ls-files --cached --others --exclude-standard -- '*.py' | sort)
 
 case "${1:-check}" in
   check) ;;
   fix)
-    "${VENV}/bin/ruff" format -- "${python_files[@]}"
-    "${VENV}/bin/ruff" check --fix -- "${python_files[@]}" || true
+    "${VENV}/bin/ruff" format .
+    "${VENV}/bin/ruff" check --fix . || true
     ;;
   *)
     echo "usage: scripts/lint-scripts.sh [check|fix]" >&2
@@ -40,13 +38,13 @@ esac
 failed=()
 echo "shellcheck: ${#shell_files[@]} files"
 "${VENV}/bin/shellcheck" -x "${shell_files[@]}" || failed+=(shellcheck)
-echo "ruff check: ${#python_files[@]} files"
-"${VENV}/bin/ruff" check --quiet -- "${python_files[@]}" || failed+=("ruff check")
-echo "ruff format --check: ${#python_files[@]} files"
-"${VENV}/bin/ruff" format --check --quiet -- "${python_files[@]}" || failed+=("ruff format")
+python_files="$("${VENV}/bin/ruff" check --show-files . | grep -c '\.py$' || true)"
+echo "ruff check, ruff format --check: ${python_files} files"
+"${VENV}/bin/ruff" check --quiet . || failed+=("ruff check")
+"${VENV}/bin/ruff" format --check --quiet . || failed+=("ruff format")
 
 if ((${#failed[@]})); then
-  echo "lint-scripts: failed: ${failed[*]} (scripts/lint-scripts.sh fix formats and fixes what ruff can)"
+  echo "lint-scripts: failed: $(IFS=,; echo "${failed[*]}") (scripts/lint-scripts.sh fix formats and fixes what ruff can)"
   exit 1
 fi
 echo "lint-scripts: shellcheck, ruff check and ruff format clean"
