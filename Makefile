@@ -55,9 +55,11 @@ endif
 	scripts/test-k8s-check.sh
 
 .PHONY: lint
-lint: ## cargo fmt --check and clippy with warnings as errors
+lint: ## cargo fmt --check; shellcheck and ruff on the scripts; clippy and rustdoc with warnings as errors
 	cargo fmt --all -- --check
+	@scripts/lint-scripts.sh
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
 .PHONY: k8s-check
 k8s-check: ## lint, render and validate the Helm chart, Dockerfiles and YAML offline

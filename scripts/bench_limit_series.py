@@ -6,6 +6,7 @@ did not answer), as scripts/bench-pipeline.sh samples them every second.
 Output: one line per sample with the seconds since the first, the adaptive limit, the
 requests in flight and waiting, and the overloads (429/503/timeouts) seen so far.
 """
+
 import json
 import sys
 
@@ -24,7 +25,8 @@ def main(path: str) -> None:
         start = at if start is None else start
         print(
             f"t={at - start:6.1f}s limit={limit['limit']:4d} in_flight={limit['in_flight']:4d} "
-            f"waiting={limit['waiting']:4d} overloads={limit['overloads']} decreases={limit['decreases']}"
+            f"waiting={limit['waiting']:4d} overloads={limit['overloads']} "
+            f"decreases={limit['decreases']}"
         )
 
 

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Markdown table of `make bench-pipeline`: the Rust system next to the Python baseline.
 
-Usage: bench_pipeline_table.py --title TITLE --rust RUST.json --rust-rss RUST-RSS.txt [--python PYTHON.txt]
+Usage: bench_pipeline_table.py --title TITLE --rust RUST.json --rust-rss RUST-RSS.txt
+                               [--python PYTHON.txt]
 
   RUST.json      the loadgen's JSON line (target/release/loadgen)
   RUST-RSS.txt   lines "rss_kb NAME RSS_KB peak_kb HWM_KB" (task-generator, task-solver, ...)
   PYTHON.txt     the output of ../shared/baselines/pipeline/run.sh python N C: a JSON line
                  from its loadgen.py and "rss_kb RSS_KB COMMAND" lines, generator first
 """
+
 import argparse
 import json
 import sys
@@ -39,7 +41,10 @@ def rust_rss(path):
 
 
 def python_rss(path):
-    """[(rss_kb, None), ...] from run.sh's "rss_kb RSS COMMAND" lines, in order (generator, solver)."""
+    """[(rss_kb, None), ...] from run.sh's "rss_kb RSS COMMAND" lines.
+
+    In order: generator, solver.
+    """
     out = []
     with open(path, encoding="utf-8") as f:
         for line in f:
@@ -80,7 +85,10 @@ def main():
     if a.python:
         python = json_line(a.python)
         if python is None:
-            print(f"bench_pipeline_table: no JSON line in {a.python}; baseline left out", file=sys.stderr)
+            print(
+                f"bench_pipeline_table: no JSON line in {a.python}; baseline left out",
+                file=sys.stderr,
+            )
         else:
             prss = python_rss(a.python) + [None, None]
             columns.append(("python", python, prss[:2]))

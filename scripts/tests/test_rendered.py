@@ -1,0 +1,167 @@
+"""What the chart renders: every object it promises, with the settings the values give."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+DEV_VALUES = Path(__file__).resolve().parents[2] / "values-dev.yaml"
+SERVICES = ("task-generator", "agent-comms", "task-solver")
+
+
+@pytest.fixture(scope="module")
+def dev(render):
+    return render("--values", str(DEV_VALUES))
+
+
+@pytest.fixture(scope="module")
+def production(render):
+    return render()
+
+
+def deployment(render, service):
+    found = render.named("Deployment", f"langgraph-kafka-{service}")
+    assert found is not None, f"no Deployment langgraph-kafka-{service}"
+    return found["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize(
+    ("service", "port"),
+    [
+        ("langgraph-kafka-task-generator", 8001),
+        ("langgraph-kafka-agent-comms", 8000),
+        ("langgraph-kafka-task-solver", 8002),
+        ("kafka-service", 9092),
+    ],
+)
+def test_each_service_listens_on_its_port(dev, service, port):
+    found = dev.named("Service", service)
+    assert found is not None, f"no Service {service}"
+    assert port in [p["port"] for p in found["spec"]["ports"]]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_service_has_liveness_and_readiness_probes(dev, service):
+    container = deployment(dev, service)["containers"][0]
+    assert "livenessProbe" in container
+    assert "readinessProbe" in container
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_service_has_resource_requests_and_limits(dev, service):
+    resources = deployment(dev, service)["containers"][0].get("resources", {})
+    assert resources.get("limits")
+    assert resources.get("requests")
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_service_runs_as_non_root_on_a_read_only_root_with_all_capabilities_dropped(
+    dev, service
+):
+    pod = deployment(dev, service)
+    security = pod["containers"][0].get("securityContext", {})
+    assert security.get("readOnlyRootFilesystem") is True
+    assert security.get("allowPrivilegeEscalation") is False
+    assert security.get("capabilities", {}).get("drop") == ["ALL"]
+    assert pod.get("securityContext", {}).get("runAsNonRoot") is True
+
+
+@pytest.mark.parametrize(
+    "kind", ["ConfigMap", "Secret", "ServiceAccount", "PodDisruptionBudget", "NetworkPolicy"]
+)
+def test_the_dev_render_holds_the_objects_around_the_services(dev, kind):
+    assert dev.of_kind(kind), f"no {kind}"
+
+
+def test_a_horizontal_pod_autoscaler_scales_the_task_solver(dev):
+    targets = [h["spec"]["scaleTargetRef"]["name"] for h in dev.of_kind("HorizontalPodAutoscaler")]
+    assert "langgraph-kafka-task-solver" in targets
+
+
+def test_dev_kafka_is_one_apache_kafka_broker_without_persistence(dev):
+    brokers = [
+        s
+        for s in dev.of_kind("StatefulSet")
+        if s["spec"]["template"]["spec"]["containers"][0]["image"].startswith("apache/kafka:")
+    ]
+    assert [s["spec"]["replicas"] for s in brokers] == [1]
+    assert all("volumeClaimTemplates" not in s["spec"] for s in dev.of_kind("StatefulSet"))
+
+
+def test_a_post_install_hook_job_creates_the_topics_with_kafka_topics(dev):
+    jobs = dev.of_kind("Job")
+    assert any(
+        "post-install" in j["metadata"].get("annotations", {}).get("helm.sh/hook", "") for j in jobs
+    )
+    assert any(
+        "--partitions" in j["spec"]["template"]["spec"]["containers"][0]["args"][0] for j in jobs
+    )
+
+
+def test_the_topics_job_takes_partitions_replication_and_retention_from_the_values(dev):
+    env = {
+        e["name"]: e.get("value")
+        for j in dev.of_kind("Job")
+        for e in j["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env.get("PARTITIONS") == "3"
+    assert env.get("REPLICATION_FACTOR") == "1"
+    assert "dev-langgraph-agent-events:86400000" in env.get("TOPICS", "")
+
+
+def test_the_dev_render_holds_the_helm_test_pod(dev):
+    hooks = [p["metadata"].get("annotations", {}).get("helm.sh/hook") for p in dev.of_kind("Pod")]
+    assert "test" in hooks
+
+
+def test_the_dev_services_reach_the_built_in_kafka_in_plaintext_without_the_checkpointer(dev):
+    config = dev.of_kind("ConfigMap")[0]["data"]
+    assert config.get("KAFKA_BOOTSTRAP_SERVERS") == "kafka-service:9092"
+    assert config.get("DISABLECHECKPOINTER") == "true"
+    assert config.get("KAFKA_SECURITY_PROTOCOL") == "PLAINTEXT"
+
+
+def test_the_notes_tell_how_to_port_forward_and_post_a_conversation(dev):
+    assert "port-forward svc/langgraph-kafka-task-generator 8001:8001" in dev.notes
+    assert "curl -X POST localhost:8001/generate-task" in dev.notes
+
+
+def test_the_production_defaults_run_three_kafka_brokers_with_persistence(production):
+    broker = production.of_kind("StatefulSet")[0]
+    assert broker["spec"]["replicas"] == 3
+    assert broker["spec"].get("volumeClaimTemplates")
+
+
+def test_the_production_defaults_turn_on_sasl_the_checkpointer_and_replication_factor_3(
+    production,
+):
+    config = production.of_kind("ConfigMap")[0]["data"]
+    assert config["KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+    assert config["DISABLECHECKPOINTER"] == "false"
+    assert config["KAFKA_REPLICATION_FACTOR"] == "3"
+
+
+def test_keda_enabled_renders_a_scaled_object_in_place_of_the_hpa(render):
+    keda = render("--values", str(DEV_VALUES), "--set", "taskSolver.keda.enabled=true")
+    assert "ScaledObject" in [o["kind"] for o in keda.crds]
+    assert not keda.of_kind("HorizontalPodAutoscaler")
+
+
+def test_image_repository_and_tag_name_the_image_of_every_service(k8s_check):
+    rc, out = k8s_check(
+        "render",
+        "--values",
+        str(DEV_VALUES),
+        "--set",
+        "image.repository=R",
+        "--set",
+        "image.tag=T",
+    )
+    assert rc == 0, out
+    images = sorted(
+        c["image"]
+        for o in yaml.safe_load_all(out)
+        if o and o["kind"] == "Deployment"
+        for c in o["spec"]["template"]["spec"]["containers"]
+    )
+    assert images == ["R/agent-comms:T", "R/task-generator:T", "R/task-solver:T"]
