@@ -2,7 +2,7 @@
 //!
 //! [`run_at_least_once`] reads a consumer group's messages and hands each to a `process`
 //! function, up to [`ConsumerOptions::concurrency`] at a time. It stores a partition's
-//! offset only up to the lowest message still in flight ([`PartitionOffsets`]), and a
+//! offset only up to the lowest message still in flight ([`PartitionOffsets`](crate::kafka::offsets::PartitionOffsets)), and a
 //! message counts as done only once `process` returned — that is, once its output was
 //! acknowledged by the broker — so a crash at any point redelivers unfinished messages
 //! rather than losing them (`enable.auto.offset.store=false`, as in rust-rdkafka's
