@@ -1,0 +1,144 @@
+//! [`SolverProcess`]: a task-solver as its own process, to kill or stop.
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command},
+    time::{Duration, Instant},
+};
+
+use crate::{broker::send_signal, system::test_vars};
+use crate::{free_port, repo_root, wait_until_healthy};
+
+/// The task-solver binary, built (or found up to date) by cargo once per test process.
+///
+/// # Panics
+/// When cargo cannot build it.
+pub fn solver_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let status = Command::new(cargo)
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "task-solver",
+                    "--bin",
+                    "task-solver",
+                ])
+                .current_dir(repo_root())
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "cargo build -p task-solver failed");
+            // Test binaries live in target/<profile>/deps; binaries one level up.
+            let exe = std::env::current_exe().expect("test binary path");
+            let profile_dir = exe
+                .parent()
+                .and_then(std::path::Path::parent)
+                .expect("target/<profile>");
+            let binary = profile_dir.join("task-solver");
+            assert!(
+                binary.exists(),
+                "{} missing after the build",
+                binary.display()
+            );
+            binary
+        })
+        .clone()
+}
+
+/// A task-solver running as its own process, so that a test can kill it (SIGKILL) or
+/// stop it (SIGTERM) as Kubernetes would. Its log goes to a file named in panics and
+/// printed by [`SolverProcess::log_path`]. Killed on drop.
+pub struct SolverProcess {
+    child: Child,
+    /// Its `/health` URL.
+    pub health: String,
+    log: PathBuf,
+}
+
+impl SolverProcess {
+    /// Starts a solver with the test settings ([`System::start`](crate::System::start)'s), `SOLVER_ID` = `name`
+    /// and `extra`; waits until `/health` says `ok`.
+    ///
+    /// # Panics
+    /// When it cannot start or does not get healthy within 60 s.
+    pub async fn start(bootstrap: &str, llm_url: &str, name: &str, extra: &[(&str, &str)]) -> Self {
+        let port = free_port().to_string();
+        let mut vars = test_vars(bootstrap, llm_url);
+        vars.extend_from_slice(&[("PORT", &port), ("SOLVER_ID", name), ("LOG_FORMAT", "json")]);
+        vars.extend_from_slice(extra);
+        let log = std::env::temp_dir().join(format!("e2e-{name}-{port}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(solver_binary())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .envs(vars)
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
+            .spawn()
+            .expect("task-solver starts");
+        let solver = Self {
+            child,
+            health: format!("http://127.0.0.1:{port}/health"),
+            log,
+        };
+        assert!(
+            wait_until_healthy(
+                &reqwest::Client::new(),
+                &solver.health,
+                Duration::from_secs(60)
+            )
+            .await,
+            "solver {name} did not get healthy in 60 s; log: {}",
+            solver.log.display()
+        );
+        solver
+    }
+
+    /// Where its log goes.
+    pub fn log_path(&self) -> &std::path::Path {
+        &self.log
+    }
+
+    /// Its peak resident memory so far (`VmHWM` of `/proc/<pid>/status`), in bytes;
+    /// `None` once it has exited.
+    pub fn peak_rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
+    /// Kills it with SIGKILL (no drain, no commit, no leaving the group) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for it to exit; returns the exit status,
+    /// or `None` when it was still running (it is then killed).
+    ///
+    /// # Panics
+    /// When the signal cannot be sent.
+    pub async fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        send_signal(&self.child, "TERM");
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.kill();
+        None
+    }
+}
+
+impl Drop for SolverProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,265 @@
+//! [`System`]: the three services in-process against one broker and one model.
+
+use std::time::{Duration, Instant};
+
+use agent_runtime::config::Settings;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// The settings every service gets in the tests: the broker, the model stand-in, a 3 s
+/// session timeout, 2 partitions per topic, loopback only, a 5 s drain.
+pub(crate) fn test_vars<'a>(bootstrap: &'a str, llm_url: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("KAFKA_BOOTSTRAP_SERVERS", bootstrap),
+        ("OPENAI_BASE_URL", llm_url),
+        ("OPENAI_API_KEY", "test-key"),
+        ("OPENAI_MODEL", "stand-in"),
+        ("OPENAI_TIMEOUT_SECS", "30"),
+        ("KAFKA_SESSION_TIMEOUT_MS", "3000"),
+        ("KAFKA_PARTITIONS", "2"),
+        ("BIND_ADDRESS", "127.0.0.1"),
+        ("SHUTDOWN_DRAIN_SECS", "5"),
+    ]
+}
+
+/// The settings of [`System::start`]: the test settings, `PORT=0` and `extra`.
+///
+/// # Panics
+/// When they are not valid.
+pub fn test_settings(bootstrap: &str, llm_url: &str, extra: &[(&str, &str)]) -> Settings {
+    let mut vars = test_vars(bootstrap, llm_url);
+    vars.push(("PORT", "0"));
+    vars.extend_from_slice(extra);
+    Settings::from_vars(vars).expect("valid test settings")
+}
+
+/// An HTTP client that sends the first key of `API_KEYS` (when set) as
+/// `Authorization: Bearer`, as a configured client of the services would.
+fn client_for(settings: &Settings) -> reqwest::Client {
+    use secrecy::ExposeSecret;
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(keys) = &settings.api_keys
+        && let Some(first) = keys.expose_secret().split(',').next()
+        && let Ok(value) =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", first.trim()))
+    {
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("HTTP client")
+}
+
+/// The three services, running in-process against one broker and one model.
+pub struct System {
+    /// task-generator's base URL.
+    pub generator: String,
+    /// agent-comms' base URL.
+    pub comms: String,
+    /// task-solver's base URL (health).
+    pub solver: String,
+    /// The settings the services run with.
+    pub settings: Settings,
+    /// An HTTP client.
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+}
+
+impl System {
+    /// Starts the three services on port 0 with `KAFKA_BOOTSTRAP_SERVERS` = `bootstrap`,
+    /// `OPENAI_BASE_URL` = `llm_url`, a 3 s session timeout, and `extra` settings; waits
+    /// until all three say `ok` on `/health`.
+    ///
+    /// # Panics
+    /// When a service does not build or get healthy within 60 s.
+    pub async fn start(bootstrap: &str, llm_url: &str, extra: &[(&str, &str)]) -> Self {
+        Self::start_services(bootstrap, llm_url, extra, true).await
+    }
+
+    /// As [`System::start`] without the in-process task-solver: for tests that run the
+    /// solver as its own process ([`SolverProcess`](crate::SolverProcess)) so they can kill it. `solver` is
+    /// then empty.
+    ///
+    /// # Panics
+    /// As [`System::start`].
+    pub async fn start_without_solver(
+        bootstrap: &str,
+        llm_url: &str,
+        extra: &[(&str, &str)],
+    ) -> Self {
+        Self::start_services(bootstrap, llm_url, extra, false).await
+    }
+
+    async fn start_services(
+        bootstrap: &str,
+        llm_url: &str,
+        extra: &[(&str, &str)],
+        with_solver: bool,
+    ) -> Self {
+        if std::env::var_os("TEST_LOG").is_some() {
+            agent_runtime::telemetry::init("pretty");
+        }
+        let settings = test_settings(bootstrap, llm_url, extra);
+        let shutdown = CancellationToken::new();
+
+        let generator = task_generator::startup::App::build(settings.clone())
+            .await
+            .expect("task-generator builds");
+        let generator_url = format!("http://{}", generator.local_addr().expect("address"));
+        tokio::spawn(generator.run_until_stopped(shutdown.clone()));
+
+        let comms = agent_comms::startup::App::build(settings.clone())
+            .await
+            .expect("agent-comms builds");
+        let comms_url = format!("http://{}", comms.local_addr().expect("address"));
+        tokio::spawn(comms.run_until_stopped(shutdown.clone()));
+
+        let mut solver_url = String::new();
+        if with_solver {
+            let solver = task_solver::startup::App::build(settings.clone())
+                .await
+                .expect("task-solver builds");
+            solver_url = format!("http://{}", solver.local_addr().expect("address"));
+            tokio::spawn(solver.run_until_stopped(shutdown.clone()));
+        }
+
+        let system = Self {
+            generator: generator_url,
+            comms: comms_url,
+            solver: solver_url,
+            http: client_for(&settings),
+            settings,
+            shutdown,
+        };
+        for base in [&system.generator, &system.comms, &system.solver] {
+            if !base.is_empty() {
+                system.wait_healthy(base).await;
+            }
+        }
+        system
+    }
+
+    async fn wait_healthy(&self, base: &str) {
+        let url = format!("{base}/health");
+        assert!(
+            wait_until_healthy(&self.http, &url, Duration::from_secs(60)).await,
+            "{base} did not get healthy in 60 s"
+        );
+    }
+
+    /// POSTs `body` as JSON to `base + path`; returns the status and the JSON body.
+    pub async fn post_json(&self, url: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(url)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `POST /generate-task` with `conversation_history`; returns the status and the JSON
+    /// body.
+    pub async fn generate_task(&self, conversation_history: Value) -> (u16, Value) {
+        let body = json!({ "conversation_history": conversation_history });
+        self.post_json(&format!("{}/generate-task", self.generator), &body)
+            .await
+    }
+
+    /// GETs `url`; returns the status and the JSON body.
+    pub async fn get_json(&self, url: &str) -> (u16, Value) {
+        let response = self.http.get(url).send().await.expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `POST /send_event` of agent-comms with `body`; returns the status and the JSON
+    /// body.
+    pub async fn send_event(&self, body: &Value) -> (u16, Value) {
+        self.post_json(&format!("{}/send_event", self.comms), body)
+            .await
+    }
+
+    /// `GET /last_message` of agent-comms for `topic`, a valid topic name (`None`: the
+    /// default, the results topic); returns the status and the JSON body.
+    pub async fn last_message(&self, topic: Option<&str>) -> (u16, Value) {
+        let url = match topic {
+            Some(topic) => format!("{}/last_message?topic={topic}", self.comms),
+            None => format!("{}/last_message", self.comms),
+        };
+        self.get_json(&url).await
+    }
+
+    /// Polls `GET /task-result/{task_id}` until its status is not `pending` (or 404), up
+    /// to `timeout`; returns the last body.
+    pub async fn wait_for_result(&self, task_id: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (status, body) = self
+                .get_json(&format!("{}/task-result/{task_id}", self.generator))
+                .await;
+            if status == 200 && body["status"] != "pending" {
+                return body;
+            }
+            if Instant::now() > deadline {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Polls `GET /task-results` until `accept` holds for its body, up to `timeout`;
+    /// returns the last body.
+    pub async fn wait_for_results(
+        &self,
+        timeout: Duration,
+        accept: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (_, body) = self
+                .get_json(&format!("{}/task-results?limit=1000", self.generator))
+                .await;
+            if accept(&body) || Instant::now() > deadline {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Waits until `url` answers 200 with `"status": "ok"`, up to `timeout`.
+pub async fn wait_until_healthy(http: &reqwest::Client, url: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(response) = http.get(url).send().await
+            && let Ok(body) = response.json::<Value>().await
+            && body["status"] == "ok"
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// The `completed` and `failed` entries of a `GET /task-results` body.
+pub fn finished_results(body: &Value) -> Vec<&Value> {
+    body["results"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .filter(|t| t["status"] == "completed" || t["status"] == "failed")
+                .collect()
+        })
+        .unwrap_or_default()
+}
