@@ -100,7 +100,7 @@ impl<K: Ord, V> Reducer<BTreeMap<K, V>> for MergeMap {
     }
 }
 
-/// LangGraph's `add_messages`: see [`super::message`].
+/// LangGraph's `add_messages` as a reducer: see [`add_messages`](super::add_messages).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AddMessages;
 
