@@ -60,11 +60,11 @@
 mod builder;
 pub mod checkpoint;
 mod command;
-mod compiled;
 mod error;
 mod mermaid;
 mod message;
 mod node;
+mod pregel;
 pub mod reducer;
 mod retry;
 mod stream;
@@ -75,10 +75,10 @@ pub use checkpoint::{
     InMemorySaver, PendingWrite, StateSnapshot,
 };
 pub use command::{Command, CommandGraph, Goto, Resume, Send};
-pub use compiled::{CompiledGraph, Input, RunConfig, RunOutcome};
 pub use error::GraphError;
 pub use message::{Message, add_messages};
 pub use node::{ErrorKind, Interrupt, NodeError, RunContext};
+pub use pregel::{CompiledGraph, Input, RunConfig, RunOutcome};
 pub use retry::{NodeOptions, RetryPolicy};
 pub use stream::{DebugEvent, StreamEvent, StreamMode};
 

@@ -16,10 +16,10 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Interrupt, State};
+use super::Interrupt;
 
 pub use memory::InMemorySaver;
 
@@ -197,46 +197,6 @@ pub trait Checkpointer: Send + Sync {
         thread_id: &str,
         limit: Option<usize>,
     ) -> BoxFuture<'static, Result<Vec<Checkpoint>, CheckpointError>>;
-}
-
-/// Encoders of a state and its updates, captured where their serde bounds hold so the
-/// executor needs none.
-pub(crate) struct Codec<S: State> {
-    pub(crate) encode_state: fn(&S) -> Result<Value, serde_json::Error>,
-    pub(crate) decode_state: fn(Value) -> Result<S, serde_json::Error>,
-    pub(crate) encode_update: fn(&S::Update) -> Result<Value, serde_json::Error>,
-    pub(crate) decode_update: fn(Value) -> Result<S::Update, serde_json::Error>,
-}
-
-impl<S: State> Clone for Codec<S> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<S: State> Copy for Codec<S> {}
-
-fn encode<T: Serialize>(value: &T) -> Result<Value, serde_json::Error> {
-    serde_json::to_value(value)
-}
-
-fn decode<T: DeserializeOwned>(value: Value) -> Result<T, serde_json::Error> {
-    serde_json::from_value(value)
-}
-
-impl<S> Codec<S>
-where
-    S: State + Serialize + DeserializeOwned,
-    S::Update: Serialize + DeserializeOwned,
-{
-    pub(crate) fn new() -> Self {
-        Self {
-            encode_state: encode::<S>,
-            decode_state: decode::<S>,
-            encode_update: encode::<S::Update>,
-            decode_update: decode::<S::Update>,
-        }
-    }
 }
 
 /// When checkpoints are written (LangGraph's durability modes).
