@@ -4,8 +4,8 @@
 //! (each with its parent, so a thread's history is a chain that forks when an earlier
 //! checkpoint is resumed — time travel) and the *pending writes* of tasks that finished in
 //! a superstep that did not (a node failed or interrupted): on resume those tasks are not
-//! run again. [`InMemorySaver`] keeps them in memory; `agent-runtime` has a PostgreSQL
-//! one.
+//! run again. [`InMemorySaver`] (in `memory.rs`) keeps them in memory; `agent-runtime` has
+//! a PostgreSQL one.
 //!
 //! Checkpoints are stored as versioned JSON ([`Checkpoint::encode`]); a corrupt or
 //! incompatible one is a [`CheckpointError`], never a panic.

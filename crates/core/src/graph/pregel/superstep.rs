@@ -102,6 +102,8 @@ impl<S: State> CompiledGraph<S> {
 }
 
 impl<'a, S: State> PregelLoop<'a, S> {
+    /// The loop of one run of `spec`: it saves when the graph has a checkpointer and
+    /// `config` a thread id.
     fn new(spec: &'a Spec<S>, config: RunConfig, sink: Option<StreamSink<S>>) -> Self {
         let saving = match (&spec.checkpointer, spec.codec, &config.thread_id) {
             (Some(saver), Some(codec), Some(thread)) => Some(Saving {
