@@ -137,6 +137,7 @@ pub(crate) fn prepare_next_tasks<S: State>(
 /// # Errors
 /// Whatever the reducers return; an [`GraphError::InvalidUpdate`] that names no node is
 /// given the step's label ([`Spec::step_label`]).
+#[inline]
 pub(crate) fn apply_writes<S: State>(
     spec: &Spec<S>,
     state: &mut S,

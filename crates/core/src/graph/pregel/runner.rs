@@ -49,6 +49,7 @@ impl<S: State> StepWrites<S> {
     /// Sorts `outcomes` (one per task of `tasks`, in order): a command for the parent
     /// graph that reached this one from a subgraph becomes a command of the current
     /// graph.
+    #[inline]
     fn sort(spec: &Spec<S>, tasks: &[PregelTask<S>], outcomes: Vec<NodeOutcome<S>>) -> Self {
         let mut commands: Vec<(usize, Command<S>)> = Vec::new();
         let mut interrupts: Vec<(usize, Interrupt)> = Vec::new();
@@ -87,6 +88,7 @@ impl<S: State> StepWrites<S> {
 
     /// Removes and returns the first command addressed to the parent graph
     /// ([`Command::to_parent`]), if any.
+    #[inline]
     pub(crate) fn take_parent_command(&mut self) -> Option<Command<S>> {
         let at = self
             .commands
@@ -96,6 +98,7 @@ impl<S: State> StepWrites<S> {
     }
 
     /// Whether the run stops here: a task failed or interrupted.
+    #[inline]
     pub(crate) fn stops_the_run(&self) -> bool {
         self.failure.is_some() || !self.interrupts.is_empty()
     }
