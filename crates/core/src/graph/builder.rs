@@ -1,15 +1,15 @@
 //! [`StateGraph`]: the builder.
 
-use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::{
     Command, CompiledGraph, END, Goto, GraphError, NodeError, RetryPolicy, RunConfig, RunContext,
     START, Send, State,
-    checkpoint::{Checkpointer, Codec},
-    compiled::{Edge, Join, Router, Spec, Target},
+    checkpoint::Checkpointer,
     node::{NodeFn, command_node, update_node},
+    pregel::{Codec, Edge, Join, Router, Source, Spec, Target, node_index, validate_graph},
     retry::NodeOptions,
 };
 
@@ -304,30 +304,14 @@ impl<S: State> StateGraph<S> {
         self.build(Some(checkpointer), Some(Codec::new()))
     }
 
+    /// Resolves every name to a node index into a [`Spec`], checking it on the way
+    /// ([`node_index`] before, [`validate_graph`] after).
     fn build(
         self,
         checkpointer: Option<Arc<dyn Checkpointer>>,
         codec: Option<Codec<S>>,
     ) -> Result<CompiledGraph<S>, GraphError> {
-        let mut index: HashMap<String, usize> = HashMap::new();
-        for (i, (name, _, _)) in self.nodes.iter().enumerate() {
-            let reason = if name.is_empty() {
-                Some("names must not be empty")
-            } else if name == START || name == END {
-                Some("START and END are reserved")
-            } else if index.contains_key(name) {
-                Some("a node of this name was already added")
-            } else {
-                None
-            };
-            if let Some(reason) = reason {
-                return Err(GraphError::InvalidNodeName {
-                    name: name.clone(),
-                    reason,
-                });
-            }
-            index.insert(name.clone(), i);
-        }
+        let index = node_index(self.nodes.iter().map(|(name, _, _)| name.as_str()))?;
         let resolve = |name: &str, context: &dyn Fn() -> String| -> Result<Target, GraphError> {
             if name == END {
                 Ok(Target::End)
@@ -341,9 +325,9 @@ impl<S: State> StateGraph<S> {
                     })
             }
         };
-        let source = |name: &str, context: &dyn Fn() -> String| -> Result<usize, GraphError> {
+        let source = |name: &str, context: &dyn Fn() -> String| -> Result<Source, GraphError> {
             if name == START {
-                return Ok(0);
+                return Ok(Source::Start);
             }
             if name == END {
                 return Err(GraphError::InvalidNodeName {
@@ -353,17 +337,17 @@ impl<S: State> StateGraph<S> {
             }
             index
                 .get(name)
-                .map(|&i| i + 1)
+                .map(|&i| Source::Node(i))
                 .ok_or_else(|| GraphError::UnknownNode {
                     name: name.to_owned(),
                     context: context(),
                 })
         };
 
-        // Edges indexed by source: slot 0 is START, node i is slot i + 1.
-        let mut edges: Vec<Vec<Edge<S>>> = (0..=self.nodes.len()).map(|_| Vec::new()).collect();
+        let mut start_edges: Vec<Edge<S>> = Vec::new();
+        let mut edges: Vec<Vec<Edge<S>>> = (0..self.nodes.len()).map(|_| Vec::new()).collect();
         for (from, spec) in self.edges {
-            let slot = source(&from, &|| format!("edge from {from}"))?;
+            let source = source(&from, &|| format!("edge from {from}"))?;
             let edge = match spec {
                 EdgeSpec::Fixed(to) => {
                     Edge::Fixed(resolve(&to, &|| format!("edge {from} -> {to}"))?)
@@ -376,7 +360,10 @@ impl<S: State> StateGraph<S> {
                     Edge::Conditional { router, map }
                 }
             };
-            edges[slot].push(edge);
+            match source {
+                Source::Start => start_edges.push(edge),
+                Source::Node(i) => edges[i].push(edge),
+            }
         }
         let mut joins = Vec::new();
         for (from, to) in self.joins {
@@ -420,10 +407,6 @@ impl<S: State> StateGraph<S> {
                 }
             }
         }
-        let has_entry = !edges[0].is_empty();
-        if !has_entry {
-            return Err(GraphError::NoEntryPoint);
-        }
         let names: Vec<Arc<str>> = self
             .nodes
             .iter()
@@ -434,13 +417,14 @@ impl<S: State> StateGraph<S> {
             index,
             nodes: self.nodes.into_iter().map(|(_, f, _)| f).collect(),
             options,
+            start_edges,
             edges,
             joins,
             destinations,
             checkpointer,
             codec,
         };
-        spec.check_paths_to_end()?;
+        validate_graph(&spec)?;
         Ok(CompiledGraph::new(spec))
     }
 }

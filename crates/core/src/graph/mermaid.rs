@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use super::{
     CompiledGraph, END, START, State,
-    compiled::{Edge, Target},
+    pregel::{Edge, Target},
 };
 
 impl<S: State> CompiledGraph<S> {
@@ -48,12 +48,9 @@ impl<S: State> CompiledGraph<S> {
             let _ = writeln!(out, "\t{}({name})", id(name));
         }
         let _ = writeln!(out, "\t{END}([<p>{END}</p>]):::last");
-        for (slot, edges) in spec.edges.iter().enumerate() {
-            let from = if slot == 0 {
-                START.to_owned()
-            } else {
-                id(&spec.names[slot - 1])
-            };
+        let sources = std::iter::once((START.to_owned(), &spec.start_edges))
+            .chain(spec.names.iter().map(|name| id(name)).zip(&spec.edges));
+        for (from, edges) in sources {
             for edge in edges {
                 match edge {
                     Edge::Fixed(t) => {

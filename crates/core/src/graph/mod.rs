@@ -23,6 +23,32 @@
 //! earlier checkpoint. Nodes can retry with backoff ([`RetryPolicy`]), time out, and
 //! [stream](CompiledGraph::stream) their own events.
 //!
+//! # Layout
+//!
+//! - `builder.rs`: [`StateGraph`] — nodes, edges, [`compile`](StateGraph::compile).
+//! - [`reducer`]: per-field reducers and the [`state!`](crate::state) macro.
+//! - `command.rs`: [`Command`], [`Send`], [`Goto`], [`Resume`].
+//! - `node.rs`: what a node is — [`RunContext`], [`NodeError`], [`Interrupt`].
+//! - `retry.rs`: [`RetryPolicy`] and per-node timeouts ([`NodeOptions`]).
+//! - `message.rs`: chat [`Message`]s and [`add_messages`].
+//! - `pregel/`: the runtime, split as LangGraph's `pregel` package:
+//!   - `compiled.rs`: [`CompiledGraph`] and its methods, [`RunConfig`], [`Input`],
+//!     [`RunOutcome`] (`main.py`).
+//!   - `spec.rs`: the frozen graph — nodes by index, edges by source, fan-in joins.
+//!   - `validate.rs`: compile-time checks (`_validate.py`).
+//!   - `superstep.rs`: the superstep loop, one function per step (`_loop.py`).
+//!   - `algo.rs`: the next step's tasks; writes merged through the reducers (`_algo.py`).
+//!   - `runner.rs`: a step's tasks run concurrently, with retries and timeouts
+//!     (`_runner.py`, `_retry.py`).
+//!   - `checkpoint_codec.rs`: the loop's state to a [`Checkpoint`] and back
+//!     (`_checkpoint.py`).
+//! - [`checkpoint`]: the [`Checkpointer`] trait and the checkpoint formats; `memory.rs`:
+//!   [`InMemorySaver`].
+//! - `stream.rs`: [`CompiledGraph::stream`], [`StreamMode`]s and [`StreamEvent`]s.
+//! - `mermaid.rs`: [`CompiledGraph::draw_mermaid`].
+//! - `error.rs`: [`GraphError`].
+//! - `tests.rs`: the engine's unit tests (its integration tests: `tests/engine.rs`).
+//!
 //! ```
 //! use agent_core::graph::{END, GraphError, NodeError, RunContext, START, StateGraph, reducer::{Append, Overwrite}};
 //!
@@ -60,11 +86,11 @@
 mod builder;
 pub mod checkpoint;
 mod command;
-mod compiled;
 mod error;
 mod mermaid;
 mod message;
 mod node;
+mod pregel;
 pub mod reducer;
 mod retry;
 mod stream;
@@ -75,10 +101,10 @@ pub use checkpoint::{
     InMemorySaver, PendingWrite, StateSnapshot,
 };
 pub use command::{Command, CommandGraph, Goto, Resume, Send};
-pub use compiled::{CompiledGraph, Input, RunConfig, RunOutcome};
 pub use error::GraphError;
 pub use message::{Message, add_messages};
 pub use node::{ErrorKind, Interrupt, NodeError, RunContext};
+pub use pregel::{CompiledGraph, Input, RunConfig, RunOutcome};
 pub use retry::{NodeOptions, RetryPolicy};
 pub use stream::{DebugEvent, StreamEvent, StreamMode};
 
