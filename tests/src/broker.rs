@@ -15,6 +15,12 @@ pub struct Broker {
     pub port: u16,
 }
 
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker").finish_non_exhaustive()
+    }
+}
+
 impl Broker {
     /// Starts Tansu and waits until it accepts connections.
     ///

@@ -33,6 +33,12 @@ pub struct LlmStandIn {
     pub server: MockServer,
 }
 
+impl std::fmt::Debug for LlmStandIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmStandIn").finish_non_exhaustive()
+    }
+}
+
 /// The task the stand-in proposes to the generator.
 pub const STANDIN_TASK: &str = r#"{"task_name": "Project help", "task_description": "Help the user with their project.", "context": "The user needs help with a project."}"#;
 /// The stand-in's answer to every free-text request (plan and solve).

@@ -58,6 +58,12 @@ pub struct SolverProcess {
     log: PathBuf,
 }
 
+impl std::fmt::Debug for SolverProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SolverProcess").finish_non_exhaustive()
+    }
+}
+
 impl SolverProcess {
     /// Starts a solver with the test settings ([`System::start`](crate::System::start)'s), `SOLVER_ID` = `name`
     /// and `extra`; waits until `/health` says `ok`.

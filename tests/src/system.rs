@@ -66,6 +66,12 @@ pub struct System {
     shutdown: CancellationToken,
 }
 
+impl std::fmt::Debug for System {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("System").finish_non_exhaustive()
+    }
+}
+
 impl System {
     /// Starts the three services on port 0 with `KAFKA_BOOTSTRAP_SERVERS` = `bootstrap`,
     /// `OPENAI_BASE_URL` = `llm_url`, a 3 s session timeout, and `extra` settings; waits

@@ -59,7 +59,7 @@ impl Drop for ModelServer {
 
 mod reqwest {
     /// `GET /health` answers 200 (plain TCP, so the check needs no runtime).
-    pub fn blocking_health(port: u16) -> bool {
+    pub(super) fn blocking_health(port: u16) -> bool {
         use std::io::{Read, Write};
         let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
             return false;

@@ -31,6 +31,12 @@ pub struct App {
     policy: TopicPolicy,
 }
 
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").finish_non_exhaustive()
+    }
+}
+
 impl App {
     /// Builds the bridge from `settings`; binds `PORT` (default 8000; 0 picks a free
     /// port). Needs no LLM.

@@ -58,6 +58,12 @@ pub struct LogWriter<W> {
     json: bool,
 }
 
+impl<W> std::fmt::Debug for LogWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogWriter").finish_non_exhaustive()
+    }
+}
+
 impl LogWriter<fn() -> std::io::Stdout> {
     /// Writes to standard output; `json` when the lines are JSON objects.
     pub fn stdout(json: bool) -> Self {
@@ -91,6 +97,12 @@ impl<'a, W: MakeWriter<'a>> MakeWriter<'a> for LogWriter<W> {
 pub struct LineWriter<W> {
     inner: W,
     json: bool,
+}
+
+impl<W> std::fmt::Debug for LineWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LineWriter").finish_non_exhaustive()
+    }
 }
 
 impl<W: Write> Write for LineWriter<W> {

@@ -163,6 +163,12 @@ pub struct Deps {
     pub events_topic: String,
 }
 
+impl std::fmt::Debug for Deps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deps").finish_non_exhaustive()
+    }
+}
+
 /// The outcome of one generation.
 #[derive(Debug, Clone)]
 pub struct Generated {

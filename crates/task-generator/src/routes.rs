@@ -47,6 +47,12 @@ pub struct AppState {
     pub rate_limit: Option<http::RateLimit>,
 }
 
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
 /// The router with every route and the common layers; every route but the health ones
 /// needs a key of [`AppState::api_keys`] when there are keys.
 pub fn router(state: AppState, health: Health, request_timeout: Duration) -> Router {

@@ -33,6 +33,12 @@ pub struct App {
     watch_stop: CancellationToken,
 }
 
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").finish_non_exhaustive()
+    }
+}
+
 impl App {
     /// Builds the service from `settings`: Kafka producer, LLM client, generation graph,
     /// results view and routes; binds `PORT` (default 8001; 0 picks a free port). Does

@@ -36,6 +36,12 @@ pub struct App {
     progress: ConsumerProgress,
 }
 
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").finish_non_exhaustive()
+    }
+}
+
 impl App {
     /// Builds the solver from `settings`: LLM client, solver graph, producer, health
     /// routes; binds `PORT` (default 8002; 0 picks a free port).

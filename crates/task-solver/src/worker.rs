@@ -45,6 +45,12 @@ pub struct Deps {
     pub seen: SeenTasks,
 }
 
+impl std::fmt::Debug for Deps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deps").finish_non_exhaustive()
+    }
+}
+
 /// Handles one message of the events topic.
 ///
 /// - Not a task (not JSON, wrong shape, invalid fields): [`Outcome::DeadLetter`] with the

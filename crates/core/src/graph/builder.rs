@@ -62,6 +62,12 @@ pub struct StateGraph<S: State> {
     options: Vec<(String, NodeOptions)>,
 }
 
+impl<S: State> std::fmt::Debug for StateGraph<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateGraph").finish_non_exhaustive()
+    }
+}
+
 enum EdgeSpec<S> {
     Fixed(String),
     Conditional {

@@ -122,6 +122,12 @@ impl Reducer<Vec<super::Message>> for AddMessages {
 #[derive(Clone, Copy)]
 pub struct Custom<F>(F);
 
+impl<F> std::fmt::Debug for Custom<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Custom").finish_non_exhaustive()
+    }
+}
+
 /// Wraps `f(&mut value, write)` as a [`Reducer`], e.g. a running sum:
 /// `custom(|total: &mut u64, n: u64| *total += n)`.
 pub fn custom<T, F: Fn(&mut T, T)>(f: F) -> Custom<F> {

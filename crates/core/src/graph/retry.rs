@@ -5,7 +5,7 @@ use std::{fmt, sync::Arc, time::Duration};
 use super::{NodeError, node::ErrorKind};
 
 /// Whether an error is worth another attempt.
-pub type RetryOn = Arc<dyn Fn(&NodeError) -> bool + Send + Sync>;
+pub(crate) type RetryOn = Arc<dyn Fn(&NodeError) -> bool + Send + Sync>;
 
 /// How a failing node is retried: up to `max_attempts` attempts in all, waiting
 /// `initial_interval`, then that times `backoff_factor` after each failure, at most

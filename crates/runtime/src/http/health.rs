@@ -25,6 +25,12 @@ pub struct Health {
     checks: Vec<Check>,
 }
 
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health").finish_non_exhaustive()
+    }
+}
+
 /// The body of `/health` and `/ready`.
 #[derive(Debug, Serialize)]
 pub struct HealthReport {

@@ -49,6 +49,12 @@ pub struct Producer {
     security_protocol: SecurityProtocol,
 }
 
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer").finish_non_exhaustive()
+    }
+}
+
 /// The reason librdkafka last gave for a broker error, shared with the client context.
 type LastError = Arc<Mutex<Option<String>>>;
 

@@ -29,6 +29,12 @@ pub struct BrokerWatch {
     status: Arc<RwLock<BrokerStatus>>,
 }
 
+impl std::fmt::Debug for BrokerWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerWatch").finish_non_exhaustive()
+    }
+}
+
 impl BrokerWatch {
     /// Starts watching through `producer`'s connection until `shutdown` fires. The status
     /// is "unreachable: not checked yet" until the first check answers.

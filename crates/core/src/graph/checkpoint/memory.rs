@@ -68,6 +68,12 @@ pub struct InMemorySaver {
     threads: Arc<Mutex<HashMap<String, Thread>>>,
 }
 
+impl std::fmt::Debug for InMemorySaver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InMemorySaver").finish_non_exhaustive()
+    }
+}
+
 impl InMemorySaver {
     /// An empty store.
     pub fn new() -> Self {

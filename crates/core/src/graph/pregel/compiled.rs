@@ -80,6 +80,12 @@ pub enum Input<S: State> {
     Resume(Command<S>),
 }
 
+impl<S: State> std::fmt::Debug for Input<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Input").finish_non_exhaustive()
+    }
+}
+
 impl<S: State> From<S> for Input<S> {
     fn from(state: S) -> Self {
         Self::State(state)
@@ -110,6 +116,12 @@ pub enum RunOutcome<S> {
 /// A validated graph, ready to run any number of times, concurrently. Cheap to clone.
 pub struct CompiledGraph<S: State> {
     pub(crate) spec: Arc<Spec<S>>,
+}
+
+impl<S: State> std::fmt::Debug for CompiledGraph<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledGraph").finish_non_exhaustive()
+    }
 }
 
 impl<S: State> Clone for CompiledGraph<S> {

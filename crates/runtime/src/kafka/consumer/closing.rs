@@ -11,6 +11,12 @@ pub struct ClosingConsumer<C: ConsumerContext + 'static = DefaultConsumerContext
     Option<StreamConsumer<C>>,
 );
 
+impl<C: ConsumerContext + 'static> std::fmt::Debug for ClosingConsumer<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClosingConsumer").finish_non_exhaustive()
+    }
+}
+
 impl<C: ConsumerContext + 'static> ClosingConsumer<C> {
     /// Wraps `consumer`.
     pub fn new(consumer: StreamConsumer<C>) -> Self {

@@ -97,6 +97,12 @@ pub struct FencingContext {
     ownership: Ownership,
 }
 
+impl std::fmt::Debug for FencingContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FencingContext").finish_non_exhaustive()
+    }
+}
+
 impl ClientContext for FencingContext {}
 
 impl ConsumerContext for FencingContext {
