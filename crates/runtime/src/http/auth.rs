@@ -119,23 +119,24 @@ pub fn require_api_key(router: Router, keys: Option<ApiKeys>, service: &str) -> 
     router.route_layer(middleware::from_fn(move |request: Request, next: Next| {
         let keys = keys.clone();
         async move {
-            let presented = request
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| {
-                    value
-                        .split_once(' ')
-                        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                        .map(|(_, key)| key.trim())
-                });
-            match presented {
+            match bearer(&request) {
                 Some(key) if keys.accepts(key) => next.run(request).await,
                 Some(_) => unauthorized("the API key is not valid"),
                 None => unauthorized("this route needs an API key: Authorization: Bearer <key>"),
             }
         }
     }))
+}
+
+/// The bearer token of `request`'s `Authorization` header (RFC 6750), if any.
+pub(super) fn bearer(request: &Request) -> Option<&str> {
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// A JSON 401 with `WWW-Authenticate: Bearer`.

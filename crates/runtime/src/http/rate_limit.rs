@@ -33,7 +33,7 @@ use governor::{
 };
 use sha2::{Digest, Sha256};
 
-use super::ApiError;
+use super::{ApiError, auth::bearer};
 use crate::config::Settings;
 
 /// Who a request counts against.
@@ -125,17 +125,6 @@ impl RateLimit {
             .check_key(&client)
             .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
-}
-
-/// The bearer token of `request`, if any.
-fn bearer(request: &Request) -> Option<&str> {
-    let value = request
-        .headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// `router` with every route under `limit`; unchanged when `limit` is `None`. Apply it
