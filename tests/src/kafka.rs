@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use agent_runtime::config::Settings;
+use agent_runtime::kafka::KafkaSettings;
 use tokio_util::sync::CancellationToken;
 
 /// Every message on `topic` (all partitions, from the beginning, outside any group) until
@@ -47,7 +47,7 @@ async fn read_topic_until(
     quiet: Option<Duration>,
     timeout: Duration,
 ) -> Vec<rdkafka::message::OwnedMessage> {
-    let settings = Settings::from_vars([("KAFKA_BOOTSTRAP_SERVERS", bootstrap)]).expect("settings");
+    let settings = KafkaSettings::for_brokers(bootstrap);
     let never = CancellationToken::new();
     let open = agent_runtime::kafka::consumer::TopicReader::open(
         &settings,

@@ -38,7 +38,7 @@ pub fn test_settings(bootstrap: &str, llm_url: &str, extra: &[(&str, &str)]) -> 
 fn client_for(settings: &Settings) -> reqwest::Client {
     use secrecy::ExposeSecret;
     let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(keys) = &settings.api_keys
+    if let Some(keys) = &settings.http.api_keys
         && let Some(first) = keys.expose_secret().split(',').next()
         && let Ok(value) =
             reqwest::header::HeaderValue::from_str(&format!("Bearer {}", first.trim()))
@@ -104,7 +104,7 @@ impl System {
         with_solver: bool,
     ) -> Self {
         if std::env::var_os("TEST_LOG").is_some() {
-            agent_runtime::telemetry::init("pretty");
+            agent_runtime::telemetry::init(agent_runtime::telemetry::LogFormat::Pretty);
         }
         let settings = test_settings(bootstrap, llm_url, extra);
         let shutdown = CancellationToken::new();

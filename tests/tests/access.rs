@@ -91,7 +91,7 @@ async fn every_attempt_of_the_probe_gets_403_or_401_and_no_key_reaches_a_log_or_
     let broker = Broker::start();
     let llm = LlmStandIn::healthy().await;
     let system = System::start(&broker.bootstrap(), &llm.base_url(), &[("API_KEYS", KEY)]).await;
-    let topics = system.settings.topics();
+    let topics = system.settings.kafka.topics.clone();
     let open = reqwest::Client::new();
     let send = format!("{}/send_event", system.comms);
 
@@ -202,7 +202,7 @@ async fn a_result_forged_onto_the_topic_with_a_later_finished_at_does_not_replac
     let broker = Broker::start();
     let llm = LlmStandIn::healthy().await;
     let system = System::start(&broker.bootstrap(), &llm.base_url(), &[]).await;
-    let topics = system.settings.topics();
+    let topics = system.settings.kafka.topics.clone();
 
     let ids = produce_tasks(&broker.bootstrap(), &topics.events, 1).await;
     let real = system

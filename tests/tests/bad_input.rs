@@ -258,7 +258,7 @@ async fn a_poison_message_goes_to_the_dead_letter_topic_and_the_solver_moves_on(
     let broker = Broker::start();
     let llm = LlmStandIn::healthy().await;
     let system = System::start(&broker.bootstrap(), &llm.base_url(), &[]).await;
-    let topics = system.settings.topics();
+    let topics = system.settings.kafka.topics.clone();
     let send = format!("{}/send_event", system.comms);
 
     // Same key, so both land on one partition: the good task behind the poison one.

@@ -278,7 +278,7 @@ async fn a_broker_paused_for_twenty_seconds_loses_nothing_and_never_answers_200_
 
     // Under at-least-once, a result whose acknowledgement was lost in the outage may be
     // published again; the view shows it once. Count them on the topic for the record.
-    let topics = system.settings.topics();
+    let topics = system.settings.kafka.topics.clone();
     let on_topic = keys_on(&broker.bootstrap(), &topics.results).await;
     let repeated: usize = on_topic.values().map(|n| n - 1).sum();
     for id in &accepted {

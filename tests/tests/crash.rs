@@ -110,7 +110,7 @@ async fn three_sigkills_lose_nothing_repeat_nothing_and_pay_no_finished_step_twi
     let bootstrap = broker.bootstrap();
     let (llm, arrived) = slow_model(Duration::from_millis(40)).await;
     let system = System::start_without_solver(&bootstrap, &llm.base_url(), &[]).await;
-    let topics = system.settings.topics();
+    let topics = system.settings.kafka.topics.clone();
     let concurrency = CONCURRENCY.to_string();
     let solver_vars = [
         ("CHECKPOINTER", "postgres"),
@@ -183,7 +183,7 @@ async fn sigterm_under_load_drains_commits_and_loses_nothing() {
     let bootstrap = broker.bootstrap();
     let (llm, arrived) = slow_model(Duration::from_millis(40)).await;
     let system = System::start_without_solver(&bootstrap, &llm.base_url(), &[]).await;
-    let topics = system.settings.topics();
+    let topics = system.settings.kafka.topics.clone();
     // The in-memory checkpointer: a task redone after the restart would call the model
     // again, so the call count shows whether the drain committed what it finished.
     let concurrency = CONCURRENCY.to_string();

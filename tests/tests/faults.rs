@@ -19,7 +19,7 @@ async fn fifty_poison_messages_among_two_hundred_tasks() {
     let broker = Broker::start();
     let llm = LlmStandIn::healthy().await;
     let system = System::start(&broker.bootstrap(), &llm.base_url(), &[]).await;
-    let topics = system.settings.topics();
+    let topics = system.settings.kafka.topics.clone();
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap())
         .create()
@@ -124,7 +124,7 @@ async fn sixteen_600_kb_poison_records_are_dead_lettered_whole_a_950_kb_one_cut_
         &[("SOLVER_CONCURRENCY", "16")],
     )
     .await;
-    let topics = system.settings.topics();
+    let topics = system.settings.kafka.topics.clone();
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap())
         .create()
@@ -237,7 +237,7 @@ async fn sixteen_600_kb_poison_records_are_dead_lettered_whole_a_950_kb_one_cut_
     let mut committed = 0;
     for _ in 0..50 {
         let mut list = TopicPartitionList::new();
-        for partition in 0..system.settings.kafka_partitions {
+        for partition in 0..system.settings.kafka.partitions {
             list.add_partition(&topics.events, partition);
         }
         committed = consumer

@@ -24,7 +24,7 @@ async fn a_model_answering_50_mb_fails_the_task_within_10_s_and_the_solver_stays
     drop(huge);
     let system = System::start_without_solver(&broker.bootstrap(), &llm.base_url(), &[]).await;
     let solver = SolverProcess::start(&broker.bootstrap(), &llm.base_url(), "huge", &[]).await;
-    let topics = system.settings.topics();
+    let topics = system.settings.kafka.topics.clone();
 
     let started = Instant::now();
     let ids = produce_tasks(&broker.bootstrap(), &topics.events, 1).await;
@@ -85,7 +85,7 @@ async fn a_model_echoing_the_api_key_leaks_it_into_no_answer_result_topic_or_log
     ];
     let system = System::start_without_solver(&broker.bootstrap(), &url, &extra).await;
     let solver = SolverProcess::start(&broker.bootstrap(), &url, "echo", &extra).await;
-    let topics = system.settings.topics();
+    let topics = system.settings.kafka.topics.clone();
 
     // The generator's answer to a model failure.
     let (status, body) = system

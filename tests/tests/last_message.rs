@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Creates `topic` (2 partitions, as the test settings say).
 async fn create(system: &System, topic: &str) {
-    ensure_topics(&system.settings, &[topic], &CancellationToken::new())
+    ensure_topics(&system.settings.kafka, &[topic], &CancellationToken::new())
         .await
         .expect("topic created");
 }

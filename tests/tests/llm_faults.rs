@@ -151,7 +151,7 @@ async fn every_task_ends_completed_or_failed_with_a_reason_under_llm_faults() {
         ],
     )
     .await;
-    let topics = system.settings.topics();
+    let topics = system.settings.kafka.topics.clone();
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap())
         .create()
@@ -376,7 +376,7 @@ async fn a_provider_that_refuses_past_eight_requests_at_once_gets_the_limit_it_s
         &[("OPENAI_INITIAL_CONCURRENCY", "32")],
     )
     .await;
-    let events = system.settings.topics().events;
+    let events = system.settings.kafka.topics.clone().events;
     let ids = e2e::produce_tasks(&broker.bootstrap(), &events, CAPPED_TASKS).await;
 
     let body = system

@@ -75,7 +75,8 @@ async fn a_plain_json_task_produced_as_the_python_system_did_gets_a_result() {
     let value = br#"{"task_name": "Summarize notes", "task_description": "Summarize the meeting notes.", "context": "Notes: ship on Friday."}"#;
     producer
         .send(
-            FutureRecord::<(), _>::to(&system.settings.topics().events).payload(&value[..]),
+            FutureRecord::<(), _>::to(&system.settings.kafka.topics.clone().events)
+                .payload(&value[..]),
             Duration::from_secs(10),
         )
         .await

@@ -28,7 +28,7 @@ async fn a_different_body_under_a_known_task_id_is_dead_lettered_and_the_same_bo
     let broker = Broker::start();
     let llm = LlmStandIn::healthy().await;
     let system = System::start(&broker.bootstrap(), &llm.base_url(), &[]).await;
-    let topics = system.settings.topics();
+    let topics = system.settings.kafka.topics.clone();
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap())
         .create()

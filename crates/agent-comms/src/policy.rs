@@ -17,7 +17,7 @@
 
 use agent_runtime::{
     Error, Result,
-    config::Settings,
+    config::CommsSettings,
     http::ApiError,
     kafka::{Topics, valid_topic_name},
 };
@@ -32,29 +32,28 @@ pub struct TopicPolicy {
 
 impl TopicPolicy {
     /// The policy of `settings`: `COMMS_PUBLISH_TOPICS` and `COMMS_READ_TOPICS`, or their
-    /// defaults.
+    /// defaults made of the service `topics`.
     ///
     /// # Errors
     /// [`Error::Config`] naming the setting when a name is not a valid topic name, or is
     /// an internal or the dead-letter topic.
-    pub fn from_settings(settings: &Settings) -> Result<Self> {
-        let topics = settings.topics();
+    pub fn from_settings(settings: &CommsSettings, topics: &Topics) -> Result<Self> {
         let publish = list(
             "COMMS_PUBLISH_TOPICS",
-            settings.comms_publish_topics.as_deref(),
+            settings.publish_topics.as_deref(),
             vec![topics.events.clone()],
-            &topics,
+            topics,
         )?;
         let read = list(
             "COMMS_READ_TOPICS",
-            settings.comms_read_topics.as_deref(),
+            settings.read_topics.as_deref(),
             vec![topics.events.clone(), topics.results.clone()],
-            &topics,
+            topics,
         )?;
         Ok(Self {
             publish,
             read,
-            dead_letter: topics.dead_letter,
+            dead_letter: topics.dead_letter.clone(),
         })
     }
 
@@ -153,10 +152,13 @@ fn list(
 
 #[cfg(test)]
 mod tests {
+    use agent_runtime::config::Settings;
+
     use super::*;
 
     fn policy_of(vars: &[(&str, &str)]) -> Result<TopicPolicy> {
-        TopicPolicy::from_settings(&Settings::from_vars(vars.iter().copied()).expect("settings"))
+        let settings = Settings::from_vars(vars.iter().copied()).expect("settings");
+        TopicPolicy::from_settings(&settings.comms, &settings.kafka.topics)
     }
 
     #[test]

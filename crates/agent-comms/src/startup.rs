@@ -44,15 +44,15 @@ impl App {
     /// # Errors
     /// Bad Kafka settings or a port that cannot be bound.
     pub async fn build(settings: Settings) -> Result<Self> {
-        let topics = settings.topics();
-        let producer = Producer::new(&settings, SERVICE)?;
+        let topics = settings.kafka.topics.clone();
+        let producer = Producer::new(&settings.kafka, SERVICE)?;
         let watch_stop = CancellationToken::new();
         let watch =
             BrokerWatch::spawn(producer.clone(), Duration::from_secs(5), watch_stop.clone());
         let health = Health::new(SERVICE, watch, topics.clone(), json!({}));
-        let policy = TopicPolicy::from_settings(&settings)?;
+        let policy = TopicPolicy::from_settings(&settings.comms, &topics)?;
         let (last_messages, follower) = LastMessages::new(
-            &settings,
+            &settings.kafka,
             ViewOptions {
                 on_demand: false,
                 ..ViewOptions::new(policy.read_topics().to_vec())
@@ -64,12 +64,16 @@ impl App {
                 topics,
                 last_messages,
                 policy: policy.clone(),
-                api_keys: http::ApiKeys::from_settings(&settings)?,
-                rate_limit: http::RateLimit::from_settings(&settings),
+                api_keys: http::ApiKeys::from_settings(&settings.http)?,
+                rate_limit: http::RateLimit::from_settings(&settings.http),
             },
             health,
         );
-        let listener = http::bind(&settings.bind_address, settings.port_or(DEFAULT_PORT)).await?;
+        let listener = http::bind(
+            &settings.http.bind_address,
+            settings.http.port_or(DEFAULT_PORT),
+        )
+        .await?;
         Ok(Self {
             settings,
             listener,
@@ -101,7 +105,8 @@ impl App {
             let settings = self.settings.clone();
             let shutdown = shutdown.clone();
             let mut topics: Vec<String> = settings
-                .topics()
+                .kafka
+                .topics
                 .all()
                 .iter()
                 .map(|t| (*t).to_owned())
@@ -113,7 +118,7 @@ impl App {
             }
             tokio::spawn(async move {
                 let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-                if let Err(err) = kafka::ensure_topics(&settings, &names, &shutdown).await {
+                if let Err(err) = kafka::ensure_topics(&settings.kafka, &names, &shutdown).await {
                     tracing::error!(error = %err, "cannot create topics");
                 }
             })
@@ -122,7 +127,7 @@ impl App {
         http::serve(
             self.listener,
             self.router,
-            &self.settings.http_limits(),
+            &self.settings.http.limits,
             shutdown.clone(),
         )
         .await;

@@ -3,7 +3,11 @@
 //! # Layout
 //!
 //! - [`config`]: layered [`Settings`](config::Settings) — defaults, then an optional TOML
-//!   file (`CONFIG_FILE`), then environment variables; secrets as `SecretString`.
+//!   file (`CONFIG_FILE`), then environment variables — sorted into typed sections, each
+//!   owned by the module that reads it ([`KafkaSettings`](kafka::KafkaSettings),
+//!   [`LlmSettings`](llm::LlmSettings), [`HttpSettings`](http::HttpSettings),
+//!   [`SolverSettings`](config::SolverSettings), [`CommsSettings`](config::CommsSettings));
+//!   secrets as `SecretString`.
 //! - [`telemetry`]: the tracing subscriber (human or JSON, `LOG_FORMAT`) and W3C
 //!   [`TraceContext`](telemetry::TraceContext) for Kafka headers.
 //! - [`kafka`]: topic names, the [`Producer`](kafka::Producer), the at-least-once

@@ -9,9 +9,10 @@
 //! 502 answers) and dead-letter reasons.
 //!
 //! What is removed:
-//! - every secret [`register`]ed — `OPENAI_API_KEY`, `KAFKA_SASL_PASSWORD`, the keys of
-//!   `API_KEYS`, the password of `DATABASE_URL` and of `OPENAI_BASE_URL` — as written and
-//!   percent-encoded, each occurrence replaced by [`REDACTED`];
+//! - every secret [`register_secrets`]ed — [`crate::config`] registers `OPENAI_API_KEY`,
+//!   `KAFKA_SASL_PASSWORD`, the keys of `API_KEYS`, the password of `DATABASE_URL` and of
+//!   `OPENAI_BASE_URL` — as written and percent-encoded, each occurrence replaced by
+//!   [`REDACTED`];
 //! - the userinfo (`user:password@`) of any `scheme://` URL in the text, configured or
 //!   not.
 //!
@@ -23,10 +24,6 @@ use std::{
     sync::{PoisonError, RwLock},
 };
 
-use secrecy::ExposeSecret;
-
-use crate::config::Settings;
-
 /// What a secret is replaced with.
 pub const REDACTED: &str = "[REDACTED]";
 
@@ -36,33 +33,6 @@ pub const MIN_SECRET_BYTES: usize = 4;
 /// The secrets registered so far in this process (several services may run in one test
 /// process: their secrets add up).
 static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
-
-/// Registers the secrets of `settings` (see the [module docs](self)); idempotent.
-pub fn register(settings: &Settings) {
-    let mut found: Vec<String> = Vec::new();
-    if let Some(key) = &settings.openai_api_key {
-        found.push(key.expose_secret().to_owned());
-    }
-    if let Some(password) = &settings.kafka_sasl_password {
-        found.push(password.expose_secret().to_owned());
-    }
-    if let Some(url) = &settings.database_url {
-        found.extend(url_password(url.expose_secret()));
-    }
-    if let Some(url) = &settings.openai_base_url {
-        found.extend(url_password(url));
-    }
-    if let Some(keys) = &settings.api_keys {
-        found.extend(
-            keys.expose_secret()
-                .split(',')
-                .map(str::trim)
-                .filter(|key| !key.starts_with("sha256:"))
-                .map(str::to_owned),
-        );
-    }
-    register_secrets(found);
-}
 
 /// Registers `secrets` (and their percent-encoded forms); idempotent, short ones ignored.
 pub fn register_secrets(secrets: impl IntoIterator<Item = String>) {
@@ -96,7 +66,7 @@ pub fn redact(text: &str) -> Cow<'_, str> {
 }
 
 /// The password in `url`'s userinfo, percent-decoded, if any.
-fn url_password(url: &str) -> Option<String> {
+pub(crate) fn url_password(url: &str) -> Option<String> {
     let parsed = url::Url::parse(url).ok()?;
     let password = parsed.password()?;
     let decoded = percent_decode(password);

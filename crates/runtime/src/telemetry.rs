@@ -19,14 +19,43 @@ pub const MAX_LOG_LINE_BYTES: usize = 16 * 1024;
 /// How much of an over-long log line is kept.
 pub const LOG_PREFIX_BYTES: usize = 2 * 1024;
 
+/// `LOG_FORMAT`: how log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `pretty` (the default): one human-readable line an event.
+    #[default]
+    Pretty,
+    /// `json`: one JSON object a line, the event's fields flattened, for log collectors.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = crate::Error;
+
+    /// `pretty` or `json`, as written.
+    ///
+    /// # Errors
+    /// [`Error::Config`](crate::Error::Config) naming `LOG_FORMAT` (the value is not
+    /// quoted).
+    fn from_str(text: &str) -> crate::Result<Self> {
+        match text {
+            "pretty" => Ok(Self::Pretty),
+            "json" => Ok(Self::Json),
+            _ => Err(crate::Error::Config(
+                "LOG_FORMAT must be `pretty` or `json`".into(),
+            )),
+        }
+    }
+}
+
 /// Installs the global tracing subscriber; a second call does nothing (tests start
 /// several services in one process).
-pub fn init(log_format: &str) {
+pub fn init(log_format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn,librdkafka=warn"));
     let registry = tracing_subscriber::registry().with(filter);
     // `try_init` fails only when a subscriber is already installed: keep that one.
-    let _ = if log_format == "json" {
+    let _ = if log_format == LogFormat::Json {
         registry
             .with(
                 tfmt::layer()

@@ -6,7 +6,7 @@ use task_generator::startup::App;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;
-    telemetry::init(&settings.log_format);
+    telemetry::init(settings.log_format);
     let app = App::build(settings).await?;
     app.run_until_stopped(shutdown::signal()).await?;
     Ok(())

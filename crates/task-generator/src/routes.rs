@@ -201,8 +201,8 @@ mod tests {
             ("OPENAI_API_KEY", "sk-secret-123"),
         ])
         .expect("settings");
-        let producer = Producer::new(&settings, "test").expect("producer");
-        let llm = LlmClient::new(&settings).expect("llm");
+        let producer = Producer::new(&settings.kafka, "test").expect("producer");
+        let llm = LlmClient::new(&settings.llm).expect("llm");
         let graph = generation::graph(Deps {
             llm,
             producer: producer.clone(),
@@ -213,8 +213,8 @@ mod tests {
         let health = Health::new(
             "task-generator",
             watch,
-            settings.topics(),
-            json!({"model": settings.openai_model, "llm_endpoint": settings.openai_base_url}),
+            settings.kafka.topics.clone(),
+            json!({"model": settings.llm.model, "llm_endpoint": settings.llm.base_url}),
         );
         router(
             AppState {

@@ -7,7 +7,7 @@ use agent_runtime::{
     Result,
     config::Settings,
     http::{self, Health},
-    kafka::{self, BrokerWatch, Producer, consumer::TopicReader},
+    kafka::{self, BrokerWatch, KafkaSettings, Producer, consumer::TopicReader},
     llm::LlmClient,
 };
 use rdkafka::{Message, Offset};
@@ -48,9 +48,9 @@ impl App {
     /// A configuration error (no model configured, bad Kafka settings) or a port that
     /// cannot be bound.
     pub async fn build(settings: Settings) -> Result<Self> {
-        let topics = settings.topics();
-        let llm = LlmClient::new(&settings)?;
-        let producer = Producer::new(&settings, SERVICE)?;
+        let topics = settings.kafka.topics.clone();
+        let llm = LlmClient::new(&settings.llm)?;
+        let producer = Producer::new(&settings.kafka, SERVICE)?;
         let watch_stop = CancellationToken::new();
         let watch =
             BrokerWatch::spawn(producer.clone(), Duration::from_secs(5), watch_stop.clone());
@@ -71,18 +71,22 @@ impl App {
             let llm = llm.clone();
             move || json!({"llm_concurrency": llm.concurrency()})
         });
-        let request_timeout = Duration::from_secs(settings.openai_timeout_secs * 4 + 30);
+        let request_timeout = settings.llm.timeout * 4 + Duration::from_secs(30);
         let router = routes::router(
             AppState {
                 graph,
                 view: view.clone(),
-                api_keys: http::ApiKeys::from_settings(&settings)?,
-                rate_limit: http::RateLimit::from_settings(&settings),
+                api_keys: http::ApiKeys::from_settings(&settings.http)?,
+                rate_limit: http::RateLimit::from_settings(&settings.http),
             },
             health,
             request_timeout,
         );
-        let listener = http::bind(&settings.bind_address, settings.port_or(DEFAULT_PORT)).await?;
+        let listener = http::bind(
+            &settings.http.bind_address,
+            settings.http.port_or(DEFAULT_PORT),
+        )
+        .await?;
         Ok(Self {
             settings,
             listener,
@@ -122,13 +126,13 @@ impl App {
             watch_stop,
         } = self;
         tracing::info!(address = %listener.local_addr()?, "task-generator listening");
-        let topics = settings.topics();
+        let topics = settings.kafka.topics.clone();
         let background = {
             let settings = settings.clone();
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
-                kafka::ensure_service_topics(&settings, &shutdown).await;
-                let events = follow(&settings, &topics.events, &shutdown, {
+                kafka::ensure_service_topics(&settings.kafka, &shutdown).await;
+                let events = follow(&settings.kafka, &topics.events, &shutdown, {
                     let view = view.clone();
                     move |message| {
                         let id = || {
@@ -144,14 +148,14 @@ impl App {
                         }
                     }
                 });
-                let results = follow(&settings, &topics.results, &shutdown, {
+                let results = follow(&settings.kafka, &topics.results, &shutdown, {
                     let view = view.clone();
                     move |message| record_result(&view, message)
                 });
                 tokio::join!(events, results);
             })
         };
-        http::serve(listener, router, &settings.http_limits(), shutdown.clone()).await;
+        http::serve(listener, router, &settings.http.limits, shutdown.clone()).await;
         watch_stop.cancel();
         background.abort();
         producer.flush(Duration::from_secs(5));
@@ -188,7 +192,7 @@ fn record_result<M: Message>(view: &ResultsView, message: &M) {
 /// Reads every partition of `topic` from the beginning ([`TopicReader`]), calling `apply`
 /// on each record, until `shutdown` fires.
 async fn follow(
-    settings: &Settings,
+    settings: &KafkaSettings,
     topic: &str,
     shutdown: &CancellationToken,
     apply: impl Fn(&rdkafka::message::BorrowedMessage<'_>),

@@ -8,7 +8,7 @@ use secrecy::ExposeSecret;
 
 use agent_runtime::{
     Result,
-    config::Settings,
+    config::{CheckpointerKind, Settings, SolverSettings},
     http::{self, Health, health_routes},
     kafka::{self, BrokerWatch, ConsumerOptions, ConsumerProgress, Producer, run_at_least_once},
     llm::LlmClient,
@@ -50,10 +50,10 @@ impl App {
     /// A configuration error (no model configured, bad Kafka settings) or a port that
     /// cannot be bound.
     pub async fn build(settings: Settings) -> Result<Self> {
-        let topics = settings.topics();
-        let llm = LlmClient::new(&settings)?;
+        let topics = settings.kafka.topics.clone();
+        let llm = LlmClient::new(&settings.llm)?;
         let solver_id = settings.instance_id(SERVICE);
-        let producer = Producer::new(&settings, &solver_id)?;
+        let producer = Producer::new(&settings.kafka, &solver_id)?;
         let watch_stop = CancellationToken::new();
         let progress = ConsumerProgress::default();
         let watch =
@@ -66,10 +66,10 @@ impl App {
                 "model": llm.model(),
                 "llm_endpoint": llm.endpoint(),
                 "consumer_group": CONSUMER_GROUP,
-                "concurrency": settings.solver_concurrency,
-                "task_deadline_secs": settings.task_deadline_secs,
+                "concurrency": settings.solver.concurrency,
+                "task_deadline_secs": settings.solver.task_deadline.as_secs(),
                 "solver_id": solver_id,
-                "checkpointer": if settings.disablecheckpointer { "disabled" } else { settings.checkpointer.as_str() },
+                "checkpointer": settings.solver.checkpointer.as_str(),
             }),
         )
         .with_live({
@@ -78,20 +78,24 @@ impl App {
         })
         .with_check("stalled_partitions", {
             let progress = progress.clone();
-            let after = Duration::from_secs(settings.consumer_stall_secs);
+            let after = settings.solver.consumer_stall;
             move || {
                 let stalls = progress.stalled(after);
                 (!stalls.is_empty()).then(|| json!(stalls))
             }
         });
-        let deadline = settings.task_deadline();
-        let max_result_bytes = settings.max_result_bytes;
-        let (checkpointer, memory_saver) = checkpointer(&settings).await?;
+        let deadline = settings.solver.task_deadline;
+        let max_result_bytes = settings.solver.max_result_bytes;
+        let (checkpointer, memory_saver) = checkpointer(&settings.solver).await?;
         let checkpointed = checkpointer.is_some();
         let graph = solver::graph(llm, checkpointer)
             .map_err(|err| agent_runtime::Error::Task(err.into()))?;
         let router = http::with_common_layers(health_routes(health), Duration::from_secs(10));
-        let listener = http::bind(&settings.bind_address, settings.port_or(DEFAULT_PORT)).await?;
+        let listener = http::bind(
+            &settings.http.bind_address,
+            settings.http.port_or(DEFAULT_PORT),
+        )
+        .await?;
         Ok(Self {
             settings,
             listener,
@@ -137,27 +141,27 @@ impl App {
         } = self;
         tracing::info!(address = %listener.local_addr()?, solver_id = %deps.solver_id, "task-solver listening");
         let server = tokio::spawn({
-            let limits = settings.http_limits();
+            let limits = settings.http.limits;
             let shutdown = shutdown.clone();
             async move { http::serve(listener, router, &limits, shutdown).await }
         });
-        let topics = settings.topics();
+        let topics = settings.kafka.topics.clone();
         let mut outcome = Ok(());
-        if kafka::ensure_service_topics(&settings, &shutdown).await {
+        if kafka::ensure_service_topics(&settings.kafka, &shutdown).await {
             let options = ConsumerOptions {
                 group_id: CONSUMER_GROUP.to_owned(),
                 topics: vec![topics.events.clone()],
                 dead_letter_topic: topics.dead_letter.clone(),
                 client_id: deps.solver_id.clone(),
-                drain_timeout: settings.drain_timeout(),
-                concurrency: settings.solver_concurrency,
-                max_attempts: settings.consumer_max_attempts,
+                drain_timeout: settings.shutdown_drain,
+                concurrency: settings.solver.concurrency,
+                max_attempts: settings.solver.consumer_max_attempts,
                 progress,
             };
             let producer = deps.producer.clone();
             let worker_deps = deps.clone();
             outcome = run_at_least_once(
-                &settings,
+                &settings.kafka,
                 options,
                 producer,
                 shutdown.clone(),
@@ -182,13 +186,11 @@ impl App {
 /// The solver graph's checkpointer from `DISABLECHECKPOINTER`, `CHECKPOINTER` and
 /// `DATABASE_URL`; the in-memory one is also returned to drop finished threads.
 async fn checkpointer(
-    settings: &Settings,
+    settings: &SolverSettings,
 ) -> Result<(Option<Arc<dyn Checkpointer>>, Option<InMemorySaver>)> {
-    if settings.disablecheckpointer {
-        return Ok((None, None));
-    }
-    match settings.checkpointer.as_str() {
-        "postgres" => {
+    match settings.checkpointer {
+        CheckpointerKind::Disabled => Ok((None, None)),
+        CheckpointerKind::Postgres => {
             let url = settings.database_url.as_ref().ok_or_else(|| {
                 agent_runtime::Error::Config(
                     "DATABASE_URL must be set when CHECKPOINTER=postgres".into(),
@@ -203,7 +205,7 @@ async fn checkpointer(
                 })?;
             Ok((Some(Arc::new(saver)), None))
         }
-        _ => {
+        CheckpointerKind::Memory => {
             let saver = InMemorySaver::new();
             Ok((Some(Arc::new(saver.clone())), Some(saver)))
         }

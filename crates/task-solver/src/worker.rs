@@ -269,13 +269,13 @@ mod tests {
             ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1"),
         ])
         .expect("settings");
-        let llm = LlmClient::new(&settings).expect("llm");
+        let llm = LlmClient::new(&settings.llm).expect("llm");
         let checkpointer = saver
             .clone()
             .map(|s| Arc::new(s) as Arc<dyn agent_core::graph::Checkpointer>);
         Deps {
             graph: solver::graph(llm, checkpointer).expect("graph"),
-            producer: Producer::new(&settings, "test").expect("producer"),
+            producer: Producer::new(&settings.kafka, "test").expect("producer"),
             results_topic: "results".into(),
             solver_id: "test".into(),
             checkpointed: saver.is_some(),

@@ -19,9 +19,8 @@ use std::{
 
 use agent_runtime::{
     Result,
-    config::Settings,
     kafka::{
-        self,
+        KafkaSettings,
         consumer::{ClosingConsumer, partitions_of},
     },
 };
@@ -168,11 +167,12 @@ impl Follower {
     /// The follower of `options` on the brokers of `settings`, serving `requests`, and
     /// the directory of followed topics it keeps.
     pub(crate) fn new(
-        settings: &Settings,
+        settings: &KafkaSettings,
         options: &ViewOptions,
         requests: mpsc::Receiver<Follow>,
     ) -> Result<(watch::Receiver<Directory>, Self)> {
-        let consumer: StreamConsumer = kafka::client_config(settings, SERVICE)
+        let consumer: StreamConsumer = settings
+            .client_config(SERVICE)
             // librdkafka wants a group id even for assigned partitions; nothing is committed.
             .set(
                 "group.id",
@@ -184,7 +184,7 @@ impl Follower {
             .set("auto.offset.reset", "earliest")
             .set(
                 "fetch.wait.max.ms",
-                settings.kafka_fetch_wait_max_ms.to_string(),
+                settings.fetch_wait_max.as_millis().to_string(),
             )
             .set("queued.max.messages.kbytes", QUEUED_MAX_KBYTES.to_string())
             .create()?;

@@ -1,7 +1,7 @@
 //! The view on librdkafka's mock cluster: what a read answers as records arrive, topics
 //! asked for, limits and shutdown; and the rendering of a record.
 
-use agent_runtime::config::Settings;
+use agent_runtime::kafka::KafkaSettings;
 use rdkafka::{
     ClientConfig, Timestamp,
     message::{Header, OwnedHeaders, OwnedMessage},
@@ -59,8 +59,8 @@ fn a_value_that_is_not_json_shows_as_its_text() {
 
 const EVENTS: &str = "events";
 
-fn settings(bootstrap: &str) -> Settings {
-    Settings::from_vars([("KAFKA_BOOTSTRAP_SERVERS", bootstrap)]).expect("settings")
+fn settings(bootstrap: &str) -> KafkaSettings {
+    KafkaSettings::for_brokers(bootstrap)
 }
 
 /// A view of `cluster` with `options`, running until the token is cancelled.

@@ -2,7 +2,7 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use agent_runtime::{Result, config::Settings};
+use agent_runtime::{Result, kafka::KafkaSettings};
 use tokio::{
     sync::{mpsc, oneshot, watch},
     time::Instant,
@@ -143,7 +143,7 @@ impl LastMessages {
     ///
     /// # Errors
     /// A Kafka configuration error.
-    pub fn new(settings: &Settings, options: ViewOptions) -> Result<(Self, Follower)> {
+    pub fn new(settings: &KafkaSettings, options: ViewOptions) -> Result<(Self, Follower)> {
         let (requests, follow) = mpsc::channel(FOLLOW_QUEUE);
         let (directory, follower) = Follower::new(settings, &options, follow)?;
         let view = Self {

@@ -3,6 +3,10 @@
 use secrecy::ExposeSecret;
 
 use super::*;
+use crate::{
+    http::HttpLimits,
+    kafka::{SaslMechanism, SecurityProtocol},
+};
 
 #[test]
 fn a_config_file_that_is_not_toml_is_reported_by_line_never_quoted() {
@@ -32,10 +36,10 @@ fn a_value_of_the_wrong_type_is_named_by_variable_never_quoted() {
 #[test]
 fn defaults_apply_when_nothing_is_set() {
     let s = Settings::from_vars([]).expect("defaults are valid");
-    assert_eq!(s.kafka_bootstrap_servers, "localhost:9092");
-    assert_eq!(s.openai_model, "gpt-4o-mini");
-    assert_eq!(s.kafka_partitions, 3);
-    let topics = s.topics();
+    assert_eq!(s.kafka.bootstrap_servers, "localhost:9092");
+    assert_eq!(s.llm.model, "gpt-4o-mini");
+    assert_eq!(s.kafka.partitions, 3);
+    let topics = s.kafka.topics;
     assert_eq!(topics.events, "dev-langgraph-agent-events");
     assert_eq!(topics.results, "dev-langgraph-task-results");
     assert_eq!(topics.dead_letter, "dev-langgraph-dead-letter");
@@ -51,14 +55,12 @@ fn environment_overrides_defaults() {
         ("PORT", "9000"),
     ])
     .expect("valid");
-    assert_eq!(s.topics().events, "prod-langgraph-agent-events");
-    assert_eq!(s.topics().results, "custom-results");
-    assert_eq!(s.kafka_partitions, 6);
-    assert_eq!(s.port_or(8001), 9000);
+    assert_eq!(s.kafka.topics.events, "prod-langgraph-agent-events");
+    assert_eq!(s.kafka.topics.results, "custom-results");
+    assert_eq!(s.kafka.partitions, 6);
+    assert_eq!(s.http.port_or(8001), 9000);
     assert_eq!(
-        s.openai_api_key
-            .as_ref()
-            .map(|k| k.expose_secret().to_owned()),
+        s.llm.api_key.as_ref().map(|k| k.expose_secret().to_owned()),
         Some("sk-123".to_owned())
     );
     assert!(
@@ -84,7 +86,7 @@ fn a_bad_value_names_the_variable() {
         "configuration error: DATABASE_URL must be set when CHECKPOINTER=postgres"
     );
     let s = Settings::from_vars([("DISABLECHECKPOINTER", "true")]).expect("valid");
-    assert!(s.disablecheckpointer);
+    assert!(s.solver.checkpointer == CheckpointerKind::Disabled);
     let err = Settings::from_vars([("LOG_FORMAT", "xml")]).expect_err("bad choice");
     assert_eq!(
         err.to_string(),
@@ -119,14 +121,14 @@ fn a_bad_value_names_the_variable() {
     let s = Settings::from_vars([("SOLVER_CONCURRENCY", "16"), ("TASK_DEADLINE_SECS", "90")])
         .expect("valid");
     assert_eq!(
-        (s.solver_concurrency, s.task_deadline()),
+        (s.solver.concurrency, s.solver.task_deadline),
         (16, Duration::from_secs(90))
     );
 }
 
 #[test]
 fn http_limits_default_and_read_from_the_environment() {
-    let limits = Settings::from_vars([]).expect("defaults").http_limits();
+    let limits = Settings::from_vars([]).expect("defaults").http.limits;
     assert_eq!(
         limits,
         HttpLimits {
@@ -145,7 +147,8 @@ fn http_limits_default_and_read_from_the_environment() {
         ("HTTP_SHUTDOWN_GRACE_SECS", "0"),
     ])
     .expect("valid")
-    .http_limits();
+    .http
+    .limits;
     assert_eq!(
         limits,
         HttpLimits {
@@ -173,10 +176,10 @@ fn config_error(vars: &[(&str, &str)]) -> String {
 #[test]
 fn kafka_security_defaults_to_plaintext() {
     let s = Settings::from_vars([]).expect("defaults are valid");
-    assert_eq!(s.kafka_security_protocol, SecurityProtocol::Plaintext);
-    assert_eq!(s.kafka_sasl_mechanism, None);
-    assert!(s.kafka_sasl_username.is_none() && s.kafka_sasl_password.is_none());
-    assert!(s.kafka_ssl_ca_location.is_none());
+    assert_eq!(s.kafka.security_protocol, SecurityProtocol::Plaintext);
+    assert_eq!(s.kafka.sasl_mechanism, None);
+    assert!(s.kafka.sasl_username.is_none() && s.kafka.sasl_password.is_none());
+    assert!(s.kafka.ssl_ca_location.is_none());
 }
 
 #[test]
@@ -188,13 +191,13 @@ fn kafka_security_names_are_read_in_any_case() {
         ("KAFKA_SASL_PASSWORD", "secret"),
     ])
     .expect("valid");
-    assert_eq!(s.kafka_security_protocol, SecurityProtocol::SaslPlaintext);
-    assert_eq!(s.sasl_mechanism(), SaslMechanism::ScramSha256);
+    assert_eq!(s.kafka.security_protocol, SecurityProtocol::SaslPlaintext);
+    assert_eq!(s.kafka.mechanism(), SaslMechanism::ScramSha256);
 
     let s = Settings::from_vars(SASL).expect("valid");
-    assert_eq!(s.kafka_sasl_mechanism, None);
+    assert_eq!(s.kafka.sasl_mechanism, None);
     assert_eq!(
-        s.sasl_mechanism(),
+        s.kafka.mechanism(),
         SaslMechanism::ScramSha512,
         "the default"
     );
@@ -211,13 +214,14 @@ fn credentials_and_paths_are_taken_as_written() {
         ("OPENAI_API_KEY", "1.50"),
     ])
     .expect("valid");
-    assert_eq!(s.kafka_sasl_username.as_deref(), Some("TRUE"));
+    assert_eq!(s.kafka.sasl_username.as_deref(), Some("TRUE"));
     let password = s
-        .kafka_sasl_password
+        .kafka
+        .sasl_password
         .as_ref()
         .map(ExposeSecret::expose_secret);
     assert_eq!(password, Some("0123"));
-    let key = s.openai_api_key.as_ref().map(ExposeSecret::expose_secret);
+    let key = s.llm.api_key.as_ref().map(ExposeSecret::expose_secret);
     assert_eq!(key, Some("1.50"));
 }
 
@@ -313,7 +317,7 @@ fn a_ca_needs_tls_and_must_exist() {
         ("KAFKA_SSL_CA_LOCATION", here),
     ])
     .expect("an existing file");
-    assert_eq!(s.kafka_ssl_ca_location.as_deref(), Some(here));
+    assert_eq!(s.kafka.ssl_ca_location.as_deref(), Some(here));
 }
 
 #[test]
@@ -325,4 +329,42 @@ fn the_sasl_password_stays_out_of_debug() {
         !debug.contains("pa55-w0rd-secret"),
         "secret leaked into Debug: {debug}"
     );
+}
+
+#[test]
+fn an_empty_environment_gives_the_sections_defaults() {
+    let read = Settings::from_vars([]).expect("defaults are valid");
+    assert_eq!(format!("{read:?}"), format!("{:?}", Settings::default()));
+}
+
+#[test]
+fn disablecheckpointer_wins_over_checkpointer_but_a_bad_checkpointer_is_still_refused() {
+    let s = Settings::from_vars([
+        ("DISABLECHECKPOINTER", "true"),
+        ("CHECKPOINTER", "postgres"),
+    ])
+    .expect("disabled needs no DATABASE_URL");
+    assert_eq!(s.solver.checkpointer, CheckpointerKind::Disabled);
+    let s = Settings::from_vars([
+        ("CHECKPOINTER", "postgres"),
+        ("DATABASE_URL", "postgres://u:p4ss-word@h/db"),
+    ])
+    .expect("valid");
+    assert_eq!(s.solver.checkpointer.as_str(), "postgres");
+    let err = Settings::from_vars([("DISABLECHECKPOINTER", "true"), ("CHECKPOINTER", "redis")])
+        .expect_err("bad choice")
+        .to_string();
+    assert!(err.contains("CHECKPOINTER must be"), "{err}");
+}
+
+#[test]
+fn a_bad_prefix_is_blamed_on_the_prefix_and_a_bad_name_on_its_variable() {
+    let err = Settings::from_vars([("KAFKA_TOPIC_PREFIX", "bad prefix")])
+        .expect_err("bad prefix")
+        .to_string();
+    assert!(err.contains("KAFKA_TOPIC_PREFIX must be"), "{err}");
+    let err = Settings::from_vars([("KAFKA_RESULTS_TOPIC", "..")])
+        .expect_err("bad name")
+        .to_string();
+    assert!(err.contains("KAFKA_RESULTS_TOPIC must be"), "{err}");
 }

@@ -24,7 +24,8 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
 use super::ApiError;
-use crate::{Error, Result, config::Settings};
+use super::HttpSettings;
+use crate::{Error, Result};
 
 /// The accepted keys of a service, as SHA-256 digests. Cheap to clone.
 #[derive(Clone)]
@@ -44,7 +45,7 @@ impl ApiKeys {
     /// # Errors
     /// [`Error::Config`] naming `API_KEYS` for an empty entry or a malformed `sha256:`
     /// digest (never quoting it).
-    pub fn from_settings(settings: &Settings) -> Result<Option<Self>> {
+    pub fn from_settings(settings: &HttpSettings) -> Result<Option<Self>> {
         let Some(keys) = &settings.api_keys else {
             return Ok(None);
         };

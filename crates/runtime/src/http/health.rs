@@ -157,7 +157,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::{config::Settings, kafka::Producer};
+    use crate::kafka::{KafkaSettings, Producer};
 
     async fn ready(router: &Router) -> (StatusCode, Value) {
         let answer = router
@@ -175,16 +175,12 @@ mod tests {
     #[tokio::test]
     async fn a_failing_check_makes_ready_fail_and_health_say_why() {
         let cluster = MockCluster::new(1).expect("mock cluster");
-        let settings = Settings::from_vars([(
-            "KAFKA_BOOTSTRAP_SERVERS",
-            cluster.bootstrap_servers().as_str(),
-        )])
-        .expect("settings");
+        let settings = KafkaSettings::for_brokers(&cluster.bootstrap_servers());
         let stop = CancellationToken::new();
         let producer = Producer::new(&settings, "test").expect("producer");
         let watch = BrokerWatch::spawn(producer, Duration::from_millis(100), stop.clone());
         let stalled = Arc::new(AtomicBool::new(false));
-        let health = Health::new("test", watch, settings.topics(), json!({})).with_check(
+        let health = Health::new("test", watch, settings.topics.clone(), json!({})).with_check(
             "stalled_partitions",
             {
                 let stalled = stalled.clone();

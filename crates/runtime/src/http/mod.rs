@@ -20,6 +20,7 @@
 //! - [`auth`]: [`ApiKeys`] and [`require_api_key`] — `API_KEYS`, `Authorization: Bearer`.
 //! - [`rate_limit`]: [`RateLimit`] and [`rate_limited`] — per-client limits on the POST
 //!   routes, a JSON 429 with `Retry-After`.
+//! - [`HttpSettings`] (`settings`): the section of the settings the HTTP layer reads.
 //! - [`ApiError`] (`error`), the extractors (`extract`), health routes (`health`).
 
 pub mod auth;
@@ -29,6 +30,7 @@ mod health;
 mod limits;
 pub mod rate_limit;
 mod server;
+mod settings;
 mod timeout;
 
 pub use auth::{ApiKeys, require_api_key};
@@ -38,6 +40,7 @@ pub use health::{Health, HealthReport, health_routes};
 pub use limits::{MAX_HEADER_BYTES, MAX_HEADERS, MAX_URI_BYTES};
 pub use rate_limit::{RateLimit, rate_limited};
 pub use server::{HttpLimits, serve};
+pub use settings::{HttpSettings, RateLimitSettings};
 
 use std::time::Duration;
 

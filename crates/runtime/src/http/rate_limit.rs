@@ -33,8 +33,8 @@ use governor::{
 };
 use sha2::{Digest, Sha256};
 
+use super::HttpSettings;
 use super::{ApiError, auth::bearer};
-use crate::config::Settings;
 
 /// Who a request counts against.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -70,9 +70,9 @@ impl RateLimit {
     /// `RATE_LIMIT_PER_SECOND` is 0. Starts a task (on the current Tokio runtime) that
     /// forgets idle clients every minute, so the buckets stay bounded; it ends with the
     /// last clone.
-    pub fn from_settings(settings: &Settings) -> Option<Self> {
-        let per_second = NonZeroU32::new(settings.rate_limit_per_second)?;
-        let burst = NonZeroU32::new(settings.rate_limit_burst).unwrap_or(per_second);
+    pub fn from_settings(settings: &HttpSettings) -> Option<Self> {
+        let per_second = NonZeroU32::new(settings.rate_limit.per_second)?;
+        let burst = NonZeroU32::new(settings.rate_limit.burst).unwrap_or(per_second);
         let limiter = Arc::new(RateLimiter::keyed(
             Quota::per_second(per_second).allow_burst(burst),
         ));
@@ -95,7 +95,7 @@ impl RateLimit {
             limiter,
             per_second: per_second.get(),
             by_key: settings.api_keys.is_some(),
-            loopback: settings.rate_limit_loopback,
+            loopback: settings.rate_limit.loopback,
         })
     }
 
@@ -166,9 +166,19 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+    use crate::http::RateLimitSettings;
 
-    fn app(vars: &[(&str, &str)]) -> Router {
-        let settings = Settings::from_vars(vars.iter().copied()).expect("settings");
+    /// A limit of `per_second` with `burst`, keyed by API key when `api_keys` is given.
+    fn app(per_second: u32, burst: u32, api_keys: Option<&str>) -> Router {
+        let settings = HttpSettings {
+            rate_limit: RateLimitSettings {
+                per_second,
+                burst,
+                loopback: false,
+            },
+            api_keys: api_keys.map(Into::into),
+            ..HttpSettings::default()
+        };
         let api = Router::new().route("/work", post(|| async { "done" }));
         rate_limited(api, RateLimit::from_settings(&settings))
     }
@@ -187,7 +197,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_client_over_its_burst_gets_a_json_429_with_retry_after_and_others_go_on() {
-        let app = app(&[("RATE_LIMIT_PER_SECOND", "1"), ("RATE_LIMIT_BURST", "3")]);
+        let app = app(1, 3, None);
         for _ in 0..3 {
             assert_eq!(
                 post_from(&app, [10, 0, 0, 1], None).await.status(),
@@ -224,11 +234,7 @@ mod tests {
 
     #[tokio::test]
     async fn with_api_keys_each_key_has_its_own_budget_whatever_the_address() {
-        let app = app(&[
-            ("RATE_LIMIT_PER_SECOND", "1"),
-            ("RATE_LIMIT_BURST", "1"),
-            ("API_KEYS", "key-one-0001,key-two-0002"),
-        ]);
+        let app = app(1, 1, Some("key-one-0001,key-two-0002"));
         let proxy = [10, 0, 0, 9];
         assert_eq!(
             post_from(&app, proxy, Some("key-one-0001")).await.status(),
@@ -246,7 +252,13 @@ mod tests {
 
     #[test]
     fn zero_per_second_turns_the_limit_off() {
-        let settings = Settings::from_vars([("RATE_LIMIT_PER_SECOND", "0")]).expect("settings");
+        let settings = HttpSettings {
+            rate_limit: RateLimitSettings {
+                per_second: 0,
+                ..RateLimitSettings::default()
+            },
+            ..HttpSettings::default()
+        };
         assert!(RateLimit::from_settings(&settings).is_none());
     }
 }

@@ -9,8 +9,7 @@ use rdkafka::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::client_config;
-use crate::{Result, config::Settings};
+use crate::{Result, kafka::KafkaSettings};
 
 /// Creates the missing ones of `topics` with `KAFKA_PARTITIONS` partitions and
 /// `KAFKA_REPLICATION_FACTOR` replicas; existing topics are left as they are.
@@ -24,19 +23,19 @@ use crate::{Result, config::Settings};
 /// # Errors
 /// [`crate::Error::Kafka`] when the admin client cannot be created.
 pub async fn ensure_topics(
-    settings: &Settings,
+    settings: &KafkaSettings,
     topics: &[&str],
     shutdown: &CancellationToken,
 ) -> Result<bool> {
     let admin: AdminClient<DefaultClientContext> =
-        client_config(settings, "langgraph-kafka-admin").create()?;
+        settings.client_config("langgraph-kafka-admin").create()?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|name| {
             NewTopic::new(
                 name,
-                settings.kafka_partitions,
-                TopicReplication::Fixed(settings.kafka_replication_factor),
+                settings.partitions,
+                TopicReplication::Fixed(settings.replication_factor),
             )
         })
         .collect();
@@ -48,7 +47,7 @@ pub async fn ensure_topics(
                     .into_iter()
                     .filter_map(|r| match r {
                         Ok(name) => {
-                            tracing::info!(topic = %name, partitions = settings.kafka_partitions, "topic created");
+                            tracing::info!(topic = %name, partitions = settings.partitions, "topic created");
                             None
                         }
                         Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => None,
@@ -68,7 +67,7 @@ pub async fn ensure_topics(
             Err(err) => err.to_string(),
         };
         tracing::warn!(
-            bootstrap = %settings.kafka_bootstrap_servers,
+            bootstrap = %settings.bootstrap_servers,
             error = %failure,
             "cannot create topics yet; is the broker up? retrying in 2 s"
         );
@@ -96,8 +95,8 @@ fn exists(admin: &AdminClient<DefaultClientContext>, topic: &str) -> bool {
 /// [`ensure_topics`] for the events, results and dead-letter topics of `settings`,
 /// logging a failure instead of returning it: what every service runs at start-up.
 /// `true` once the topics exist, `false` when shutdown came first or creation failed.
-pub async fn ensure_service_topics(settings: &Settings, shutdown: &CancellationToken) -> bool {
-    let topics = settings.topics();
+pub async fn ensure_service_topics(settings: &KafkaSettings, shutdown: &CancellationToken) -> bool {
+    let topics = settings.topics.clone();
     match ensure_topics(settings, &topics.all(), shutdown).await {
         Ok(done) => done,
         Err(err) => {

@@ -16,8 +16,9 @@ use rdkafka::{
 };
 use serde::Serialize;
 
-use super::{CloudEvent, SecurityProtocol, client_config};
-use crate::{Error, Result, config::Settings};
+use super::settings::millis;
+use super::{CloudEvent, SecurityProtocol};
+use crate::{Error, Result, kafka::KafkaSettings};
 
 /// Where the broker stored a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -146,19 +147,16 @@ impl Producer {
     ///
     /// # Errors
     /// [`Error::Kafka`] when librdkafka rejects the configuration.
-    pub fn new(settings: &Settings, client_id: &str) -> Result<Self> {
+    pub fn new(settings: &KafkaSettings, client_id: &str) -> Result<Self> {
         let last_error = LastError::default();
-        let mut config = client_config(settings, client_id);
+        let mut config = settings.client_config(client_id);
         config
             .set("acks", "all")
             .set("enable.idempotence", "true")
-            .set("linger.ms", settings.kafka_linger_ms.to_string())
+            .set("linger.ms", millis(settings.linger))
             .set("message.max.bytes", Self::MESSAGE_MAX_BYTES.to_string())
             // A message not acknowledged in time fails its delivery future.
-            .set(
-                "message.timeout.ms",
-                settings.kafka_produce_timeout_ms.to_string(),
-            );
+            .set("message.timeout.ms", millis(settings.produce_timeout));
         // Connection failures are logged as warnings: let them reach `BrokerErrors` even
         // when the log filter shows errors only (the `log` crate still filters the output).
         if (config.log_level as i32) < RDKafkaLogLevel::Warning as i32 {
@@ -170,10 +168,10 @@ impl Producer {
         Ok(Self {
             inner: Arc::new(RwLock::new(Arc::new(inner))),
             config: Arc::new(config),
-            timeout: Duration::from_millis(u64::from(settings.kafka_produce_timeout_ms)),
+            timeout: settings.produce_timeout,
             last_error,
-            bootstrap: settings.kafka_bootstrap_servers.clone(),
-            security_protocol: settings.kafka_security_protocol,
+            bootstrap: settings.bootstrap_servers.clone(),
+            security_protocol: settings.security_protocol,
         })
     }
 
@@ -325,12 +323,11 @@ mod tests {
 
     use super::*;
 
-    fn settings(bootstrap: &str) -> Settings {
-        Settings::from_vars([
-            ("KAFKA_BOOTSTRAP_SERVERS", bootstrap),
-            ("KAFKA_PRODUCE_TIMEOUT_MS", "5000"),
-        ])
-        .expect("settings")
+    fn settings(bootstrap: &str) -> KafkaSettings {
+        KafkaSettings {
+            produce_timeout: Duration::from_secs(5),
+            ..KafkaSettings::for_brokers(bootstrap)
+        }
     }
 
     fn headers() -> OwnedHeaders {

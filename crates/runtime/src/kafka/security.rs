@@ -3,8 +3,8 @@
 //! The choices are Kafka's own (`security.protocol` and `sasl.mechanism` of the Java
 //! client, KIP-43 for SASL mechanisms, KIP-84 for SCRAM). Values are read
 //! case-insensitively and kept in Kafka's spelling: `sasl_ssl` is [`SecurityProtocol::SaslSsl`],
-//! shown as `SASL_SSL`. [`super::client_config`] turns them into librdkafka properties;
-//! [`crate::config::Settings::validate`] checks that they fit together.
+//! shown as `SASL_SSL`. [`KafkaSettings::client_config`](super::KafkaSettings::client_config) turns them into librdkafka properties;
+//! [`KafkaSettings::validate`](super::KafkaSettings::validate) checks that they fit together.
 //!
 //! PLAIN and SCRAM are built into librdkafka (SCRAM and TLS need the `ssl` feature of
 //! rdkafka, which links the system's OpenSSL); Kerberos (GSSAPI) and OAUTHBEARER are not

@@ -20,6 +20,9 @@
 
 pub mod limit;
 pub mod retry;
+mod settings;
+
+pub use settings::LlmSettings;
 
 use std::time::Duration;
 
@@ -37,7 +40,7 @@ use async_openai::{
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result, config::Settings};
+use crate::{Error, Result};
 
 /// Who said a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,12 +122,12 @@ impl LlmClient {
     /// # Errors
     /// [`Error::Config`] when neither `OPENAI_API_KEY` nor `OPENAI_BASE_URL` is set (there
     /// is no model to talk to), or the HTTP client cannot be built.
-    pub fn new(settings: &Settings) -> Result<Self> {
+    pub fn new(settings: &LlmSettings) -> Result<Self> {
         let key = settings
-            .openai_api_key
+            .api_key
             .as_ref()
             .map(|k| k.expose_secret().to_owned());
-        if key.is_none() && settings.openai_base_url.is_none() {
+        if key.is_none() && settings.base_url.is_none() {
             return Err(Error::Config(
                 "OPENAI_API_KEY is not set: set it to use OpenAI, or set OPENAI_BASE_URL to an \
                  OpenAI-compatible server (e.g. http://127.0.0.1:8080/v1 from `make run-local`)"
@@ -132,7 +135,7 @@ impl LlmClient {
             ));
         }
         let mut config = OpenAIConfig::new().with_api_key(key.unwrap_or_default());
-        let endpoint = match &settings.openai_base_url {
+        let endpoint = match &settings.base_url {
             Some(url) => {
                 config = config.with_api_base(url.trim_end_matches('/'));
                 crate::redact::redact(url).into_owned()
@@ -140,25 +143,25 @@ impl LlmClient {
             None => "https://api.openai.com/v1".to_owned(),
         };
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(settings.openai_timeout_secs))
+            .timeout(settings.timeout)
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|err| Error::Config(format!("cannot build the HTTP client: {err}")))?;
         let limit = limit::AdaptiveLimit::new(limit::LimitSettings {
-            initial: settings.openai_initial_concurrency,
+            initial: settings.initial_concurrency,
             min: 1,
-            max: settings.openai_max_concurrency,
+            max: settings.max_concurrency,
         });
         let transport = retry::transport(
             http.clone(),
-            settings.openai_max_retries,
+            settings.max_retries,
             limit.clone(),
-            settings.openai_max_response_bytes,
+            settings.max_response_bytes,
         );
         let client = Client::build(http, config).with_http_service(transport);
         Ok(Self {
             client,
-            model: settings.openai_model.clone(),
+            model: settings.model.clone(),
             endpoint,
             limit,
         })

@@ -9,6 +9,7 @@ use wiremock::{
 };
 
 use super::*;
+use crate::config::Settings;
 
 fn body(content: &str, finish: &str) -> serde_json::Value {
     json!({
@@ -22,12 +23,13 @@ async fn client(server: &MockServer, extra: &[(&str, &str)]) -> LlmClient {
     let url = format!("{}/v1", server.uri());
     let mut vars = vec![("OPENAI_BASE_URL", url.as_str()), ("OPENAI_MODEL", "m")];
     vars.extend_from_slice(extra);
-    LlmClient::new(&Settings::from_vars(vars).expect("settings")).expect("client")
+    LlmClient::new(&Settings::from_vars(vars).expect("settings").llm).expect("client")
 }
 
 #[test]
 fn no_key_and_no_base_url_is_a_configuration_error_naming_both() {
-    let err = LlmClient::new(&Settings::from_vars([]).expect("settings")).expect_err("no model");
+    let err =
+        LlmClient::new(&Settings::from_vars([]).expect("settings").llm).expect_err("no model");
     let text = err.to_string();
     assert!(
         text.contains("OPENAI_API_KEY") && text.contains("OPENAI_BASE_URL"),
@@ -284,7 +286,7 @@ async fn a_connection_error_is_retried_with_backoff() {
         ("OPENAI_MAX_RETRIES", "2"),
     ])
     .expect("settings");
-    let llm = LlmClient::new(&settings).expect("client");
+    let llm = LlmClient::new(&settings.llm).expect("client");
     let started = Instant::now();
     let err = llm
         .chat(&[ChatMessage::user("hi")], 10)
@@ -377,7 +379,7 @@ fn the_endpoint_shown_carries_no_userinfo() {
         "https://proxy-user:proxy-pass-9876@llm.example/v1",
     )])
     .expect("settings");
-    let llm = LlmClient::new(&settings).expect("client");
+    let llm = LlmClient::new(&settings.llm).expect("client");
     assert_eq!(llm.endpoint(), "https://[REDACTED]@llm.example/v1");
 }
 

@@ -27,7 +27,7 @@ use self::connection::Activity;
 use super::limits::{TRANSPORT_BUFFER_BYTES, TRANSPORT_MAX_HEADERS};
 
 /// The limits of [`serve`], from the `HTTP_*` settings
-/// ([`Settings::http_limits`](crate::config::Settings::http_limits)).
+/// ([`HttpSettings::limits`](super::HttpSettings::limits)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpLimits {
     /// How long a client may take to send a request head, from the connection's start or
@@ -49,7 +49,13 @@ pub struct HttpLimits {
 impl Default for HttpLimits {
     /// The settings' defaults: 10 s, 75 s, 30 s, 2048 connections, 10 s.
     fn default() -> Self {
-        crate::config::Settings::default().http_limits()
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(75),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: 2048,
+            shutdown_grace: Duration::from_secs(10),
+        }
     }
 }
 

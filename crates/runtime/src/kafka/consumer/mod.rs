@@ -80,7 +80,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::state::LoopState;
 use crate::kafka::{Producer, progress::ConsumerProgress};
-use crate::{Result, config::Settings};
+use crate::{Result, kafka::KafkaSettings};
 
 /// What became of one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,7 +148,7 @@ pub type PartitionKey = (String, i32);
 /// # Errors
 /// [`crate::Error::Kafka`] when the consumer cannot be created or subscribe.
 pub async fn run_at_least_once<F, Fut>(
-    settings: &Settings,
+    settings: &KafkaSettings,
     options: ConsumerOptions,
     producer: Producer,
     shutdown: CancellationToken,

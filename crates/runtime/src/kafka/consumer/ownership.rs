@@ -3,6 +3,7 @@
 use std::{
     collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use rdkafka::{
@@ -12,8 +13,11 @@ use rdkafka::{
 use tokio_util::sync::CancellationToken;
 
 use super::PartitionKey;
-use crate::kafka::client_config;
-use crate::{Result, config::Settings};
+
+use crate::{
+    Result,
+    kafka::{KafkaSettings, settings::millis},
+};
 
 /// The partitions this group member owns, each with a fence that is cancelled when the
 /// partition is taken away — by a rebalance that assigns it elsewhere, or by the loss of
@@ -138,13 +142,14 @@ impl ConsumerContext for FencingContext {
 /// # Errors
 /// [`crate::Error::Kafka`] when librdkafka rejects the configuration.
 pub fn group_consumer(
-    settings: &Settings,
+    settings: &KafkaSettings,
     group_id: &str,
     client_id: &str,
     ownership: Ownership,
 ) -> Result<StreamConsumer<FencingContext>> {
-    let session = settings.kafka_session_timeout_ms;
-    let consumer = client_config(settings, client_id)
+    let session = settings.session_timeout;
+    let consumer = settings
+        .client_config(client_id)
         .set("group.id", group_id)
         .set("enable.auto.commit", "true")
         // Stored offsets reach the broker within 1 s (librdkafka's default is 5 s): a
@@ -152,16 +157,16 @@ pub fn group_consumer(
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", session.to_string())
-        .set("heartbeat.interval.ms", (session / 3).max(100).to_string())
+        .set("session.timeout.ms", millis(session))
+        .set(
+            "heartbeat.interval.ms",
+            millis((session / 3).max(Duration::from_millis(100))),
+        )
         .set("enable.partition.eof", "false")
         // How long the broker may hold a fetch that finds nothing new: Kafka answers it
         // as soon as data arrives, Tansu only when this runs out, so on Tansu it is added
         // to every task's latency (at 1 client, p50 22 ms of 32 at 100 ms).
-        .set(
-            "fetch.wait.max.ms",
-            settings.kafka_fetch_wait_max_ms.to_string(),
-        )
+        .set("fetch.wait.max.ms", millis(settings.fetch_wait_max))
         // librdkafka's prefetch queue, filled while the loop's own buffer is full (its
         // default is 64 MiB).
         .set("queued.max.messages.kbytes", "32768")

@@ -9,8 +9,8 @@ use rdkafka::{
 use tokio_util::sync::CancellationToken;
 
 use super::ClosingConsumer;
-use crate::kafka::client_config;
-use crate::{Result, config::Settings};
+
+use crate::{Result, kafka::KafkaSettings};
 
 /// A consumer outside any group that reads every partition of `topic` from `offset` (no
 /// offsets committed): for views that every replica rebuilds in full, like the results
@@ -20,13 +20,14 @@ use crate::{Result, config::Settings};
 /// # Errors
 /// [`crate::Error::Kafka`] when the consumer cannot be created or assigned.
 pub async fn assign_all(
-    settings: &Settings,
+    settings: &KafkaSettings,
     topic: &str,
     offset: Offset,
     client_id: &str,
     shutdown: &CancellationToken,
 ) -> Result<Option<ClosingConsumer>> {
-    let consumer: StreamConsumer = client_config(settings, client_id)
+    let consumer: StreamConsumer = settings
+        .client_config(client_id)
         // librdkafka wants a group id even for assigned partitions; nothing is committed.
         .set("group.id", format!("{client_id}-{}", uuid::Uuid::new_v4()))
         .set("enable.auto.commit", "false")
@@ -101,7 +102,7 @@ impl TopicReader {
     /// # Errors
     /// [`crate::Error::Kafka`] when the consumer cannot be created or assigned.
     pub async fn open(
-        settings: &Settings,
+        settings: &KafkaSettings,
         topic: &str,
         offset: Offset,
         client_id: &str,

@@ -19,7 +19,7 @@ use rdkafka::{
 use tokio_util::sync::CancellationToken;
 
 use super::{ConsumerOptions, Outcome, run_at_least_once};
-use crate::{config::Settings, kafka::Producer};
+use crate::kafka::{KafkaSettings, Producer};
 
 const TOPIC: &str = "events";
 
@@ -30,12 +30,11 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn settings(bootstrap: &str) -> Settings {
-    Settings::from_vars([
-        ("KAFKA_BOOTSTRAP_SERVERS", bootstrap),
-        ("KAFKA_SESSION_TIMEOUT_MS", "3000"),
-    ])
-    .expect("settings")
+fn settings(bootstrap: &str) -> KafkaSettings {
+    KafkaSettings {
+        session_timeout: Duration::from_secs(3),
+        ..KafkaSettings::for_brokers(bootstrap)
+    }
 }
 
 fn options(concurrency: usize) -> ConsumerOptions {
