@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use agent_runtime::kafka::consumer::partitions_of;
+use agent_runtime::kafka::partitions_of;
 use anyhow::{Context, bail};
 use rdkafka::{
     ClientConfig, Message, Offset, TopicPartitionList,

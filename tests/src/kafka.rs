@@ -49,7 +49,7 @@ async fn read_topic_until(
 ) -> Vec<rdkafka::message::OwnedMessage> {
     let settings = KafkaSettings::for_brokers(bootstrap);
     let never = CancellationToken::new();
-    let open = agent_runtime::kafka::consumer::TopicReader::open(
+    let open = agent_runtime::kafka::TopicReader::open(
         &settings,
         topic,
         rdkafka::Offset::Beginning,

@@ -205,7 +205,7 @@ async fn sixteen_600_kb_poison_records_are_dead_lettered_whole_a_950_kb_one_cut_
         (
             Some("true"),
             Some(HUGE_POISON_BYTES.to_string()),
-            Some(agent_runtime::kafka::consumer::DEAD_LETTER_PREFIX_BYTES),
+            Some(agent_runtime::kafka::DEAD_LETTER_PREFIX_BYTES),
         ),
         "a record too large to dead-letter whole keeps a prefix and says so"
     );
@@ -217,7 +217,7 @@ async fn sixteen_600_kb_poison_records_are_dead_lettered_whole_a_950_kb_one_cut_
             .and_then(|h| h.value)
             .expect("dlq_error");
         assert!(
-            error.len() <= agent_runtime::kafka::consumer::MAX_DEAD_LETTER_REASON_BYTES,
+            error.len() <= agent_runtime::kafka::MAX_DEAD_LETTER_REASON_BYTES,
             "a bounded reason, not the payload: {} bytes",
             error.len()
         );

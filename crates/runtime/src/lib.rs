@@ -26,11 +26,11 @@
 //! - [`redact`]: removes every configured secret (and any URL's userinfo) from text
 //!   before it reaches a log line, an HTTP answer, a result or the dead-letter topic.
 //! - [`shutdown`]: one `CancellationToken` fired by SIGTERM or Ctrl-C.
-//! - [`error`]: the crate's [`Error`] and [`Result`].
+//! - `error`: the crate's [`Error`] and [`Result`].
 
 pub mod checkpoint;
 pub mod config;
-pub mod error;
+mod error;
 pub mod http;
 pub mod kafka;
 pub mod llm;

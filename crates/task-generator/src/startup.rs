@@ -7,7 +7,7 @@ use agent_runtime::{
     Result,
     config::Settings,
     http::{self, Health},
-    kafka::{self, BrokerWatch, KafkaSettings, Producer, consumer::TopicReader},
+    kafka::{self, BrokerWatch, KafkaSettings, Producer, TopicReader},
     llm::LlmClient,
 };
 use rdkafka::{Message, Offset};

@@ -19,10 +19,7 @@ use std::{
 
 use agent_runtime::{
     Result,
-    kafka::{
-        KafkaSettings,
-        consumer::{ClosingConsumer, partitions_of},
-    },
+    kafka::{ClosingConsumer, KafkaSettings, partitions_of},
 };
 use futures::StreamExt;
 use rdkafka::{

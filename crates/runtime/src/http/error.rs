@@ -13,7 +13,7 @@ pub enum ApiError {
     /// 400 `bad_request`: the body is not JSON, or a parameter is malformed.
     #[error("{0}")]
     BadRequest(String),
-    /// 401 `unauthorized`: no API key, or not a valid one (see [`super::auth`]).
+    /// 401 `unauthorized`: no API key, or not a valid one (see [`ApiKeys`](super::ApiKeys)).
     #[error("{0}")]
     Unauthorized(String),
     /// 403 `forbidden`: the caller may not do this (a topic outside the topic policy).

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::Json;
-use crate::kafka::{BrokerWatch, Topics, watch::BrokerStatus};
+use crate::kafka::{BrokerStatus, BrokerWatch, Topics};
 
 /// Facts read afresh at each report (a JSON object), e.g. the LLM concurrency limit now.
 type LiveDetails = Arc<dyn Fn() -> Value + Send + Sync>;

@@ -17,18 +17,18 @@
 //! - `limits`: the request-head limits ([`MAX_URI_BYTES`], [`MAX_HEADERS`],
 //!   [`MAX_HEADER_BYTES`]).
 //! - `timeout`: the request timeout and the body-read timeout, answered 408.
-//! - [`auth`]: [`ApiKeys`] and [`require_api_key`] — `API_KEYS`, `Authorization: Bearer`.
-//! - [`rate_limit`]: [`RateLimit`] and [`rate_limited`] — per-client limits on the POST
+//! - `auth`: [`ApiKeys`] and [`require_api_key`] — `API_KEYS`, `Authorization: Bearer`.
+//! - `rate_limit`: [`RateLimit`] and [`rate_limited`] — per-client limits on the POST
 //!   routes, a JSON 429 with `Retry-After`.
 //! - [`HttpSettings`] (`settings`): the section of the settings the HTTP layer reads.
 //! - [`ApiError`] (`error`), the extractors (`extract`), health routes (`health`).
 
-pub mod auth;
+mod auth;
 mod error;
 mod extract;
 mod health;
 mod limits;
-pub mod rate_limit;
+mod rate_limit;
 mod server;
 mod settings;
 mod timeout;

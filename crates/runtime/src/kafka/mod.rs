@@ -5,24 +5,28 @@
 //! partition, in order. Headers carry CloudEvents binary-mode attributes and a W3C
 //! `traceparent` ([`headers`]).
 
-pub mod admin;
-pub mod consumer;
+mod admin;
+mod consumer;
 pub mod headers;
-pub mod offsets;
-pub mod producer;
-pub mod progress;
-pub mod security;
+mod offsets;
+mod producer;
+mod progress;
+mod security;
 mod settings;
-pub mod watch;
+mod watch;
 
 pub use admin::{ensure_service_topics, ensure_topics};
-pub use consumer::{ConsumerOptions, Outcome, Ownership, run_at_least_once};
+pub use consumer::{
+    ClosingConsumer, ConsumerOptions, DEAD_LETTER_PREFIX_BYTES, MAX_DEAD_LETTER_BYTES,
+    MAX_DEAD_LETTER_REASON_BYTES, Outcome, Ownership, TopicReader, partitions_of,
+    run_at_least_once,
+};
 pub use headers::CloudEvent;
 pub use producer::{Delivery, Producer};
 pub use progress::{ConsumerProgress, Stall};
 pub use security::{SaslMechanism, SecurityProtocol};
 pub use settings::KafkaSettings;
-pub use watch::BrokerWatch;
+pub use watch::{BrokerStatus, BrokerWatch};
 
 /// The largest record (key, value and headers) the services build on their own account
 /// — results and dead-letter records — in bytes (900 KiB): under what the producer

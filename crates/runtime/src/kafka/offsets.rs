@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 /// Offsets are taken in the order the partition delivers them; they need not be
 /// contiguous (compaction and control records leave gaps).
 #[derive(Debug, Default, Clone)]
-pub struct PartitionOffsets {
+pub(crate) struct PartitionOffsets {
     /// Taken and not finished.
     in_flight: BTreeSet<i64>,
     /// The highest offset taken so far.
@@ -28,7 +28,7 @@ impl PartitionOffsets {
     /// Takes the message at `offset`. `false` when it was taken before (a redelivery of a
     /// message still in flight or already finished, as after a rebalance that gave the
     /// partition back): skip it.
-    pub fn take(&mut self, offset: i64) -> bool {
+    pub(crate) fn take(&mut self, offset: i64) -> bool {
         if self.highest_taken.is_some_and(|highest| offset <= highest) {
             return false;
         }
@@ -41,7 +41,7 @@ impl PartitionOffsets {
     /// `rd_kafka_offset_store` semantics: the offset of the last message done, so the
     /// group resumes one past it) when it moved forward; `None` when an earlier message
     /// is still in flight or nothing changed.
-    pub fn finish(&mut self, offset: i64) -> Option<i64> {
+    pub(crate) fn finish(&mut self, offset: i64) -> Option<i64> {
         if !self.in_flight.remove(&offset) {
             return None;
         }
@@ -58,7 +58,8 @@ impl PartitionOffsets {
     }
 
     /// Messages taken and not finished.
-    pub fn in_flight(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.len()
     }
 }

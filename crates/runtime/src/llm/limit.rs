@@ -100,8 +100,10 @@ pub struct LimitSnapshot {
     pub overloads: u64,
 }
 
-/// An AIMD limit on concurrent requests (see the [module docs](self)). Cheap to clone;
-/// clones share the limit.
+/// An AIMD limit on concurrent requests to the model: slow start and congestion
+/// avoidance as in TCP (RFC 5681), brought down to [`BACKOFF_RATIO`] of the requests in
+/// flight on each overload [`Signal`] (a 429, 503 or 529, or a timeout), as Netflix's
+/// `concurrency-limits` `AIMDLimit` does. Cheap to clone; clones share the limit.
 #[derive(Debug, Clone)]
 pub struct AdaptiveLimit {
     inner: Arc<Inner>,
@@ -300,7 +302,7 @@ impl Drop for LimitPermit {
 }
 
 /// What a response or failure says about load: see the [module docs](self).
-pub fn signal_of(result: &Result<Response, OpenAIError>) -> Signal {
+pub(crate) fn signal_of(result: &Result<Response, OpenAIError>) -> Signal {
     match result {
         Ok(response) => match response.status() {
             StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => Signal::Overload,
@@ -317,14 +319,14 @@ pub fn signal_of(result: &Result<Response, OpenAIError>) -> Signal {
 /// The tower service that makes each HTTP attempt of an LLM request inside an
 /// [`AdaptiveLimit`].
 #[derive(Debug, Clone)]
-pub struct Limited<S> {
+pub(crate) struct Limited<S> {
     inner: S,
     limit: AdaptiveLimit,
 }
 
 impl<S> Limited<S> {
     /// `inner`, limited by `limit`.
-    pub fn new(inner: S, limit: AdaptiveLimit) -> Self {
+    pub(crate) fn new(inner: S, limit: AdaptiveLimit) -> Self {
         Self { inner, limit }
     }
 }

@@ -5,23 +5,25 @@
 //! 429 (but not `insufficient_quota`), 5xx and connection errors are retried
 //! `OPENAI_MAX_RETRIES` times with exponential backoff and equal jitter (50–100 ms before
 //! the first retry, doubling, at most 8 s), or after the server's `Retry-After` (at most
-//! 60 s), by the tower retry policy of [`retry`]. Other 4xx are not retried; a timeout is
+//! 60 s), by the tower retry policy of `retry`. Other 4xx are not retried; a timeout is
 //! not retried here but returned as [`Error::LlmTimeout`] for the caller's graph node to
-//! retry (see [`retry`] for the bound this gives). [`LlmClient::structured`] asks for
+//! retry (see `retry` for the bound this gives). [`LlmClient::structured`] asks for
 //! JSON under a JSON Schema (`response_format: json_schema`, OpenAI's structured outputs)
 //! and parses it. Every answer carries its [`TokenUsage`].
 //!
 //! # Layout
 //!
 //! - this module: [`LlmClient`], [`ChatMessage`], [`Completion`];
-//! - [`retry`]: what is retried and how long to wait ([`RetryPolicy`](retry::RetryPolicy));
-//! - [`limit`]: how many requests are made at once ([`AdaptiveLimit`](limit::AdaptiveLimit),
+//! - `settings`: [`LlmSettings`], the `OPENAI_*` section of the settings;
+//! - `retry`: what is retried and how long to wait (`RetryPolicy`, the tower retry policy);
+//! - `limit`: how many requests are made at once ([`AdaptiveLimit`],
 //!   AIMD: it backs off on 429, 503 and timeouts, and grows again on success).
 
-pub mod limit;
-pub mod retry;
+mod limit;
+mod retry;
 mod settings;
 
+pub use limit::{AdaptiveLimit, BACKOFF_RATIO, LimitPermit, LimitSettings, LimitSnapshot, Signal};
 pub use settings::LlmSettings;
 
 use std::time::Duration;

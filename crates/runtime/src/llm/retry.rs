@@ -64,12 +64,12 @@ use tower::{
 
 /// The wait before the first retry is uniform in `[BASE_DELAY / 2, BASE_DELAY)`; the
 /// bounds double with each retry.
-pub const BASE_DELAY: Duration = Duration::from_millis(100);
+pub(crate) const BASE_DELAY: Duration = Duration::from_millis(100);
 /// The longest backoff between two attempts: from the 8th retry on, waits are uniform in
 /// `[MAX_DELAY / 2, MAX_DELAY)`.
-pub const MAX_DELAY: Duration = Duration::from_secs(8);
+pub(crate) const MAX_DELAY: Duration = Duration::from_secs(8);
 /// The longest wait a `Retry-After` header may ask for; a longer one is cut to this.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// OpenAI's error type (and code) for an account out of credit: a 429 that is permanent.
 const INSUFFICIENT_QUOTA: &str = "insufficient_quota";
@@ -147,7 +147,7 @@ fn too_large(max: usize) -> OpenAIError {
 /// tower's `Retry` clones the policy for each request, so each request counts its own
 /// retries and draws its own jitter.
 #[derive(Debug, Clone)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     max_retries: u32,
     retries: u32,
     /// Made at the first retry, fresh for each request: a clone of one generator would
@@ -157,7 +157,7 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     /// A policy allowing `max_retries` retries after the first request.
-    pub fn new(max_retries: u32) -> Self {
+    pub(crate) fn new(max_retries: u32) -> Self {
         Self {
             max_retries,
             retries: 0,

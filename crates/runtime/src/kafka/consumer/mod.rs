@@ -65,8 +65,9 @@ pub use closing::ClosingConsumer;
 pub use dead_letter::{
     DEAD_LETTER_PREFIX_BYTES, MAX_DEAD_LETTER_BYTES, MAX_DEAD_LETTER_REASON_BYTES,
 };
-pub use ownership::{FencingContext, Ownership, group_consumer};
-pub use reader::{TopicReader, assign_all, partitions_of};
+pub use ownership::Ownership;
+pub(crate) use ownership::{FencingContext, group_consumer};
+pub use reader::{TopicReader, partitions_of};
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
@@ -116,19 +117,19 @@ pub struct ConsumerOptions {
 
 /// The fewest messages the buffer of waiting messages holds, whatever the concurrency:
 /// after a resume they keep the workers busy while the partitions are fetched again.
-pub const MIN_WAITING: usize = 32;
+pub(crate) const MIN_WAITING: usize = 32;
 
 /// The most payload and key bytes the loop buffers before pausing its partitions (64 MiB):
 /// with the broker's 1 MB record limit, a buffer of large tasks stays bounded.
-pub const MAX_WAITING_BYTES: usize = 64 << 20;
+pub(crate) const MAX_WAITING_BYTES: usize = 64 << 20;
 
 /// How long the buffer of waiting messages may stay full before the partitions are
 /// paused (well below librdkafka's `max.poll.interval.ms`, 300 s, and short enough that
 /// a rebalance waits little for the loop to poll).
-pub const FULL_BEFORE_PAUSE: Duration = Duration::from_secs(2);
+pub(crate) const FULL_BEFORE_PAUSE: Duration = Duration::from_secs(2);
 
 /// A topic and partition.
-pub type PartitionKey = (String, i32);
+pub(crate) type PartitionKey = (String, i32);
 
 /// Consumes `options.topics` in group `options.group_id` until `shutdown` fires, calling
 /// `process` for each message, up to `options.concurrency` at once, and storing offsets

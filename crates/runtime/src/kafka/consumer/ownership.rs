@@ -97,7 +97,7 @@ impl Ownership {
 /// a partition that comes back goes on, work for one that went elsewhere is fenced at the
 /// assignment. A revocation with the assignment lost (the session expired) fences at
 /// once.
-pub struct FencingContext {
+pub(crate) struct FencingContext {
     ownership: Ownership,
 }
 
@@ -141,7 +141,7 @@ impl ConsumerContext for FencingContext {
 ///
 /// # Errors
 /// [`crate::Error::Kafka`] when librdkafka rejects the configuration.
-pub fn group_consumer(
+pub(crate) fn group_consumer(
     settings: &KafkaSettings,
     group_id: &str,
     client_id: &str,

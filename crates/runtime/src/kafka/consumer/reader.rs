@@ -19,7 +19,7 @@ use crate::{Result, kafka::KafkaSettings};
 ///
 /// # Errors
 /// [`crate::Error::Kafka`] when the consumer cannot be created or assigned.
-pub async fn assign_all(
+pub(super) async fn assign_all(
     settings: &KafkaSettings,
     topic: &str,
     offset: Offset,
@@ -97,7 +97,7 @@ impl std::fmt::Debug for TopicReader {
 
 impl TopicReader {
     /// A reader of every partition of `topic` from `offset`, once the topic exists (see
-    /// [`assign_all`]); `Ok(None)` when `shutdown` fired first.
+    /// `assign_all`); `Ok(None)` when `shutdown` fired first.
     ///
     /// # Errors
     /// [`crate::Error::Kafka`] when the consumer cannot be created or assigned.
