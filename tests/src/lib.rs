@@ -2,6 +2,9 @@
 //! port, an OpenAI stand-in (wiremock) where a test needs exact answers or faults, and the
 //! three services started in-process on port 0.
 //!
+//! The tests themselves are modules of one test binary, one per area:
+//! `tests/tests/e2e/main.rs` and `tests/tests/e2e/<area>.rs`.
+//!
 //! # Layout
 //!
 //! - [`Broker`]: a Tansu broker process, killed on drop; it can be paused (SIGSTOP) and
