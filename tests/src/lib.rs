@@ -2,14 +2,21 @@
 //! port, an OpenAI stand-in (wiremock) where a test needs exact answers or faults, and the
 //! three services started in-process on port 0.
 //!
+//! The tests themselves are modules of one test binary, one per area:
+//! `tests/tests/e2e/main.rs` and `tests/tests/e2e/<area>.rs`.
+//!
 //! # Layout
 //!
 //! - [`Broker`]: a Tansu broker process, killed on drop; it can be paused (SIGSTOP) and
 //!   resumed (SIGCONT) to play a broker outage.
 //! - [`LlmStandIn`]: an OpenAI-compatible HTTP stand-in with canned answers or faults.
 //! - [`System`]: task-generator, agent-comms and task-solver running against a broker and
-//!   a model, with an HTTP client and helpers to poll results; [`test_settings`] for a
-//!   test that runs a service itself.
+//!   a model, with an HTTP client; [`test_settings`] for a test that runs a service
+//!   itself.
+//! - [`routes`]: a method of [`System`] per route (`generate_task`, `task_result`,
+//!   `task_results`, `send_event`, `last_message`, `health`, `ready`, and polls of the
+//!   results view), each answering an [`Answer`] with the status, the JSON body and the
+//!   body read as the route's type ([`TaskView`], [`LastMessage`], …).
 //! - [`raw`]: raw HTTP/1.1 on a socket, for requests no well-behaved client sends.
 //!
 //! Tansu comes from the project's venv (`scripts/bootstrap.sh`, run by `make test`):
@@ -21,6 +28,7 @@ mod kafka;
 mod llm;
 mod postgres;
 pub mod raw;
+pub mod routes;
 mod solver_process;
 mod system;
 
@@ -29,5 +37,9 @@ pub use host::{free_port, repo_root, site_package_file, venv, wait_for_port};
 pub use kafka::{produce_tasks, read_topic, read_topic_settled};
 pub use llm::{LlmStandIn, STANDIN_ANSWER, STANDIN_TASK, completion, openai_error};
 pub use postgres::postgres_or_skip;
+pub use routes::{
+    Answer, BrokerCheck, Delivery, GeneratedTask, Health, LastMessage, TaskResults, TaskView,
+    get_json,
+};
 pub use solver_process::{SolverProcess, solver_binary};
-pub use system::{System, finished_results, test_settings, wait_until_healthy};
+pub use system::{System, test_settings, wait_until_healthy};

@@ -1,9 +1,10 @@
-//! [`System`]: the three services in-process against one broker and one model.
+//! [`System`]: the three services in-process against one broker and one model; its
+//! route methods are in [`routes`](crate::routes).
 
 use std::time::{Duration, Instant};
 
 use agent_runtime::config::Settings;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 /// The settings every service gets in the tests: the broker, the model stand-in, a 3 s
@@ -153,88 +154,6 @@ impl System {
             "{base} did not get healthy in 60 s"
         );
     }
-
-    /// POSTs `body` as JSON to `base + path`; returns the status and the JSON body.
-    pub async fn post_json(&self, url: &str, body: &Value) -> (u16, Value) {
-        let response = self
-            .http
-            .post(url)
-            .json(body)
-            .send()
-            .await
-            .expect("request sent");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    /// `POST /generate-task` with `conversation_history`; returns the status and the JSON
-    /// body.
-    pub async fn generate_task(&self, conversation_history: Value) -> (u16, Value) {
-        let body = json!({ "conversation_history": conversation_history });
-        self.post_json(&format!("{}/generate-task", self.generator), &body)
-            .await
-    }
-
-    /// GETs `url`; returns the status and the JSON body.
-    pub async fn get_json(&self, url: &str) -> (u16, Value) {
-        let response = self.http.get(url).send().await.expect("request sent");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    /// `POST /send_event` of agent-comms with `body`; returns the status and the JSON
-    /// body.
-    pub async fn send_event(&self, body: &Value) -> (u16, Value) {
-        self.post_json(&format!("{}/send_event", self.comms), body)
-            .await
-    }
-
-    /// `GET /last_message` of agent-comms for `topic`, a valid topic name (`None`: the
-    /// default, the results topic); returns the status and the JSON body.
-    pub async fn last_message(&self, topic: Option<&str>) -> (u16, Value) {
-        let url = match topic {
-            Some(topic) => format!("{}/last_message?topic={topic}", self.comms),
-            None => format!("{}/last_message", self.comms),
-        };
-        self.get_json(&url).await
-    }
-
-    /// Polls `GET /task-result/{task_id}` until its status is not `pending` (or 404), up
-    /// to `timeout`; returns the last body.
-    pub async fn wait_for_result(&self, task_id: &str, timeout: Duration) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let (status, body) = self
-                .get_json(&format!("{}/task-result/{task_id}", self.generator))
-                .await;
-            if status == 200 && body["status"] != "pending" {
-                return body;
-            }
-            if Instant::now() > deadline {
-                return body;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// Polls `GET /task-results` until `accept` holds for its body, up to `timeout`;
-    /// returns the last body.
-    pub async fn wait_for_results(
-        &self,
-        timeout: Duration,
-        accept: impl Fn(&Value) -> bool,
-    ) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let (_, body) = self
-                .get_json(&format!("{}/task-results?limit=1000", self.generator))
-                .await;
-            if accept(&body) || Instant::now() > deadline {
-                return body;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
 }
 
 impl Drop for System {
@@ -256,16 +175,4 @@ pub async fn wait_until_healthy(http: &reqwest::Client, url: &str, timeout: Dura
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     false
-}
-
-/// The `completed` and `failed` entries of a `GET /task-results` body.
-pub fn finished_results(body: &Value) -> Vec<&Value> {
-    body["results"]
-        .as_array()
-        .map(|all| {
-            all.iter()
-                .filter(|t| t["status"] == "completed" || t["status"] == "failed")
-                .collect()
-        })
-        .unwrap_or_default()
 }

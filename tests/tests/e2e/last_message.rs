@@ -2,7 +2,10 @@
 //! topic's newest record, and `POST /send_event` refusing a record over the producer's
 //! limit as a client error.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use agent_runtime::kafka::{Producer, ensure_topics};
 use e2e::{Broker, LlmStandIn, System};
@@ -19,10 +22,10 @@ async fn create(system: &System, topic: &str) {
 
 /// Publishes `payload` to `topic` under `key` through agent-comms.
 async fn publish(system: &System, topic: &str, key: &str, payload: Value) {
-    let (status, body) = system
+    system
         .send_event(&json!({"payload": payload, "topic": topic, "key": key}))
-        .await;
-    assert_eq!(status, 200, "{body}");
+        .await
+        .ok();
     // Timestamps are in milliseconds: keep each record strictly newer than the last.
     tokio::time::sleep(Duration::from_millis(5)).await;
 }
@@ -48,37 +51,29 @@ async fn forty_reads_at_once_get_the_newest_record_within_a_second_and_a_newer_r
 
     // Asked for the first time: the topic is added to the view, loaded, and answered.
     let started = Instant::now();
-    let (status, first) = system.last_message(Some(topic)).await;
+    let first = system.last_message(Some(topic)).await;
     let first_read = started.elapsed();
-    assert_eq!(status, 200, "{first}");
-    assert_eq!(first["topic"], topic);
-    assert_eq!(first["payload"], json!({"n": 5}), "{first}");
-    assert_eq!(first["key"], "sensor-5");
-    assert_eq!(
-        first["headers"]["ce_source"],
-        "/langgraph-kafka/agent-comms"
-    );
+    let first = first.ok();
+    assert_eq!(first.topic, topic);
+    assert_eq!(first.payload, json!({"n": 5}), "{first:?}");
+    assert_eq!(first.key.as_deref(), Some("sensor-5"));
+    assert_eq!(first.headers["ce_source"], "/langgraph-kafka/agent-comms");
 
     // Forty at once, all answered from the view.
     let started = Instant::now();
     let mut reads = JoinSet::new();
+    let system = Arc::new(system);
     for _ in 0..40 {
-        let (http, url) = (
-            system.http.clone(),
-            format!("{}/last_message?topic={topic}", system.comms),
-        );
+        let system = Arc::clone(&system);
         reads.spawn(async move {
-            let response = http.get(url).send().await.expect("request sent");
-            let status = response.status().as_u16();
-            let body: Value = response.json().await.unwrap_or(Value::Null);
-            (status, body, started.elapsed())
+            let answer = system.last_message(Some(topic)).await;
+            (answer, started.elapsed())
         });
     }
     let mut slowest = Duration::ZERO;
     while let Some(read) = reads.join_next().await {
-        let (status, body, took) = read.expect("read ran");
-        assert_eq!(status, 200, "{body}");
-        assert_eq!(body, first, "every read shows the newest record");
+        let (answer, took) = read.expect("read ran");
+        assert_eq!(answer.ok(), first, "every read shows the newest record");
         slowest = slowest.max(took);
     }
     assert!(
@@ -87,15 +82,14 @@ async fn forty_reads_at_once_get_the_newest_record_within_a_second_and_a_newer_r
     );
 
     // A newer record is what the reads show next, as soon as the view has read it.
-    let (status, body) = system
+    system
         .send_event(&json!({"payload": {"n": 6}, "topic": topic, "key": "sensor-6"}))
-        .await;
-    assert_eq!(status, 200, "{body}");
+        .await
+        .ok();
     let published = Instant::now();
     let shown_after = loop {
-        let (status, body) = system.last_message(Some(topic)).await;
-        assert_eq!(status, 200, "{body}");
-        if body["payload"] == json!({"n": 6}) {
+        let body = system.last_message(Some(topic)).await.ok();
+        if body.payload == json!({"n": 6}) {
             break published.elapsed();
         }
         assert_eq!(body, first, "only the previous newest record until then");
@@ -111,12 +105,16 @@ async fn forty_reads_at_once_get_the_newest_record_within_a_second_and_a_newer_r
     );
 
     // A topic outside COMMS_READ_TOPICS is refused, named.
-    let (status, body) = system.last_message(Some("no-such-topic")).await;
-    assert_eq!(status, 403, "{body}");
-    assert_eq!(body["error"]["code"], "forbidden", "{body}");
+    let refused = system.last_message(Some("no-such-topic")).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(
+        refused.body["error"]["code"], "forbidden",
+        "{}",
+        refused.body
+    );
     // The results topic, followed from the start, still empty.
-    let (status, body) = system.last_message(None).await;
-    assert_eq!(status, 404, "{body}");
+    let empty = system.last_message(None).await;
+    assert_eq!(empty.status, 404, "{}", empty.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,7 +138,8 @@ async fn an_event_over_the_producers_limit_is_a_413_naming_it_and_the_next_event
     let too_large = "x".repeat(1_040_000);
     let body = json!({"payload": too_large, "topic": topic});
     assert!(body.to_string().len() < agent_runtime::http::MAX_BODY_BYTES);
-    let (status, answer) = system.send_event(&body).await;
+    let refused = system.send_event(&body).await;
+    let (status, answer) = (refused.status, refused.body);
     assert_eq!(status, 413, "{answer}");
     assert_eq!(answer["error"]["code"], "payload_too_large", "{answer}");
     let message = answer["error"]["message"].as_str().unwrap_or_default();
@@ -155,11 +154,11 @@ async fn an_event_over_the_producers_limit_is_a_413_naming_it_and_the_next_event
     // The view follows the topic a few milliseconds behind the broker.
     let deadline = Instant::now() + Duration::from_secs(5);
     let last = loop {
-        let (status, last) = system.last_message(Some(topic)).await;
-        if status == 200 && last["payload"] == json!({"hello": "broker"})
+        let last = system.last_message(Some(topic)).await;
+        if last.status == 200 && last.body["payload"] == json!({"hello": "broker"})
             || Instant::now() > deadline
         {
-            break last;
+            break last.body;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };

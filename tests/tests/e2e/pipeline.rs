@@ -2,12 +2,13 @@
 
 use std::time::Duration;
 
+use agent_core::task::TaskStatus;
 use e2e::{Broker, LlmStandIn, STANDIN_ANSWER, System, completion};
 use rdkafka::{
     ClientConfig,
     producer::{FutureProducer, FutureRecord},
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 const RESULT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -17,48 +18,38 @@ async fn generate_task_then_the_result_becomes_completed() {
     let llm = LlmStandIn::healthy().await;
     let system = System::start(&broker.bootstrap(), &llm.base_url(), &[]).await;
 
-    let (status, body) = system
+    let generated = system
         .generate_task(json!("User: I need help with my project"))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["status"], "pending");
-    assert_eq!(body["task"]["task_name"], "Project help");
-    assert_eq!(body["task"]["source"], "task-generator");
-    let task_id = body["task_id"].as_str().expect("task_id").to_owned();
-    assert_eq!(body["task"]["task_id"], task_id.as_str());
+        .await
+        .ok();
+    assert_eq!(generated.status, TaskStatus::Pending);
+    assert_eq!(generated.task.task_name, "Project help");
+    assert_eq!(generated.task.source.as_deref(), Some("task-generator"));
+    let task_id = generated.task_id;
+    assert_eq!(generated.task.task_id, task_id);
 
-    let view = system.wait_for_result(&task_id, RESULT_TIMEOUT).await;
-    assert_eq!(view["status"], "completed", "{view}");
-    assert_eq!(view["result"]["result"], STANDIN_ANSWER);
-    assert_eq!(view["result"]["status"], "completed");
+    let view = system
+        .wait_for_result(&task_id.to_string(), RESULT_TIMEOUT)
+        .await;
+    assert_eq!(view.status, TaskStatus::Completed, "{view:?}");
+    let result = view.result.as_ref().expect("a result");
+    assert_eq!(result.result.as_deref(), Some(STANDIN_ANSWER));
+    assert_eq!(result.status, TaskStatus::Completed);
     // plan + solve: two calls of 10 + 5 tokens each.
-    assert_eq!(view["result"]["usage"]["total_tokens"], 30);
-    assert_eq!(view["task"]["task_id"], task_id.as_str());
+    assert_eq!(result.usage.total_tokens, 30);
+    assert_eq!(view.task.as_ref().map(|t| t.task_id), Some(task_id));
 
     // agent-comms sees the same result as the newest message of the results topic.
-    let (status, last) = system
-        .get_json(&format!("{}/last_message", system.comms))
-        .await;
-    assert_eq!(status, 200, "{last}");
-    assert_eq!(last["key"], task_id.as_str());
-    assert_eq!(last["payload"]["status"], "completed");
-    assert_eq!(
-        last["headers"]["ce_type"],
-        "io.langgraph-kafka.task.finished"
-    );
-    assert_eq!(last["headers"]["ce_specversion"], "1.0");
+    let last = system.last_message(None).await.ok();
+    assert_eq!(last.key, Some(task_id.to_string()));
+    assert_eq!(last.payload["status"], "completed");
+    assert_eq!(last.headers["ce_type"], "io.langgraph-kafka.task.finished");
+    assert_eq!(last.headers["ce_specversion"], "1.0");
 
     // The list shows it once.
-    let (_, list) = system
-        .get_json(&format!("{}/task-results", system.generator))
-        .await;
-    let ids: Vec<&Value> = list["results"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .map(|r| &r["task_id"])
-        .collect();
-    assert_eq!(ids, [&json!(task_id)]);
+    let list = system.task_results("").await.ok();
+    let ids: Vec<_> = list.results.iter().map(|r| r.task_id).collect();
+    assert_eq!(ids, [task_id]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,22 +74,19 @@ async fn a_plain_json_task_produced_as_the_python_system_did_gets_a_result() {
         .expect("produced");
 
     let list = system
-        .wait_for_results(RESULT_TIMEOUT, |body| {
-            body["results"]
-                .as_array()
-                .is_some_and(|r| r.iter().any(|t| t["status"] == "completed"))
-        })
+        .wait_for_results(RESULT_TIMEOUT, |list| !list.completed().is_empty())
         .await;
-    let results = list["results"].as_array().expect("list");
-    assert_eq!(results.len(), 1, "{list}");
-    assert_eq!(results[0]["status"], "completed");
-    assert_eq!(results[0]["task"]["task_name"], "Summarize notes");
-    assert_eq!(results[0]["result"]["result"], STANDIN_ANSWER);
-    // The id given to the id-less task is the one the result carries.
-    assert_eq!(
-        results[0]["task"]["task_id"],
-        results[0]["result"]["task_id"]
+    let results = &list.results;
+    assert_eq!(results.len(), 1, "{list:?}");
+    assert_eq!(results[0].status, TaskStatus::Completed);
+    let (task, result) = (
+        results[0].task.as_ref().expect("the task"),
+        results[0].result.as_ref().expect("the result"),
     );
+    assert_eq!(task.task_name, "Summarize notes");
+    assert_eq!(result.result.as_deref(), Some(STANDIN_ANSWER));
+    // The id given to the id-less task is the one the result carries.
+    assert_eq!(task.task_id, result.task_id);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,15 +100,20 @@ async fn an_llm_answering_500_gives_a_failed_result_with_the_reason() {
     )
     .await;
 
-    let (status, body) = system
+    let task_id = system
         .generate_task(json!([{"role": "user", "content": "I need help with my project"}]))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let task_id = body["task_id"].as_str().expect("task_id").to_owned();
+        .await
+        .ok()
+        .task_id
+        .to_string();
 
     let view = system.wait_for_result(&task_id, RESULT_TIMEOUT).await;
-    assert_eq!(view["status"], "failed", "{view}");
-    let error = view["result"]["error"].as_str().expect("error text");
+    assert_eq!(view.status, TaskStatus::Failed, "{view:?}");
+    let error = view
+        .result
+        .as_ref()
+        .and_then(|r| r.error.as_deref())
+        .expect("error text");
     assert!(
         error.contains("500") && error.contains("model overloaded"),
         "{error}"
@@ -159,14 +152,19 @@ async fn a_task_past_its_deadline_fails_with_a_deadline_reason() {
     )
     .await;
 
-    let (status, body) = system
+    let task_id = system
         .generate_task(json!("User: I need help with my project"))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let task_id = body["task_id"].as_str().expect("task_id").to_owned();
+        .await
+        .ok()
+        .task_id
+        .to_string();
     let view = system.wait_for_result(&task_id, RESULT_TIMEOUT).await;
-    assert_eq!(view["status"], "failed", "{view}");
-    let error = view["result"]["error"].as_str().expect("error text");
+    assert_eq!(view.status, TaskStatus::Failed, "{view:?}");
+    let error = view
+        .result
+        .as_ref()
+        .and_then(|r| r.error.as_deref())
+        .expect("error text");
     assert_eq!(
         error,
         "deadline: the task did not finish within TASK_DEADLINE_SECS (1 s)"
@@ -184,7 +182,8 @@ async fn an_llm_failing_during_generation_gives_502_and_publishes_nothing() {
         &[("OPENAI_MAX_RETRIES", "0")],
     )
     .await;
-    let (status, body) = system.generate_task(json!("User: hi")).await;
+    let answer = system.generate_task(json!("User: hi")).await;
+    let (status, body) = (answer.status, answer.body);
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"]["code"], "bad_gateway");
     assert!(
@@ -193,10 +192,8 @@ async fn an_llm_failing_during_generation_gives_502_and_publishes_nothing() {
             .is_some_and(|m| m.contains("down")),
         "{body}"
     );
-    let (_, list) = system
-        .get_json(&format!("{}/task-results", system.generator))
-        .await;
-    assert_eq!(list["count"], 0);
+    let list = system.task_results("").await.ok();
+    assert_eq!(list.count, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,11 +214,11 @@ async fn an_invalid_draft_is_re_asked_and_the_valid_one_published() {
     llm.answer_structured(e2e::STANDIN_TASK).await;
     llm.answer_text(200, completion(STANDIN_ANSWER)).await;
     let system = System::start(&broker.bootstrap(), &llm.base_url(), &[]).await;
-    let (status, body) = system
+    let generated = system
         .generate_task(json!("User: I need help with my project"))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["task"]["task_name"], "Project help");
+        .await
+        .ok();
+    assert_eq!(generated.task.task_name, "Project help");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,16 +236,17 @@ async fn the_solver_checkpoints_each_task_in_postgres() {
         &[("CHECKPOINTER", "postgres"), ("DATABASE_URL", url.as_str())],
     )
     .await;
-    let (_, health) = system.get_json(&format!("{}/health", system.solver)).await;
-    assert_eq!(health["checkpointer"], "postgres", "{health}");
+    let health = system.health(&system.solver).await.ok();
+    assert_eq!(health.details["checkpointer"], "postgres", "{health:?}");
 
-    let (status, body) = system
+    let task_id = system
         .generate_task(json!("User: I need help with my project"))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let task_id = body["task_id"].as_str().expect("task_id").to_owned();
+        .await
+        .ok()
+        .task_id
+        .to_string();
     let view = system.wait_for_result(&task_id, RESULT_TIMEOUT).await;
-    assert_eq!(view["status"], "completed", "{view}");
+    assert_eq!(view.status, TaskStatus::Completed, "{view:?}");
 
     // Thread id = task id: the input and one checkpoint per superstep (plan, solve, format).
     let history = saver.list(&task_id, None).await.expect("history");

@@ -110,8 +110,8 @@ async fn every_route_answers_bad_input_with_a_json_4xx() {
             "validation_failed",
         ),
     ] {
-        let (got, body) = system.post_json(&generate, &body).await;
-        assert_error(what, got, &body, status, code);
+        let answer = system.generate_task_with(&body).await;
+        assert_error(what, answer.status, &answer.body, status, code);
     }
     let (got, body) = raw(
         &system,
@@ -156,23 +156,25 @@ async fn every_route_answers_bad_input_with_a_json_4xx() {
     assert_error("wrong method", got, &body, 405, "method_not_allowed");
 
     // GET /task-result/{id} and /task-results
-    let (got, body) = system
-        .get_json(&format!("{}/task-result/not-a-uuid", system.generator))
-        .await;
-    assert_error("malformed task id", got, &body, 400, "bad_request");
-    let (got, body) = system
-        .get_json(&format!(
-            "{}/task-result/{}",
-            system.generator,
-            uuid::Uuid::new_v4()
-        ))
-        .await;
-    assert_error("unknown task id", got, &body, 404, "not_found");
+    let answer = system.task_result("not-a-uuid").await;
+    assert_error(
+        "malformed task id",
+        answer.status,
+        &answer.body,
+        400,
+        "bad_request",
+    );
+    let answer = system.task_result(uuid::Uuid::new_v4()).await;
+    assert_error(
+        "unknown task id",
+        answer.status,
+        &answer.body,
+        404,
+        "not_found",
+    );
     for query in ["status=done", "limit=0", "limit=abc", "limit=5000"] {
-        let (got, body) = system
-            .get_json(&format!("{}/task-results?{query}", system.generator))
-            .await;
-        assert_error(query, got, &body, 400, "bad_request");
+        let answer = system.task_results(query).await;
+        assert_error(query, answer.status, &answer.body, 400, "bad_request");
     }
 
     // Unknown routes on every service.
@@ -215,8 +217,8 @@ async fn every_route_answers_bad_input_with_a_json_4xx() {
             "validation_failed",
         ),
     ] {
-        let (got, body) = system.post_json(&send, &body).await;
-        assert_error(what, got, &body, status, code);
+        let answer = system.send_event(&body).await;
+        assert_error(what, answer.status, &answer.body, status, code);
     }
     let (got, body) = raw(&system, post.clone(), &send, json_ct, b"nope".to_vec()).await;
     assert_error("malformed JSON", got, &body, 400, "bad_request");
@@ -235,21 +237,21 @@ async fn every_route_answers_bad_input_with_a_json_4xx() {
         415,
         "unsupported_media_type",
     );
-    let (got, body) = system
-        .get_json(&format!("{}/last_message?topic=bad%20name", system.comms))
-        .await;
-    assert_error("bad topic", got, &body, 400, "bad_request");
-    let (got, body) = system
-        .get_json(&format!("{}/last_message", system.comms))
-        .await;
-    assert_error("no message yet", got, &body, 404, "not_found");
+    let answer = system.last_message(Some("bad%20name")).await;
+    assert_error("bad topic", answer.status, &answer.body, 400, "bad_request");
+    let answer = system.last_message(None).await;
+    assert_error(
+        "no message yet",
+        answer.status,
+        &answer.body,
+        404,
+        "not_found",
+    );
 
     // Nothing reached the broker: no task was published, so the model saw no solver call.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (_, list) = system
-        .get_json(&format!("{}/task-results", system.generator))
-        .await;
-    assert_eq!(list["count"], 0, "{list}");
+    let list = system.task_results("").await.ok();
+    assert_eq!(list.count, 0, "{list:?}");
     assert_eq!(llm.calls().await, 0);
 }
 
@@ -259,42 +261,35 @@ async fn a_poison_message_goes_to_the_dead_letter_topic_and_the_solver_moves_on(
     let llm = LlmStandIn::healthy().await;
     let system = System::start(&broker.bootstrap(), &llm.base_url(), &[]).await;
     let topics = system.settings.kafka.topics.clone();
-    let send = format!("{}/send_event", system.comms);
 
     // Same key, so both land on one partition: the good task behind the poison one.
-    let (status, _) = system
-        .post_json(&send, &json!({"payload": {"not": "a task"}, "key": "k1"}))
+    let sent = system
+        .send_event(&json!({"payload": {"not": "a task"}, "key": "k1"}))
         .await;
-    assert_eq!(status, 200);
-    let (status, _) = system
-        .post_json(
-            &send,
+    assert_eq!(sent.status, 200);
+    let sent = system
+        .send_event(
             &json!({"payload": {"task_name": "After poison", "task_description": "Still solved."}, "key": "k1"}),
         )
         .await;
-    assert_eq!(status, 200);
+    assert_eq!(sent.status, 200);
 
     let list = system
-        .wait_for_results(Duration::from_secs(60), |b| {
-            b["results"]
-                .as_array()
-                .is_some_and(|r| r.iter().any(|t| t["status"] == "completed"))
-        })
+        .wait_for_results(Duration::from_secs(60), |list| !list.completed().is_empty())
         .await;
     assert_eq!(
-        list["results"][0]["task"]["task_name"], "After poison",
-        "{list}"
+        list.results
+            .first()
+            .and_then(|t| t.task.as_ref())
+            .map(|t| t.task_name.as_str()),
+        Some("After poison"),
+        "{list:?}"
     );
 
     // The dead-letter topic is no client's to read through agent-comms: read it as an
     // operator would, straight from Kafka.
-    let (status, refused) = system
-        .get_json(&format!(
-            "{}/last_message?topic={}",
-            system.comms, topics.dead_letter
-        ))
-        .await;
-    assert_eq!(status, 403, "{refused}");
+    let refused = system.last_message(Some(&topics.dead_letter)).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
     let dead = read_topic(
         &broker.bootstrap(),
         &topics.dead_letter,

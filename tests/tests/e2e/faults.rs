@@ -5,14 +5,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use e2e::{Broker, LlmStandIn, System, read_topic};
+use e2e::{Broker, LlmStandIn, System, TaskView, read_topic};
 use rdkafka::{
     ClientConfig, Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer},
     message::Headers,
     producer::{FutureProducer, FutureRecord},
 };
-use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_poison_messages_among_two_hundred_tasks() {
@@ -56,21 +55,13 @@ async fn fifty_poison_messages_among_two_hundred_tasks() {
     assert_eq!(sent_poison, 50);
 
     let list = system
-        .wait_for_results(Duration::from_secs(120), |body| {
-            body["results"]
-                .as_array()
-                .is_some_and(|r| r.iter().filter(|t| t["status"] == "completed").count() >= 200)
+        .wait_for_results(Duration::from_secs(120), |list| {
+            list.completed().len() >= 200
         })
         .await;
-    let results = list["results"].as_array().expect("list");
-    let completed: Vec<&Value> = results
-        .iter()
-        .filter(|t| t["status"] == "completed")
-        .collect();
-    let ids: HashSet<&str> = completed
-        .iter()
-        .filter_map(|t| t["task_id"].as_str())
-        .collect();
+    let results = &list.results;
+    let completed: Vec<&TaskView> = list.completed();
+    let ids: HashSet<uuid::Uuid> = completed.iter().map(|t| t.task_id).collect();
     assert_eq!(completed.len(), 200, "200 results");
     assert_eq!(ids.len(), 200, "no duplicates");
     assert_eq!(results.len(), 200, "nothing else listed");
@@ -154,15 +145,15 @@ async fn sixteen_600_kb_poison_records_are_dead_lettered_whole_a_950_kb_one_cut_
         .expect("produced");
     let ids = e2e::produce_tasks(&broker.bootstrap(), &topics.events, 5).await;
 
-    let body = system
-        .wait_for_results(Duration::from_secs(30), |body| {
-            e2e::finished_results(body).len() >= ids.len()
+    let list = system
+        .wait_for_results(Duration::from_secs(30), |list| {
+            list.finished().len() >= ids.len()
         })
         .await;
-    let completed: HashSet<&str> = e2e::finished_results(&body)
+    let completed: HashSet<String> = list
+        .completed()
         .iter()
-        .filter(|t| t["status"] == "completed")
-        .filter_map(|t| t["task_id"].as_str())
+        .map(|t| t.task_id.to_string())
         .collect();
     assert!(
         ids.iter().all(|id| completed.contains(id.as_str())),

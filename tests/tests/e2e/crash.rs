@@ -12,10 +12,9 @@ use std::{
 };
 
 use e2e::{
-    Broker, LlmStandIn, STANDIN_ANSWER, SolverProcess, System, completion, finished_results,
+    Broker, LlmStandIn, STANDIN_ANSWER, SolverProcess, System, TaskResults, completion,
     postgres_or_skip, produce_tasks, read_topic_settled,
 };
-use serde_json::Value;
 use wiremock::{
     Mock, Request, Respond, ResponseTemplate,
     matchers::{method, path},
@@ -60,29 +59,31 @@ async fn slow_model(delay: Duration) -> (LlmStandIn, Arc<AtomicUsize>) {
 
 /// How many tasks have a final result in the view now.
 async fn finished(system: &System) -> usize {
-    let (_, body) = system
-        .get_json(&format!("{}/task-results?limit=1000", system.generator))
-        .await;
-    finished_results(&body).len()
+    system
+        .task_results("limit=1000")
+        .await
+        .ok()
+        .finished()
+        .len()
 }
 
 /// Waits until at least `count` tasks have a final result, up to `timeout`.
 async fn wait_finished(system: &System, count: usize, timeout: Duration) -> usize {
-    let body = system
-        .wait_for_results(timeout, |body| finished_results(body).len() >= count)
+    let list = system
+        .wait_for_results(timeout, |list| list.finished().len() >= count)
         .await;
-    finished_results(&body).len()
+    list.finished().len()
 }
 
 /// Checks that the view holds exactly `ids`, each `completed` once.
-fn assert_all_completed(body: &Value, ids: &[String]) {
-    let results = body["results"].as_array().expect("a result list");
-    let completed: Vec<&str> = results
+fn assert_all_completed(list: &TaskResults, ids: &[String]) {
+    let results = &list.results;
+    let completed: Vec<String> = list
+        .completed()
         .iter()
-        .filter(|t| t["status"] == "completed")
-        .filter_map(|t| t["task_id"].as_str())
+        .map(|t| t.task_id.to_string())
         .collect();
-    let unique: HashSet<&str> = completed.iter().copied().collect();
+    let unique: HashSet<&str> = completed.iter().map(String::as_str).collect();
     let expected: HashSet<&str> = ids.iter().map(String::as_str).collect();
     assert_eq!(completed.len(), ids.len(), "one completed result per task");
     assert_eq!(
@@ -144,13 +145,13 @@ async fn three_sigkills_lose_nothing_repeat_nothing_and_pay_no_finished_step_twi
         let name = format!("solver-{}", i + 1);
         solver = SolverProcess::start(&bootstrap, &llm.base_url(), &name, &solver_vars).await;
     }
-    let body = system
-        .wait_for_results(Duration::from_secs(120), |body| {
-            finished_results(body).len() >= TASKS
+    let list = system
+        .wait_for_results(Duration::from_secs(120), |list| {
+            list.finished().len() >= TASKS
         })
         .await;
     let elapsed = started.elapsed();
-    assert_all_completed(&body, &ids);
+    assert_all_completed(&list, &ids);
 
     // Each task needs CALLS_PER_TASK calls; a kill can cost again at most the one call in
     // flight per task in flight (finished steps are checkpointed in PostgreSQL before the
@@ -209,12 +210,12 @@ async fn sigterm_under_load_drains_commits_and_loses_nothing() {
 
     let mut solver =
         SolverProcess::start(&bootstrap, &llm.base_url(), "solver-b", &solver_vars).await;
-    let body = system
-        .wait_for_results(Duration::from_secs(90), |body| {
-            finished_results(body).len() >= TASKS
+    let list = system
+        .wait_for_results(Duration::from_secs(90), |list| {
+            list.finished().len() >= TASKS
         })
         .await;
-    assert_all_completed(&body, &ids);
+    assert_all_completed(&list, &ids);
     let calls = arrived.load(Ordering::SeqCst);
     assert_eq!(
         calls,

@@ -3,9 +3,10 @@
 
 use std::time::{Duration, Instant};
 
+use agent_core::task::TaskStatus;
 use e2e::{Broker, LlmStandIn, SolverProcess, System, completion, produce_tasks, read_topic};
 use rdkafka::Message;
-use serde_json::{Value, json};
+use serde_json::json;
 use wiremock::{
     Mock, ResponseTemplate,
     matchers::{method, path},
@@ -36,15 +37,19 @@ async fn a_model_answering_50_mb_fails_the_task_within_10_s_and_the_solver_stays
     let log_bytes = std::fs::metadata(solver.log_path()).map_or(0, |m| m.len());
     eprintln!(
         "50 MB answer: {} in {elapsed:?}; solver peak RSS {:.1} MB; log {log_bytes} bytes",
-        result["status"],
+        result.status.as_str(),
         peak as f64 / 1e6
     );
 
-    assert_eq!(result["status"], "failed", "{result}");
-    let error = result["result"]["error"].as_str().unwrap_or_default();
+    assert_eq!(result.status, TaskStatus::Failed, "{result:?}");
+    let error = result
+        .result
+        .as_ref()
+        .and_then(|r| r.error.as_deref())
+        .unwrap_or_default();
     assert!(
         error.contains("exceeds OPENAI_MAX_RESPONSE_BYTES (1048576 bytes)"),
-        "{result}"
+        "{result:?}"
     );
     assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
     assert!(peak < 100_000_000, "solver peak RSS {peak} bytes");
@@ -88,11 +93,11 @@ async fn a_model_echoing_the_api_key_leaks_it_into_no_answer_result_topic_or_log
     let topics = system.settings.kafka.topics.clone();
 
     // The generator's answer to a model failure.
-    let (status, body) = system
+    let refused = system
         .generate_task(json!([{"role": "user", "content": "help"}]))
         .await;
-    assert_eq!(status, 502, "{body}");
-    let answer = body.to_string();
+    assert_eq!(refused.status, 502, "{}", refused.body);
+    let answer = refused.body.to_string();
     assert!(
         !answer.contains(KEY) && answer.contains("[REDACTED]"),
         "{answer}"
@@ -103,11 +108,15 @@ async fn a_model_echoing_the_api_key_leaks_it_into_no_answer_result_topic_or_log
     let result = system
         .wait_for_result(&ids[0], Duration::from_secs(30))
         .await;
-    assert_eq!(result["status"], "failed", "{result}");
-    let error = result["result"]["error"].as_str().unwrap_or_default();
+    assert_eq!(result.status, TaskStatus::Failed, "{result:?}");
+    let error = result
+        .result
+        .as_ref()
+        .and_then(|r| r.error.as_deref())
+        .unwrap_or_default();
     assert!(
         error.contains("Incorrect API key provided: [REDACTED]"),
-        "{result}"
+        "{result:?}"
     );
     let on_topic = read_topic(
         &broker.bootstrap(),
@@ -124,11 +133,11 @@ async fn a_model_echoing_the_api_key_leaks_it_into_no_answer_result_topic_or_log
 
     // Health shows the endpoint without its password.
     for base in [&system.generator, &solver.health.replace("/health", "")] {
-        let (_, health): (u16, Value) = system.get_json(&format!("{base}/health")).await;
-        let endpoint = health["llm_endpoint"].as_str().unwrap_or_default();
+        let health = system.health(base).await.ok();
+        let endpoint = health.details["llm_endpoint"].as_str().unwrap_or_default();
         assert!(
             endpoint.contains("[REDACTED]@127.0.0.1") && !endpoint.contains(PROXY_PASSWORD),
-            "{health}"
+            "{health:?}"
         );
     }
 

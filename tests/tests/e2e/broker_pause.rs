@@ -15,10 +15,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use agent_core::task::TaskStatus;
 use e2e::{
-    Broker, LlmStandIn, STANDIN_ANSWER, STANDIN_TASK, System, completion, read_topic_settled,
+    Answer, Broker, LlmStandIn, STANDIN_ANSWER, STANDIN_TASK, System, TaskView, completion,
+    read_topic_settled,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 use wiremock::{
     Mock, ResponseTemplate,
     matchers::{method, path},
@@ -37,16 +39,16 @@ const LLM_DELAY: Duration = Duration::from_millis(150);
 
 /// Submits one conversation; returns the task id of a 200, panicking on anything else.
 async fn submit(system: &System, n: usize) -> String {
-    let (status, body) = system
+    let answer = system
         .generate_task(json!(format!("User: help me with project {n}")))
         .await;
-    assert_eq!(status, 200, "task {n}: {body}");
-    body["task_id"].as_str().expect("task_id").to_owned()
+    assert_eq!(answer.status, 200, "task {n}: {}", answer.body);
+    answer.ok().task_id.to_string()
 }
 
-/// The `(status, body)` of `GET url`, or `None` when no answer came within 5 s.
-async fn get_within(system: &System, url: &str) -> Option<(u16, Value)> {
-    tokio::time::timeout(Duration::from_secs(5), system.get_json(url))
+/// The answer of a request, or `None` when no answer came within 5 s.
+async fn within<T>(answer: impl Future<Output = Answer<T>>) -> Option<Answer<T>> {
+    tokio::time::timeout(Duration::from_secs(5), answer)
         .await
         .ok()
 }
@@ -87,9 +89,6 @@ async fn a_broker_paused_for_twenty_seconds_loses_nothing_and_never_answers_200_
         &[("KAFKA_PRODUCE_TIMEOUT_MS", produce_timeout.as_str())],
     )
     .await;
-    let results_url = format!("{}/task-results?limit=1000", system.generator);
-    let health_url = format!("{}/health", system.generator);
-    let ready_url = format!("{}/ready", system.generator);
 
     // Tasks go in while the first ones are being solved.
     let mut accepted = Vec::new();
@@ -98,18 +97,12 @@ async fn a_broker_paused_for_twenty_seconds_loses_nothing_and_never_answers_200_
     }
     // Stop the broker once solving is under way, with most tasks still queued.
     let list = system
-        .wait_for_results(Duration::from_secs(30), |body| {
-            body["results"]
-                .as_array()
-                .is_some_and(|r| r.iter().any(|t| t["status"] == "completed"))
-        })
+        .wait_for_results(Duration::from_secs(30), |list| !list.completed().is_empty())
         .await;
-    let done_before = list["results"].as_array().map_or(0, |r| {
-        r.iter().filter(|t| t["status"] == "completed").count()
-    });
+    let done_before = list.completed().len();
     assert!(
         done_before > 0,
-        "nothing completed before the pause: {list}"
+        "nothing completed before the pause: {list:?}"
     );
 
     broker.pause();
@@ -119,7 +112,7 @@ async fn a_broker_paused_for_twenty_seconds_loses_nothing_and_never_answers_200_
     // has passed, never 200.
     let mut refused = 0;
     let posted = Instant::now();
-    let (status, body) = tokio::time::timeout(
+    let Answer { status, body, .. } = tokio::time::timeout(
         Duration::from_secs(15),
         system.generate_task(json!("User: help me while the broker is down")),
     )
@@ -143,24 +136,28 @@ async fn a_broker_paused_for_twenty_seconds_loses_nothing_and_never_answers_200_
     // plus its probe timeout (3 s).
     let mut degraded_after = None;
     while paused_at.elapsed() < PAUSE - Duration::from_secs(4) {
-        if let Some((200, health)) = get_within(&system, &health_url).await
-            && health["status"] == "degraded"
+        if let Some(answer) = within(system.health(&system.generator)).await
+            && answer.status == 200
         {
-            assert_eq!(health["broker"]["reachable"], false, "{health}");
-            degraded_after = Some(paused_at.elapsed());
-            break;
+            let health = answer.ok();
+            if health.status == "degraded" {
+                assert!(!health.broker.reachable, "{health:?}");
+                degraded_after = Some(paused_at.elapsed());
+                break;
+            }
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let degraded_after = degraded_after.expect("/health said `degraded` during the pause");
-    let (ready, _) = get_within(&system, &ready_url)
+    let ready = within(system.ready(&system.generator))
         .await
-        .expect("/ready answers during the pause");
+        .expect("/ready answers during the pause")
+        .status;
     assert_eq!(ready, 503, "/ready while the broker is frozen");
 
     // Another POST, after the producer has seen its first timeouts: still 503.
     if paused_at.elapsed() + Duration::from_secs(8) < PAUSE {
-        let (status, body) = tokio::time::timeout(
+        let Answer { status, body, .. } = tokio::time::timeout(
             Duration::from_secs(10),
             system.generate_task(json!("User: help me again while the broker is down")),
         )
@@ -187,8 +184,9 @@ async fn a_broker_paused_for_twenty_seconds_loses_nothing_and_never_answers_200_
     // accepted (a client retries a 503 until then).
     let mut ok_after = None;
     while resumed_at.elapsed() < Duration::from_secs(30) {
-        if let Some((200, health)) = get_within(&system, &health_url).await
-            && health["status"] == "ok"
+        if let Some(answer) = within(system.health(&system.generator)).await
+            && answer.status == 200
+            && answer.ok().status == "ok"
         {
             ok_after = Some(resumed_at.elapsed());
             break;
@@ -199,13 +197,14 @@ async fn a_broker_paused_for_twenty_seconds_loses_nothing_and_never_answers_200_
     let mut retried = 0;
     for n in 0..AFTER {
         loop {
-            let (status, body) = system
+            let answer = system
                 .generate_task(json!(format!("User: help me after the outage {n}")))
                 .await;
-            if status == 200 {
-                accepted.push(body["task_id"].as_str().expect("task_id").to_owned());
+            if answer.status == 200 {
+                accepted.push(answer.ok().task_id.to_string());
                 break;
             }
+            let Answer { status, body, .. } = answer;
             assert_eq!(status, 503, "{body}");
             retried += 1;
             assert!(
@@ -220,61 +219,49 @@ async fn a_broker_paused_for_twenty_seconds_loses_nothing_and_never_answers_200_
     let wanted: HashSet<&str> = accepted.iter().map(String::as_str).collect();
     assert_eq!(wanted.len(), accepted.len(), "task ids are unique");
     let list = system
-        .wait_for_results(Duration::from_secs(45), |body| {
-            let completed: HashSet<&str> = body["results"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|t| t["status"] == "completed")
-                .filter_map(|t| t["task_id"].as_str())
+        .wait_for_results(Duration::from_secs(45), |list| {
+            let completed: HashSet<String> = list
+                .completed()
+                .iter()
+                .map(|t| t.task_id.to_string())
                 .collect();
-            wanted.is_subset(&completed)
+            wanted.iter().all(|id| completed.contains(*id))
         })
         .await;
     let all_done_after = resumed_at.elapsed();
-    let results = list["results"].as_array().expect("list");
-    let listed: Vec<&str> = results
-        .iter()
-        .filter_map(|t| t["task_id"].as_str())
-        .collect();
-    let unique: HashSet<&str> = listed.iter().copied().collect();
+    let results = &list.results;
+    let listed: Vec<String> = results.iter().map(|t| t.task_id.to_string()).collect();
+    let unique: HashSet<&str> = listed.iter().map(String::as_str).collect();
     let duplicates = listed.len() - unique.len();
     let lost: Vec<&&str> = wanted
         .iter()
         .filter(|id| {
             !results
                 .iter()
-                .any(|t| t["task_id"] == **id && t["status"] == "completed")
+                .any(|t| t.task_id.to_string() == **id && t.status == TaskStatus::Completed)
         })
         .collect();
     // Tasks whose POST got 503 but which the broker stored anyway once it woke.
-    let stored_anyway: Vec<&Value> = results
+    let stored_anyway: Vec<&TaskView> = results
         .iter()
-        .filter(|t| t["task_id"].as_str().is_some_and(|id| !wanted.contains(id)))
+        .filter(|t| !wanted.contains(t.task_id.to_string().as_str()))
         .collect();
-    assert!(lost.is_empty(), "tasks lost: {lost:?}; {list}");
-    assert_eq!(duplicates, 0, "duplicates in /task-results: {list}");
+    assert!(lost.is_empty(), "tasks lost: {lost:?}; {list:?}");
+    assert_eq!(duplicates, 0, "duplicates in /task-results: {list:?}");
     assert!(
         stored_anyway.len() <= refused,
-        "{} unknown tasks listed, only {refused} POSTs were refused: {list}",
+        "{} unknown tasks listed, only {refused} POSTs were refused: {list:?}",
         stored_anyway.len()
     );
     for task in &stored_anyway {
         // Stored although refused: the solver must still finish it.
         let view = system
-            .wait_for_result(
-                task["task_id"].as_str().unwrap_or_default(),
-                Duration::from_secs(20),
-            )
+            .wait_for_result(&task.task_id.to_string(), Duration::from_secs(20))
             .await;
-        assert_eq!(view["status"], "completed", "{view}");
+        assert_eq!(view.status, TaskStatus::Completed, "{view:?}");
     }
-    let (_, now) = system.get_json(&results_url).await;
-    assert_eq!(
-        now["count"].as_u64(),
-        Some((accepted.len() + stored_anyway.len()) as u64),
-        "{now}"
-    );
+    let now = system.task_results("limit=1000").await.ok();
+    assert_eq!(now.count, accepted.len() + stored_anyway.len(), "{now:?}");
 
     // Under at-least-once, a result whose acknowledgement was lost in the outage may be
     // published again; the view shows it once. Count them on the topic for the record.

@@ -12,12 +12,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use e2e::{Broker, LlmStandIn, STANDIN_ANSWER, STANDIN_TASK, System, completion, openai_error};
+use agent_core::task::TaskStatus;
+use e2e::{
+    Broker, LlmStandIn, STANDIN_ANSWER, STANDIN_TASK, System, TaskView, completion, openai_error,
+};
 use rdkafka::{
     ClientConfig,
     producer::{FutureProducer, FutureRecord},
 };
-use serde_json::{Value, json};
+use serde_json::json;
 use wiremock::{
     Mock, Request, Respond, ResponseTemplate,
     matchers::{method, path},
@@ -142,15 +145,17 @@ async fn every_task_ends_completed_or_failed_with_a_reason_under_llm_faults() {
         .respond_with(model.clone())
         .mount(&llm.server)
         .await;
-    let system = System::start(
-        &broker.bootstrap(),
-        &llm.base_url(),
-        &[
-            ("OPENAI_TIMEOUT_SECS", TIMEOUT_SECS),
-            ("SOLVER_CONCURRENCY", "1"),
-        ],
-    )
-    .await;
+    let system = Arc::new(
+        System::start(
+            &broker.bootstrap(),
+            &llm.base_url(),
+            &[
+                ("OPENAI_TIMEOUT_SECS", TIMEOUT_SECS),
+                ("SOLVER_CONCURRENCY", "1"),
+            ],
+        )
+        .await,
+    );
     let topics = system.settings.kafka.topics.clone();
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap())
@@ -162,17 +167,11 @@ async fn every_task_ends_completed_or_failed_with_a_reason_under_llm_faults() {
     // events topic as the Python system did (plain JSON, no headers, no id).
     let mut posts = tokio::task::JoinSet::new();
     for i in 0..POSTED {
-        let http = system.http.clone();
-        let url = format!("{}/generate-task", system.generator);
+        let system = Arc::clone(&system);
         posts.spawn(async move {
-            let body =
-                json!({"conversation_history": format!("User: I need help with project {i}")});
-            let response = http.post(url).json(&body).send().await.expect("sent");
-            let status = response.status().as_u16();
-            (
-                status,
-                response.json::<Value>().await.unwrap_or(Value::Null),
-            )
+            system
+                .generate_task(json!(format!("User: I need help with project {i}")))
+                .await
         });
     }
     let mut names = HashSet::new();
@@ -194,10 +193,11 @@ async fn every_task_ends_completed_or_failed_with_a_reason_under_llm_faults() {
     }
     let mut accepted = HashSet::new();
     let mut refused: BTreeMap<u16, usize> = BTreeMap::new();
-    for (status, body) in posts.join_all().await {
-        if status == 200 {
-            accepted.insert(body["task_id"].as_str().expect("task_id").to_owned());
+    for answer in posts.join_all().await {
+        if answer.status == 200 {
+            accepted.insert(answer.ok().task_id.to_string());
         } else {
+            let e2e::Answer { status, body, .. } = answer;
             // Refused, not lost: the model failed, and the answer says so.
             assert!(status == 502 || status == 503, "{status}: {body}");
             assert!(
@@ -214,27 +214,19 @@ async fn every_task_ends_completed_or_failed_with_a_reason_under_llm_faults() {
     }
     let expected = PRODUCED + 1 + accepted.len();
 
-    let finished = |r: &&Value| r["status"] == "completed" || r["status"] == "failed";
     let list = system
-        .wait_for_results(DEADLINE, |body| {
-            body["results"]
-                .as_array()
-                .is_some_and(|r| r.iter().filter(finished).count() >= expected)
-        })
+        .wait_for_results(DEADLINE, |list| list.finished().len() >= expected)
         .await;
     let elapsed = started.elapsed();
-    let results = list["results"].as_array().expect("list");
+    let results = &list.results;
 
     // Every task is listed once, and has ended.
-    let ids: HashSet<&str> = results
-        .iter()
-        .filter_map(|r| r["task_id"].as_str())
-        .collect();
+    let ids: HashSet<String> = results.iter().map(|r| r.task_id.to_string()).collect();
     assert_eq!(ids.len(), results.len(), "no task listed twice");
     let mut by_name: HashMap<&str, usize> = HashMap::new();
     for r in results {
-        if let Some(name) = r["task"]["task_name"].as_str() {
-            *by_name.entry(name).or_default() += 1;
+        if let Some(task) = &r.task {
+            *by_name.entry(task.task_name.as_str()).or_default() += 1;
         }
     }
     let lost: Vec<&String> = names
@@ -247,10 +239,10 @@ async fn every_task_ends_completed_or_failed_with_a_reason_under_llm_faults() {
         "a produced task listed twice"
     );
     for id in &accepted {
-        assert!(ids.contains(id.as_str()), "accepted task {id} lost");
+        assert!(ids.contains(id), "accepted task {id} lost");
     }
-    assert_eq!(results.len(), expected, "nothing else listed: {list}");
-    let unfinished: Vec<&Value> = results.iter().filter(|r| !finished(r)).collect();
+    assert_eq!(results.len(), expected, "nothing else listed: {list:?}");
+    let unfinished: Vec<&TaskView> = results.iter().filter(|r| !r.is_finished()).collect();
     assert!(
         unfinished.is_empty(),
         "{} tasks not ended after {DEADLINE:?}: {unfinished:?}",
@@ -261,14 +253,19 @@ async fn every_task_ends_completed_or_failed_with_a_reason_under_llm_faults() {
     let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
     let mut completed = 0;
     for r in results {
-        if r["status"] == "completed" {
-            assert_eq!(r["result"]["result"], STANDIN_ANSWER, "{r}");
+        let result = r.result.as_ref();
+        if r.status == TaskStatus::Completed {
+            assert_eq!(
+                result.and_then(|x| x.result.as_deref()),
+                Some(STANDIN_ANSWER),
+                "{r:?}"
+            );
             completed += 1;
         } else {
-            let reason = r["result"]["error"].as_str().unwrap_or_default();
+            let reason = result.and_then(|x| x.error.as_deref()).unwrap_or_default();
             assert!(
                 !reason.trim().is_empty(),
-                "a failed task without a reason: {r}"
+                "a failed task without a reason: {r:?}"
             );
             *reasons.entry(kind_of(reason)).or_default() += 1;
         }
@@ -282,10 +279,18 @@ async fn every_task_ends_completed_or_failed_with_a_reason_under_llm_faults() {
     // saying why.
     let hopeless = results
         .iter()
-        .find(|r| r["task"]["task_description"] == HOPELESS)
+        .find(|r| {
+            r.task
+                .as_ref()
+                .is_some_and(|t| t.task_description == HOPELESS)
+        })
         .expect("the hopeless task is listed");
-    assert_eq!(hopeless["status"], "failed", "{hopeless}");
-    let reason = hopeless["result"]["error"].as_str().unwrap_or_default();
+    assert_eq!(hopeless.status, TaskStatus::Failed, "{hopeless:?}");
+    let reason = hopeless
+        .result
+        .as_ref()
+        .and_then(|r| r.error.as_deref())
+        .unwrap_or_default();
     assert!(
         reason.contains("not an OpenAI response") && reason.contains("upstream connect error"),
         "{reason}"
@@ -379,28 +384,25 @@ async fn a_provider_that_refuses_past_eight_requests_at_once_gets_the_limit_it_s
     let events = system.settings.kafka.topics.clone().events;
     let ids = e2e::produce_tasks(&broker.bootstrap(), &events, CAPPED_TASKS).await;
 
-    let body = system
-        .wait_for_results(Duration::from_secs(120), |body| {
-            e2e::finished_results(body).len() >= CAPPED_TASKS
+    let list = system
+        .wait_for_results(Duration::from_secs(120), |list| {
+            list.finished().len() >= CAPPED_TASKS
         })
         .await;
-    let finished = e2e::finished_results(&body);
-    let failed: Vec<&&Value> = finished
+    let finished = list.finished();
+    let failed: Vec<&&TaskView> = finished
         .iter()
-        .filter(|t| t["status"] != "completed")
+        .filter(|t| t.status != TaskStatus::Completed)
         .collect();
     assert!(failed.is_empty(), "tasks failed: {failed:#?}");
-    let done: HashSet<&str> = finished
-        .iter()
-        .filter_map(|t| t["task_id"].as_str())
-        .collect();
+    let done: HashSet<String> = finished.iter().map(|t| t.task_id.to_string()).collect();
     assert!(
-        ids.iter().all(|id| done.contains(id.as_str())),
+        ids.iter().all(|id| done.contains(id)),
         "every task completed"
     );
 
-    let (_, health) = system.get_json(&format!("{}/health", system.solver)).await;
-    let limit = &health["llm_concurrency"];
+    let health = system.health(&system.solver).await.ok();
+    let limit = &health.details["llm_concurrency"];
     let report = stats.report();
     assert!(
         report.rate_limited >= 1 && limit["decreases"].as_u64() >= Some(1),

@@ -9,20 +9,12 @@
 use std::time::{Duration, Instant};
 
 use agent_runtime::config::Settings;
-use e2e::{Broker, LlmStandIn};
+use e2e::{Broker, LlmStandIn, get_json};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 const PASSWORD: &str = "pa55-w0rd-never-shown";
 const PRODUCE_TIMEOUT_MS: u64 = 2000;
-
-async fn get(http: &reqwest::Client, url: &str) -> (u16, Value) {
-    let response = http.get(url).send().await.expect("sent");
-    (
-        response.status().as_u16(),
-        response.json().await.unwrap_or(Value::Null),
-    )
-}
 
 async fn post(http: &reqwest::Client, url: &str, body: &Value) -> (u16, Value, Duration) {
     let started = Instant::now();
@@ -42,7 +34,7 @@ async fn post(http: &reqwest::Client, url: &str, body: &Value) -> (u16, Value, D
 async fn checked_health(http: &reqwest::Client, base: &str, timeout: Duration) -> Value {
     let deadline = Instant::now() + timeout;
     loop {
-        let (status, health) = get(http, &format!("{base}/health")).await;
+        let (status, health) = get_json(http, &format!("{base}/health")).await;
         assert_eq!(status, 200, "{health}");
         if health["broker"]["error"] != "not checked yet" {
             return health;
@@ -107,7 +99,7 @@ async fn sasl_ssl_against_a_plaintext_broker_is_degraded_and_503_not_a_hang() {
         assert_eq!(health["status"], "degraded", "{base}: {health}");
         assert_eq!(health["broker"]["reachable"], false, "{base}: {health}");
         assert!(!health.to_string().contains(PASSWORD), "{health}");
-        let (status, _) = get(&http, &format!("{base}/ready")).await;
+        let (status, _) = get_json(&http, &format!("{base}/ready")).await;
         assert_eq!(status, 503, "{base}/ready");
     }
 
@@ -141,7 +133,7 @@ async fn sasl_ssl_against_a_plaintext_broker_is_degraded_and_503_not_a_hang() {
     assert!(!body.to_string().contains(PASSWORD), "{body}");
     // Reading fails after its metadata timeout (5 s), as a 503.
     let started = Instant::now();
-    let (status, body) = get(&http, &format!("{}/last_message", bases[1])).await;
+    let (status, body) = get_json(&http, &format!("{}/last_message", bases[1])).await;
     assert_eq!(status, 503, "{body}");
     assert!(
         started.elapsed() < Duration::from_secs(10),
@@ -152,7 +144,7 @@ async fn sasl_ssl_against_a_plaintext_broker_is_degraded_and_503_not_a_hang() {
     // Tansu holds the connection open), `/health` says why.
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
-        let (_, health) = get(&http, &format!("{}/health", bases[0])).await;
+        let (_, health) = get_json(&http, &format!("{}/health", bases[0])).await;
         assert_eq!(health["status"], "degraded", "{health}");
         let error = health["broker"]["error"].as_str().unwrap_or_default();
         // "SSL handshake failed: …" or "Connection setup timed out in state SSL_HANDSHAKE".

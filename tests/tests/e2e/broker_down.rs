@@ -4,17 +4,9 @@
 use std::time::{Duration, Instant};
 
 use agent_runtime::config::Settings;
-use e2e::{Broker, LlmStandIn, free_port};
+use e2e::{Broker, LlmStandIn, free_port, get_json};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-
-async fn get(http: &reqwest::Client, url: &str) -> (u16, Value) {
-    let response = http.get(url).send().await.expect("sent");
-    (
-        response.status().as_u16(),
-        response.json().await.unwrap_or(Value::Null),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_broker_health_is_degraded_and_generate_task_is_503() {
@@ -38,11 +30,11 @@ async fn without_a_broker_health_is_degraded_and_generate_task_is_503() {
     tokio::spawn(app.run_until_stopped(shutdown.clone()));
     let http = reqwest::Client::new();
 
-    let (status, health) = get(&http, &format!("{base}/health")).await;
+    let (status, health) = get_json(&http, &format!("{base}/health")).await;
     assert_eq!(status, 200);
     assert_eq!(health["status"], "degraded", "{health}");
     assert_eq!(health["broker"]["reachable"], false);
-    let (status, _) = get(&http, &format!("{base}/ready")).await;
+    let (status, _) = get_json(&http, &format!("{base}/ready")).await;
     assert_eq!(status, 503);
     // No secret in health.
     assert!(!health.to_string().contains("test-key"));
@@ -60,7 +52,7 @@ async fn without_a_broker_health_is_degraded_and_generate_task_is_503() {
     // Once the first check has failed, `/health` says why, in librdkafka's words.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let (_, health) = get(&http, &format!("{base}/health")).await;
+        let (_, health) = get_json(&http, &format!("{base}/health")).await;
         let error = health["broker"]["error"].as_str().unwrap_or_default();
         if error.contains("Connection refused") {
             assert!(error.contains(&bootstrap), "{error}");
@@ -74,7 +66,7 @@ async fn without_a_broker_health_is_degraded_and_generate_task_is_503() {
     let _broker = Broker::start_on(port);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (_, health) = get(&http, &format!("{base}/health")).await;
+        let (_, health) = get_json(&http, &format!("{base}/health")).await;
         if health["status"] == "ok" {
             break;
         }
@@ -84,7 +76,7 @@ async fn without_a_broker_health_is_degraded_and_generate_task_is_503() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let (status, _) = get(&http, &format!("{base}/ready")).await;
+    let (status, _) = get_json(&http, &format!("{base}/ready")).await;
     assert_eq!(status, 200);
     shutdown.cancel();
 }

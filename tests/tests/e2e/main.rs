@@ -1,0 +1,22 @@
+//! The end-to-end tests, one module per area, in one test binary (so the harness and the
+//! three services are linked once, not fourteen times). Each test starts its own Tansu
+//! broker on a free port, an OpenAI stand-in where it needs one, and the three services
+//! in-process (see the `e2e` harness crate: `Broker`, `LlmStandIn`, `System`).
+//!
+//! nextest names a test `<module>::<test>` (e.g. `crash::sigterm_under_load_…`);
+//! `.config/nextest.toml` selects the crash tests with `test(/^crash::/)`.
+
+mod access;
+mod bad_input;
+mod broker_down;
+mod broker_pause;
+mod crash;
+mod faults;
+mod hostile_model;
+mod http_limits;
+mod last_message;
+mod llm_faults;
+mod local_model;
+mod pipeline;
+mod secure_kafka;
+mod task_identity;
