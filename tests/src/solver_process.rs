@@ -22,6 +22,7 @@ pub fn solver_binary() -> PathBuf {
                 .args([
                     "build",
                     "--quiet",
+                    "--locked",
                     "-p",
                     "task-solver",
                     "--bin",
