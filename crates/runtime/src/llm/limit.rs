@@ -27,7 +27,7 @@
 //! policy), so a rate-limited request does not hold a slot while it waits.
 //!
 //! ```
-//! use agent_runtime::llm::limit::{AdaptiveLimit, LimitSettings, Signal};
+//! use agent_runtime::llm::{AdaptiveLimit, LimitSettings, Signal};
 //!
 //! # tokio_test_block_on(async {
 //! let limit = AdaptiveLimit::new(LimitSettings { initial: 4, min: 1, max: 64 });
