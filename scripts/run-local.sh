@@ -79,6 +79,9 @@ command -v setsid >/dev/null 2>&1 || die "setsid (util-linux) is required"
 "$SCRIPTS/bootstrap.sh"
 eval "$("$SCRIPTS/paths.sh")"   # TANSU_BIN, SMOLLM2_GGUF, LGK_PYTHON
 mkdir -p "$LOCAL_DIR"
+# The broker keeps nothing across runs, so neither does the results view (DATA_DIR): a
+# view of the last run's topics would show tasks this broker never had.
+rm -rf "$LOCAL_DIR/data"
 
 # --- kafka (tansu) ----------------------------------------------------------
 t0="$(now)"
@@ -103,6 +106,7 @@ SERVICE_ENV=(
     "BIND_ADDRESS=${BIND_ADDRESS:-127.0.0.1}"
     # Finish draining before stop-local's 10 s TERM->KILL deadline.
     "SHUTDOWN_DRAIN_SECS=${SHUTDOWN_DRAIN_SECS:-8}"
+    "DATA_DIR=$LOCAL_DIR/data"
 )
 if [[ -n "${OPENAI_BASE_URL:-}" ]]; then
     line model "using OPENAI_BASE_URL=$OPENAI_BASE_URL (model ${OPENAI_MODEL:-<service default>}); no local model"

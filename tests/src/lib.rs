@@ -42,4 +42,4 @@ pub use routes::{
     get_json,
 };
 pub use solver_process::{SolverProcess, solver_binary};
-pub use system::{System, test_settings, wait_until_healthy};
+pub use system::{System, scratch_dir, test_settings, wait_until_healthy};

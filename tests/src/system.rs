@@ -23,7 +23,9 @@ pub(crate) fn test_vars<'a>(bootstrap: &'a str, llm_url: &'a str) -> Vec<(&'a st
     ]
 }
 
-/// The settings of [`System::start`]: the test settings, `PORT=0` and `extra`.
+/// The settings of [`System::start`]: the test settings, `PORT=0` and `extra`; unless
+/// `extra` sets `DATA_DIR`, the results view's SQLite file goes to a folder of its own
+/// under the system's temporary folder ([`scratch_dir`]).
 ///
 /// # Panics
 /// When they are not valid.
@@ -31,7 +33,23 @@ pub fn test_settings(bootstrap: &str, llm_url: &str, extra: &[(&str, &str)]) -> 
     let mut vars = test_vars(bootstrap, llm_url);
     vars.push(("PORT", "0"));
     vars.extend_from_slice(extra);
-    Settings::from_vars(vars).expect("valid test settings")
+    let mut settings = Settings::from_vars(vars).expect("valid test settings");
+    if !extra.iter().any(|(var, _)| *var == "DATA_DIR") {
+        settings.view.data_dir = scratch_dir();
+    }
+    settings
+}
+
+/// A new, empty folder for one test's files: `<temp>/langgraph-kafka-e2e/<uuid>`.
+///
+/// # Panics
+/// When it cannot be created.
+pub fn scratch_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir()
+        .join("langgraph-kafka-e2e")
+        .join(uuid::Uuid::new_v4().simple().to_string());
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    dir
 }
 
 /// An HTTP client that sends the first key of `API_KEYS` (when set) as
@@ -159,6 +177,12 @@ impl System {
 impl Drop for System {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        // The results view's folder, when the harness made it (best effort: the
+        // generator may still hold the file open a moment).
+        let data = &self.settings.view.data_dir;
+        if data.starts_with(std::env::temp_dir().join("langgraph-kafka-e2e")) {
+            let _ = std::fs::remove_dir_all(data);
+        }
     }
 }
 

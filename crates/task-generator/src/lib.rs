@@ -10,12 +10,17 @@
 //! - [`generation`]: the generation graph — normalize the conversation, ask the LLM for a
 //!   task under the task schema, validate (re-asking on an invalid answer), publish keyed
 //!   by `task_id`.
-//! - [`view`]: the results view, rebuilt from the events and results topics at start.
+//! - [`store`]: the results view — every task's latest state — behind the
+//!   [`ViewStore`](store::ViewStore) trait: SQLite (default), in-memory.
+//! - [`reader`]: [`ViewReader`](reader::ViewReader) keeps the store up to date from the
+//!   events and results topics, resuming where the store stopped, and knows when it has
+//!   caught up.
 
 pub mod generation;
+pub mod reader;
 pub mod routes;
 pub mod startup;
-pub mod view;
+pub mod store;
 
 /// The service's name in logs, health and CloudEvents `source`.
 pub const SERVICE: &str = "task-generator";

@@ -4,12 +4,16 @@
 //!   `{role, content}`) → 200 `{"task_id", "task", "status": "pending", "topic",
 //!   "partition", "offset"}`, once the broker acknowledged the task. 4xx for bad input,
 //!   502 when the model fails, 503 when the broker does not acknowledge in time.
-//! - `GET /task-results?status=&limit=` → `{"count", "results": [TaskView…]}`, newest
-//!   first (default limit 50, at most 1000).
+//! - `GET /task-results?status=&limit=&cursor=` → `{"count", "results": [TaskView…],
+//!   "next"}`, newest first by `(created_at, task_id)` (default limit 50, at most 1000);
+//!   `next` is the cursor of the following page (`null` on the last): pass it as
+//!   `?cursor=` to continue. 400 for a cursor this view did not give.
 //! - `GET /task-result/{task_id}` → a [`TaskView`]: `pending`, then `completed` or
-//!   `failed` with the result; 400 for a malformed id, 404 for an unknown one.
+//!   `failed` with the result; 400 for a malformed id, 404 for an unknown one — or 503
+//!   `catching_up` (with `Retry-After`) while the view is still reading what was written
+//!   before it started, when it cannot yet say that a task does not exist.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use agent_core::{graph::CompiledGraph, task::TaskStatus};
 use agent_runtime::http::{self, ApiError, Health, Json, Path, Query, health_routes};
@@ -24,7 +28,8 @@ use uuid::Uuid;
 
 use crate::{
     generation::{self, Conversation, GenerationError, GenerationState},
-    view::{ResultsView, TaskView},
+    reader::CatchUp,
+    store::{Batch, Cursor, ListQuery, StoreError, TaskView, ViewRecord, ViewStore},
 };
 
 /// Longest accepted conversation, in characters.
@@ -39,8 +44,10 @@ pub const MAX_LIMIT: usize = 1000;
 pub struct AppState {
     /// The generation graph.
     pub graph: CompiledGraph<GenerationState>,
-    /// The results view.
-    pub view: ResultsView,
+    /// The results view's store.
+    pub store: Arc<dyn ViewStore>,
+    /// Whether the view has caught up with the topics.
+    pub catch_up: CatchUp,
     /// The accepted API keys (`API_KEYS`); `None` leaves the routes open.
     pub api_keys: Option<http::ApiKeys>,
     /// The per-client limit on `POST /generate-task`; `None`: unlimited.
@@ -85,7 +92,15 @@ async fn generate_task(
             GenerationError::Graph(_) => ApiError::Internal(err.to_string()),
         })?;
     tracing::Span::current().record("task_id", tracing::field::display(generated.task.task_id));
-    state.view.record_task(&generated.task);
+    // The reader will apply the task from the topic too; recording it now lets the
+    // client read it back at once. A store that fails here only delays that.
+    let batch = Batch {
+        records: vec![ViewRecord::Task(generated.task.clone())],
+        offsets: vec![],
+    };
+    if let Err(err) = state.store.apply(batch).await {
+        tracing::warn!(error = %err, "results store: the new task shows once read back from the topic");
+    }
     Ok(Json(json!({
         "task_id": generated.task.task_id,
         "task": generated.task,
@@ -134,14 +149,27 @@ fn conversation_of(body: &Value) -> Result<Conversation, ApiError> {
 
 /// Query of `GET /task-results`; kept as text so bad values get our own error.
 #[derive(Debug, Deserialize)]
-struct ListQuery {
+struct ListParams {
     status: Option<String>,
     limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// A store failure as an answer: 400 for a bad cursor, else 503 (the cause logged, not
+/// answered).
+fn store_error(err: StoreError) -> ApiError {
+    match err {
+        StoreError::BadCursor => ApiError::BadRequest(err.to_string()),
+        err => {
+            tracing::error!(error = %err, "results store failed");
+            ApiError::Unavailable("the results store is unavailable; retry shortly".into())
+        }
+    }
 }
 
 async fn task_results(
     State(state): State<AppState>,
-    Query(query): Query<ListQuery>,
+    Query(query): Query<ListParams>,
 ) -> Result<Json<Value>, ApiError> {
     let status = query
         .status
@@ -160,8 +188,26 @@ async fn task_results(
             }
         },
     };
-    let results = state.view.list(status, limit);
-    Ok(Json(json!({"count": results.len(), "results": results})))
+    let after = query
+        .cursor
+        .as_deref()
+        .map(str::parse::<Cursor>)
+        .transpose()
+        .map_err(store_error)?;
+    let page = state
+        .store
+        .list(ListQuery {
+            status,
+            limit,
+            after,
+        })
+        .await
+        .map_err(store_error)?;
+    Ok(Json(json!({
+        "count": page.results.len(),
+        "results": page.results,
+        "next": page.next.map(|next| next.to_string()),
+    })))
 }
 
 async fn task_result(
@@ -170,11 +216,14 @@ async fn task_result(
 ) -> Result<Json<TaskView>, ApiError> {
     let id = Uuid::parse_str(&task_id)
         .map_err(|_| ApiError::BadRequest(format!("task_id {task_id:?} is not a UUID")))?;
-    state
-        .view
-        .get(id)
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("no task with id {id}")))
+    match state.store.get(id).await.map_err(store_error)? {
+        Some(view) => Ok(Json(view)),
+        None if !state.catch_up.is_caught_up() => Err(ApiError::CatchingUp(format!(
+            "no task with id {id} yet: the results view is catching up ({} records behind)",
+            state.catch_up.behind().max(0)
+        ))),
+        None => Err(ApiError::NotFound(format!("no task with id {id}"))),
+    }
 }
 
 #[cfg(test)]
@@ -191,10 +240,14 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::generation::{self, Deps};
+    use crate::{
+        generation::{self, Deps},
+        store::{LogPosition, MemoryStore},
+    };
 
-    /// The router over a view, with a broker and a model that are never reached.
-    fn app(view: ResultsView) -> Router {
+    /// The router over a store (caught up or not), with a broker and a model that are
+    /// never reached.
+    fn app_with(store: &MemoryStore, catch_up: CatchUp) -> Router {
         let settings = Settings::from_vars([
             ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1"),
             ("OPENAI_BASE_URL", "http://127.0.0.1:1/v1"),
@@ -219,13 +272,38 @@ mod tests {
         router(
             AppState {
                 graph,
-                view,
+                store: Arc::new(store.clone()),
+                catch_up,
                 api_keys: None,
                 rate_limit: None,
             },
             health,
             Duration::from_secs(5),
         )
+    }
+
+    /// The router over a store that has caught up.
+    fn app(store: &MemoryStore) -> Router {
+        let catch_up = CatchUp::default();
+        catch_up.set_behind(0);
+        app_with(store, catch_up)
+    }
+
+    async fn apply(store: &MemoryStore, record: ViewRecord) {
+        store
+            .apply(Batch {
+                records: vec![record],
+                offsets: vec![],
+            })
+            .await
+            .expect("applied");
+    }
+
+    fn at(offset: i64) -> LogPosition {
+        LogPosition {
+            partition: 0,
+            offset,
+        }
     }
 
     async fn get(app: Router, uri: &str) -> (u16, Value) {
@@ -245,11 +323,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_known_task_is_pending_then_completed() {
-        let view = ResultsView::new();
+        let store = MemoryStore::new();
         let task = Task::new("Write docs", "Document the API", "").expect("task");
-        view.record_task(&task);
+        apply(&store, ViewRecord::Task(task.clone())).await;
         let uri = format!("/task-result/{}", task.task_id);
-        let (status, body) = get(app(view.clone()), &uri).await;
+        let (status, body) = get(app(&store), &uri).await;
         assert_eq!(status, 200);
         assert_eq!(body["status"], "pending");
         assert_eq!(body["task"]["task_name"], "Write docs");
@@ -262,14 +340,8 @@ mod tests {
             chrono::Utc::now(),
             TokenUsage::default(),
         );
-        view.record_result(
-            result,
-            crate::view::LogPosition {
-                partition: 0,
-                offset: 0,
-            },
-        );
-        let (status, body) = get(app(view), &uri).await;
+        apply(&store, ViewRecord::Result(result, at(0))).await;
+        let (status, body) = get(app(&store), &uri).await;
         assert_eq!(status, 200);
         assert_eq!(body["status"], "completed");
         assert_eq!(body["result"]["result"], "Done.");
@@ -278,32 +350,60 @@ mod tests {
 
     #[tokio::test]
     async fn task_results_filters_by_status_and_limits() {
-        let view = ResultsView::new();
+        let store = MemoryStore::new();
         for i in 0..3 {
             let task = Task::new(format!("t{i}"), "d", "").expect("task");
-            view.record_task(&task);
+            apply(&store, ViewRecord::Task(task.clone())).await;
             if i == 0 {
-                view.record_result(
-                    TaskResult::failed(&task, "no", "s", chrono::Utc::now(), TokenUsage::default()),
-                    crate::view::LogPosition {
-                        partition: 0,
-                        offset: 0,
-                    },
-                );
+                let failed =
+                    TaskResult::failed(&task, "no", "s", chrono::Utc::now(), TokenUsage::default());
+                apply(&store, ViewRecord::Result(failed, at(0))).await;
             }
         }
-        let (status, body) = get(app(view.clone()), "/task-results?status=pending&limit=1").await;
+        let (status, body) = get(app(&store), "/task-results?status=pending&limit=1").await;
         assert_eq!(status, 200);
         assert_eq!(body["count"], 1);
         assert_eq!(body["results"][0]["status"], "pending");
-        let (_, body) = get(app(view), "/task-results?status=failed").await;
+        let cursor = body["next"].as_str().expect("a next page").to_owned();
+        let (status, body) = get(
+            app(&store),
+            &format!("/task-results?status=pending&limit=1&cursor={cursor}"),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(body["count"], 1);
+        assert!(body["next"].is_null(), "the last page: {body}");
+        let (_, body) = get(app(&store), "/task-results?status=failed").await;
         assert_eq!(body["count"], 1);
         assert_eq!(body["results"][0]["result"]["error"], "no");
+        let (status, body) = get(app(&store), "/task-results?cursor=not-a-cursor").await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"]["code"], "bad_request");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_task_is_503_catching_up_until_the_view_has_caught_up_then_404() {
+        let store = MemoryStore::new();
+        let catch_up = CatchUp::default();
+        catch_up.set_behind(12);
+        let uri = format!("/task-result/{}", uuid::Uuid::new_v4());
+        let (status, body) = get(app_with(&store, catch_up.clone()), &uri).await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"]["code"], "catching_up");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("12 records behind")),
+            "{body}"
+        );
+        catch_up.set_behind(0);
+        let (status, body) = get(app_with(&store, catch_up), &uri).await;
+        assert_eq!(status, 404, "{body}");
     }
 
     #[tokio::test]
     async fn health_never_shows_the_api_key() {
-        let (status, body) = get(app(ResultsView::new()), "/health").await;
+        let (status, body) = get(app(&MemoryStore::new()), "/health").await;
         assert_eq!(status, 200);
         assert_eq!(body["service"], "task-generator");
         assert!(body["topics"]["events"].is_string());

@@ -1,16 +1,14 @@
 //! Wiring: [`App::build`] and [`App::run_until_stopped`].
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use agent_core::task::{Task, TaskResult};
 use agent_runtime::{
     Result,
-    config::Settings,
+    config::{ResultsStoreKind, Settings},
     http::{self, Health},
-    kafka::{self, BrokerWatch, KafkaSettings, Producer, TopicReader},
+    kafka::{self, BrokerWatch, Producer},
     llm::LlmClient,
 };
-use rdkafka::{Message, Offset};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -18,9 +16,13 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     DEFAULT_PORT, SERVICE,
     generation::{self, Deps},
+    reader::{CatchUp, ViewReader},
     routes::{self, AppState},
-    view::{LogPosition, ResultsView},
+    store::{MemoryStore, SqliteStore, StoreError, ViewStore},
 };
+
+/// How often finished tasks past `RESULTS_RETENTION_DAYS` are pruned from the view.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// A built task-generator: its port is bound, nothing runs until
 /// [`App::run_until_stopped`].
@@ -29,7 +31,8 @@ pub struct App {
     listener: TcpListener,
     router: axum::Router,
     producer: Producer,
-    view: ResultsView,
+    store: Arc<dyn ViewStore>,
+    catch_up: CatchUp,
     watch_stop: CancellationToken,
 }
 
@@ -45,8 +48,8 @@ impl App {
     /// not need the broker to be up: a missing broker shows as `degraded` on `/health`.
     ///
     /// # Errors
-    /// A configuration error (no model configured, bad Kafka settings) or a port that
-    /// cannot be bound.
+    /// A configuration error (no model configured, bad Kafka settings), a results store
+    /// that cannot be opened, or a port that cannot be bound.
     pub async fn build(settings: Settings) -> Result<Self> {
         let topics = settings.kafka.topics.clone();
         let llm = LlmClient::new(&settings.llm)?;
@@ -60,22 +63,35 @@ impl App {
             events_topic: topics.events.clone(),
         })
         .map_err(|err| agent_runtime::Error::Task(err.into()))?;
-        let view = ResultsView::new();
+        let store = open_store(&settings).await?;
+        let catch_up = CatchUp::default();
         let health = Health::new(
             SERVICE,
             watch,
             topics,
-            json!({"model": llm.model(), "llm_endpoint": llm.endpoint()}),
+            json!({
+                "model": llm.model(),
+                "llm_endpoint": llm.endpoint(),
+                "results_store": settings.view.store.as_str(),
+            }),
         )
         .with_live({
             let llm = llm.clone();
             move || json!({"llm_concurrency": llm.concurrency()})
+        })
+        .with_check("results_view", {
+            let catch_up = catch_up.clone();
+            move || {
+                (!catch_up.is_caught_up())
+                    .then(|| json!({"catching_up": true, "behind": catch_up.behind()}))
+            }
         });
         let request_timeout = settings.llm.timeout * 4 + Duration::from_secs(30);
         let router = routes::router(
             AppState {
                 graph,
-                view: view.clone(),
+                store: Arc::clone(&store),
+                catch_up: catch_up.clone(),
                 api_keys: http::ApiKeys::from_settings(&settings.http)?,
                 rate_limit: http::RateLimit::from_settings(&settings.http),
             },
@@ -92,7 +108,8 @@ impl App {
             listener,
             router,
             producer,
-            view,
+            store,
+            catch_up,
             watch_stop,
         })
     }
@@ -105,14 +122,9 @@ impl App {
         Ok(self.listener.local_addr()?)
     }
 
-    /// The results view (tests read it directly).
-    pub fn view(&self) -> ResultsView {
-        self.view.clone()
-    }
-
-    /// Creates the topics (retrying until the broker answers), starts the view's readers
-    /// and serves HTTP until `shutdown` fires; then lets requests in flight finish within
-    /// `HTTP_SHUTDOWN_GRACE_SECS`.
+    /// Creates the topics (retrying until the broker answers), starts the view's reader
+    /// ([`ViewReader`]) and its pruning, and serves HTTP until `shutdown` fires; then lets
+    /// requests in flight finish within `HTTP_SHUTDOWN_GRACE_SECS`.
     ///
     /// # Errors
     /// Only if the OS cannot say the bound address.
@@ -122,37 +134,20 @@ impl App {
             listener,
             router,
             producer,
-            view,
+            store,
+            catch_up,
             watch_stop,
         } = self;
         tracing::info!(address = %listener.local_addr()?, "task-generator listening");
-        let topics = settings.kafka.topics.clone();
         let background = {
             let settings = settings.clone();
             let shutdown = shutdown.clone();
+            let store = Arc::clone(&store);
             tokio::spawn(async move {
                 kafka::ensure_service_topics(&settings.kafka, &shutdown).await;
-                let events = follow(&settings.kafka, &topics.events, &shutdown, {
-                    let view = view.clone();
-                    move |message| {
-                        let id = || {
-                            Task::id_for_offset(
-                                message.topic(),
-                                message.partition(),
-                                message.offset(),
-                            )
-                        };
-                        if let Ok(task) = Task::from_json(message.payload().unwrap_or_default(), id)
-                        {
-                            view.record_task(&task);
-                        }
-                    }
-                });
-                let results = follow(&settings.kafka, &topics.results, &shutdown, {
-                    let view = view.clone();
-                    move |message| record_result(&view, message)
-                });
-                tokio::join!(events, results);
+                let reader = ViewReader::new(Arc::clone(&store), &settings.kafka, catch_up);
+                let prune = prune(store, settings.view.retention, shutdown.clone());
+                tokio::join!(reader.run(shutdown), prune);
             })
         };
         http::serve(listener, router, &settings.http.limits, shutdown.clone()).await;
@@ -164,48 +159,54 @@ impl App {
     }
 }
 
-/// Applies one record of the results topic to `view`: a valid result keyed by its own
-/// `task_id`, at its position in the partition (see [`ResultsView::record_result`]). A
-/// result under another key is skipped: the key puts every result of a task in one
-/// partition, which is what makes positions comparable.
-fn record_result<M: Message>(view: &ResultsView, message: &M) {
-    let offset = message.offset();
-    match TaskResult::from_json(message.payload().unwrap_or_default()) {
-        Ok(result) if message.key() == Some(result.task_id.to_string().as_bytes()) => {
-            view.record_result(
-                result,
-                LogPosition {
-                    partition: message.partition(),
-                    offset,
-                },
-            );
+/// The results store `settings` name (`RESULTS_STORE`).
+///
+/// # Errors
+/// [`agent_runtime::Error::Config`] naming `DATA_DIR` or `DATABASE_URL` when the store
+/// cannot be opened.
+async fn open_store(settings: &Settings) -> Result<Arc<dyn ViewStore>> {
+    let config = |var: &str, err: StoreError| {
+        agent_runtime::Error::Config(format!("{var}: cannot open the results store: {err}"))
+    };
+    Ok(match settings.view.store {
+        ResultsStoreKind::Memory => Arc::new(MemoryStore::new()),
+        ResultsStoreKind::Sqlite => {
+            // One file a set of topics: a view is of the topics it was read from.
+            let file = format!("results-{}.sqlite", settings.kafka.topics.events);
+            let path = settings.view.data_dir.join(file);
+            Arc::new(
+                SqliteStore::open(&path)
+                    .await
+                    .map_err(|err| config("DATA_DIR", err))?,
+            )
         }
-        Ok(result) => tracing::warn!(
-            offset,
-            task_id = %result.task_id,
-            "skipping a result not keyed by its task_id"
-        ),
-        Err(err) => tracing::warn!(offset, error = %err, "skipping an invalid result"),
-    }
+        ResultsStoreKind::Postgres => {
+            return Err(agent_runtime::Error::Config(
+                "RESULTS_STORE=postgres: not built yet".into(),
+            ));
+        }
+    })
 }
 
-/// Reads every partition of `topic` from the beginning ([`TopicReader`]), calling `apply`
-/// on each record, until `shutdown` fires.
-async fn follow(
-    settings: &KafkaSettings,
-    topic: &str,
-    shutdown: &CancellationToken,
-    apply: impl Fn(&rdkafka::message::BorrowedMessage<'_>),
-) {
-    let reader =
-        match TopicReader::open(settings, topic, Offset::Beginning, SERVICE, shutdown).await {
-            Ok(Some(reader)) => reader,
-            Ok(None) => return,
-            Err(err) => {
-                tracing::error!(topic, error = %err, "cannot read topic for the results view");
-                return;
-            }
-        };
-    tracing::info!(topic, "results view reading");
-    reader.follow(shutdown, apply).await;
+/// Removes finished tasks older than `retention` from `store` every [`PRUNE_EVERY`]
+/// (first one [`PRUNE_EVERY`] after start), until `shutdown` fires; never when
+/// `retention` is zero.
+async fn prune(store: Arc<dyn ViewStore>, retention: Duration, shutdown: CancellationToken) {
+    if retention.is_zero() {
+        return;
+    }
+    let Ok(retention) = chrono::Duration::from_std(retention) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(PRUNE_EVERY) => {}
+        }
+        match store.prune(chrono::Utc::now() - retention).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "results view pruned"),
+            Err(err) => tracing::warn!(error = %err, "results view prune failed; next in an hour"),
+        }
+    }
 }

@@ -8,7 +8,7 @@ use secrecy::ExposeSecret;
 
 use agent_runtime::{
     Result,
-    config::{CheckpointerKind, Settings, SolverSettings},
+    config::{CheckpointerKind, Settings},
     http::{self, Health, health_routes},
     kafka::{self, BrokerWatch, ConsumerOptions, ConsumerProgress, Producer, run_at_least_once},
     llm::LlmClient,
@@ -86,7 +86,7 @@ impl App {
         });
         let deadline = settings.solver.task_deadline;
         let max_result_bytes = settings.solver.max_result_bytes;
-        let (checkpointer, memory_saver) = checkpointer(&settings.solver).await?;
+        let (checkpointer, memory_saver) = checkpointer(&settings).await?;
         let checkpointed = checkpointer.is_some();
         let graph = solver::graph(llm, checkpointer)
             .map_err(|err| agent_runtime::Error::Task(err.into()))?;
@@ -186,9 +186,9 @@ impl App {
 /// The solver graph's checkpointer from `DISABLECHECKPOINTER`, `CHECKPOINTER` and
 /// `DATABASE_URL`; the in-memory one is also returned to drop finished threads.
 async fn checkpointer(
-    settings: &SolverSettings,
+    settings: &Settings,
 ) -> Result<(Option<Arc<dyn Checkpointer>>, Option<InMemorySaver>)> {
-    match settings.checkpointer {
+    match settings.solver.checkpointer {
         CheckpointerKind::Disabled => Ok((None, None)),
         CheckpointerKind::Postgres => {
             let url = settings.database_url.as_ref().ok_or_else(|| {

@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::{
-    CheckpointerKind, CommsSettings, Settings, SolverSettings,
+    CheckpointerKind, CommsSettings, Settings, SolverSettings, ViewSettings,
     parse::{non_empty, non_empty_secret},
 };
 use crate::{
@@ -92,6 +92,9 @@ pub(super) struct Flat {
     pub(super) consumer_max_attempts: u32,
     pub(super) consumer_stall_secs: u64,
     pub(super) hostname: Option<String>,
+    pub(super) results_store: String,
+    pub(super) data_dir: String,
+    pub(super) results_retention_days: u32,
 }
 
 impl Default for Flat {
@@ -146,6 +149,9 @@ impl Default for Flat {
             comms_read_topics: None,
             solver_id: None,
             hostname: None,
+            results_store: "sqlite".into(),
+            data_dir: "data".into(),
+            results_retention_days: 30,
         }
     }
 }
@@ -218,8 +224,13 @@ impl Flat {
                 consumer_max_attempts: self.consumer_max_attempts,
                 consumer_stall: Duration::from_secs(self.consumer_stall_secs),
                 checkpointer,
-                database_url: self.database_url,
             },
+            view: ViewSettings {
+                store: self.results_store.parse()?,
+                data_dir: self.data_dir.into(),
+                retention: Duration::from_secs(u64::from(self.results_retention_days) * 86_400),
+            },
+            database_url: self.database_url,
             comms: CommsSettings {
                 publish_topics: self.comms_publish_topics,
                 read_topics: self.comms_read_topics,

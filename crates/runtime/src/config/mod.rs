@@ -47,6 +47,11 @@ pub struct Settings {
     pub solver: SolverSettings,
     /// agent-comms' own settings.
     pub comms: CommsSettings,
+    /// task-generator's results view.
+    pub view: ViewSettings,
+    /// `DATABASE_URL`: PostgreSQL for `CHECKPOINTER=postgres` and
+    /// `RESULTS_STORE=postgres`, e.g. `postgres://user:password@host:5432/db` (secret).
+    pub database_url: Option<SecretString>,
     /// `LOG_FORMAT`: `pretty` (default) or `json`.
     pub log_format: LogFormat,
     /// `SHUTDOWN_DRAIN_SECS`: how long work in flight may finish after SIGTERM; default
@@ -87,9 +92,6 @@ pub struct SolverSettings {
     /// `CHECKPOINTER` and `DISABLECHECKPOINTER`: where the solver checkpoints each task's
     /// graph.
     pub checkpointer: CheckpointerKind,
-    /// `DATABASE_URL`: PostgreSQL for `CHECKPOINTER=postgres`, e.g.
-    /// `postgres://user:password@host:5432/db` (secret).
-    pub database_url: Option<SecretString>,
 }
 
 impl Default for SolverSettings {
@@ -102,21 +104,17 @@ impl Default for SolverSettings {
             consumer_max_attempts: 5,
             consumer_stall: Duration::from_secs(900),
             checkpointer: CheckpointerKind::Memory,
-            database_url: None,
         }
     }
 }
 
 impl SolverSettings {
-    /// Checks ranges, and that `CHECKPOINTER=postgres` has its `DATABASE_URL`.
+    /// Checks ranges.
     ///
     /// # Errors
     /// [`Error::Config`] naming the variable.
     pub fn validate(&self) -> Result<()> {
         let bad = |var: &str, why: &str| Err(Error::Config(format!("{var} {why}")));
-        if self.checkpointer == CheckpointerKind::Postgres && self.database_url.is_none() {
-            return bad("DATABASE_URL", "must be set when CHECKPOINTER=postgres");
-        }
         if self.concurrency == 0 {
             return bad("SOLVER_CONCURRENCY", "must be at least 1");
         }
@@ -181,6 +179,74 @@ impl std::str::FromStr for CheckpointerKind {
     }
 }
 
+/// task-generator's results view (`RESULTS_STORE`, `DATA_DIR`, `RESULTS_RETENTION_DAYS`).
+#[derive(Debug, Clone)]
+pub struct ViewSettings {
+    /// `RESULTS_STORE`: where the view is kept — `sqlite` (default), `postgres` or
+    /// `memory`.
+    pub store: ResultsStoreKind,
+    /// `DATA_DIR`: the folder of the SQLite view (`results-<events topic>.sqlite`);
+    /// default `data` under the working directory (the chart mounts a volume at
+    /// `/data`).
+    pub data_dir: std::path::PathBuf,
+    /// `RESULTS_RETENTION_DAYS`: finished tasks older than this leave the view; default
+    /// 30 days; 0 keeps them for ever.
+    pub retention: Duration,
+}
+
+impl Default for ViewSettings {
+    fn default() -> Self {
+        Self {
+            store: ResultsStoreKind::Sqlite,
+            data_dir: "data".into(),
+            retention: Duration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+/// Where task-generator keeps its results view (`RESULTS_STORE`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ResultsStoreKind {
+    /// `sqlite` (the default): a file under `DATA_DIR`, the replica's own; it resumes
+    /// where it stopped.
+    #[default]
+    Sqlite,
+    /// `postgres`: the database at `DATABASE_URL`, shared by every replica.
+    Postgres,
+    /// `memory`: in the process, read again from the topics' start at every start.
+    Memory,
+}
+
+impl ResultsStoreKind {
+    /// `sqlite`, `postgres` or `memory`, as `/health` shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+            Self::Memory => "memory",
+        }
+    }
+}
+
+impl std::str::FromStr for ResultsStoreKind {
+    type Err = Error;
+
+    /// `sqlite`, `postgres` or `memory`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming `RESULTS_STORE` (the value is not quoted).
+    fn from_str(text: &str) -> Result<Self> {
+        match text {
+            "sqlite" => Ok(Self::Sqlite),
+            "postgres" => Ok(Self::Postgres),
+            "memory" => Ok(Self::Memory),
+            _ => Err(Error::Config(
+                "RESULTS_STORE must be `sqlite`, `postgres` or `memory`".into(),
+            )),
+        }
+    }
+}
+
 /// agent-comms' section of the settings: which topics its routes may touch (checked and
 /// made into a policy by agent-comms).
 #[derive(Debug, Clone, Default)]
@@ -201,6 +267,8 @@ impl Default for Settings {
             llm: LlmSettings::default(),
             solver: SolverSettings::default(),
             comms: CommsSettings::default(),
+            view: ViewSettings::default(),
+            database_url: None,
             log_format: LogFormat::default(),
             shutdown_drain: Duration::from_secs(20),
             hostname: None,
@@ -273,6 +341,13 @@ impl Settings {
     /// # Errors
     /// [`Error::Config`] naming the variable.
     pub fn validate(&self) -> Result<()> {
+        let bad = |var: &str, why: &str| Err(Error::Config(format!("{var} {why}")));
+        if self.solver.checkpointer == CheckpointerKind::Postgres && self.database_url.is_none() {
+            return bad("DATABASE_URL", "must be set when CHECKPOINTER=postgres");
+        }
+        if self.view.store == ResultsStoreKind::Postgres && self.database_url.is_none() {
+            return bad("DATABASE_URL", "must be set when RESULTS_STORE=postgres");
+        }
         self.solver.validate()?;
         self.http.validate()?;
         self.kafka.validate()?;
@@ -290,7 +365,7 @@ impl Settings {
         if let Some(password) = &self.kafka.sasl_password {
             found.push(password.expose_secret().to_owned());
         }
-        if let Some(url) = &self.solver.database_url {
+        if let Some(url) = &self.database_url {
             found.extend(crate::redact::url_password(url.expose_secret()));
         }
         if let Some(url) = &self.llm.base_url {

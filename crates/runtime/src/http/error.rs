@@ -59,6 +59,11 @@ pub enum ApiError {
     /// 503 `unavailable`: the broker did not acknowledge in time, or is unreachable.
     #[error("{0}")]
     Unavailable(String),
+    /// 503 `catching_up`: a view is still reading what was written before it started,
+    /// so it cannot yet say that something does not exist; answered with
+    /// `Retry-After: 1`.
+    #[error("{0}")]
+    CatchingUp(String),
     /// 500 `internal`: logged with its cause, answered without it.
     #[error("internal error")]
     Internal(String),
@@ -81,7 +86,7 @@ impl ApiError {
             Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::CatchingUp(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -103,6 +108,7 @@ impl ApiError {
             Self::TooManyRequests(_) => "too_many_requests",
             Self::BadGateway(_) => "bad_gateway",
             Self::Unavailable(_) => "unavailable",
+            Self::CatchingUp(_) => "catching_up",
             Self::Internal(_) => "internal",
         }
     }
@@ -120,6 +126,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let Self::Internal(cause) = &self {
             tracing::error!(cause = %cause, "internal error");
+        }
+        if let Self::CatchingUp(_) = &self {
+            let retry = [(axum::http::header::RETRY_AFTER, "1")];
+            return (self.status(), retry, Json(self.body())).into_response();
         }
         (self.status(), Json(self.body())).into_response()
     }

@@ -17,8 +17,8 @@ mod watch;
 
 pub use admin::{ensure_service_topics, ensure_topics};
 pub use consumer::{
-    ClosingConsumer, ConsumerOptions, DEAD_LETTER_PREFIX_BYTES, MAX_DEAD_LETTER_BYTES,
-    MAX_DEAD_LETTER_REASON_BYTES, Outcome, Ownership, TopicReader, partitions_of,
+    ClosingConsumer, ConsumerOptions, DEAD_LETTER_PREFIX_BYTES, LogBounds, MAX_DEAD_LETTER_BYTES,
+    MAX_DEAD_LETTER_REASON_BYTES, Outcome, Ownership, TopicReader, log_bounds, partitions_of,
     run_at_least_once,
 };
 pub use headers::CloudEvent;

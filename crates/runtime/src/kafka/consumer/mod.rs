@@ -67,7 +67,7 @@ pub use dead_letter::{
 };
 pub use ownership::Ownership;
 pub(crate) use ownership::{FencingContext, group_consumer};
-pub use reader::{TopicReader, partitions_of};
+pub use reader::{LogBounds, TopicReader, log_bounds, partitions_of};
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use rdkafka::{
     Offset, TopicPartitionList,
-    consumer::{Consumer, StreamConsumer},
+    consumer::{BaseConsumer, Consumer, StreamConsumer},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -12,17 +12,17 @@ use super::ClosingConsumer;
 
 use crate::{Result, kafka::KafkaSettings};
 
-/// A consumer outside any group that reads every partition of `topic` from `offset` (no
-/// offsets committed): for views that every replica rebuilds in full, like the results
-/// view of task-generator. Waits (retrying every second) until the topic's metadata is
-/// known or `shutdown` fires.
+/// A consumer outside any group that reads every partition of `topics`, each from the
+/// offset `start` gives it (no offsets committed): for views that every replica keeps
+/// itself, like the results view of task-generator. Waits (retrying every second) until
+/// every topic's metadata is known or `shutdown` fires.
 ///
 /// # Errors
 /// [`crate::Error::Kafka`] when the consumer cannot be created or assigned.
 pub(super) async fn assign_all(
     settings: &KafkaSettings,
-    topic: &str,
-    offset: Offset,
+    topics: &[String],
+    start: &(dyn Fn(&str, i32) -> Offset + Sync),
     client_id: &str,
     shutdown: &CancellationToken,
 ) -> Result<Option<ClosingConsumer>> {
@@ -32,35 +32,101 @@ pub(super) async fn assign_all(
         .set("group.id", format!("{client_id}-{}", uuid::Uuid::new_v4()))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
+        // An offset gone under retention or compaction: read from the log's start.
+        .set("auto.offset.reset", "earliest")
         .create()?;
     let mut consumer = ClosingConsumer::new(consumer);
     loop {
         // Metadata calls block: keep them off the async workers.
-        let owned_topic = topic.to_owned();
-        let (back, partitions) = tokio::task::spawn_blocking(move || {
-            let partitions = partitions_of(&*consumer, &owned_topic);
-            (consumer, partitions)
+        let owned = topics.to_vec();
+        let (back, found) = tokio::task::spawn_blocking(move || {
+            let found: Result<Vec<(String, Vec<i32>)>> = owned
+                .into_iter()
+                .map(|topic| partitions_of(&*consumer, &topic).map(|p| (topic, p)))
+                .collect();
+            (consumer, found)
         })
         .await
         .map_err(|err| crate::Error::Io(std::io::Error::other(err)))?;
         consumer = back;
-        match partitions {
-            Ok(partitions) if !partitions.is_empty() => {
+        match found {
+            Ok(found) if found.iter().all(|(_, partitions)| !partitions.is_empty()) => {
                 let mut list = TopicPartitionList::new();
-                for partition in partitions {
-                    list.add_partition_offset(topic, partition, offset)?;
+                for (topic, partitions) in &found {
+                    for partition in partitions {
+                        list.add_partition_offset(topic, *partition, start(topic, *partition))?;
+                    }
                 }
                 consumer.assign(&list)?;
                 return Ok(Some(consumer));
             }
-            Ok(_) => tracing::info!(topic, "waiting for the topic to exist"),
-            Err(err) => tracing::warn!(topic, error = %err, "broker unreachable; retrying in 1 s"),
+            Ok(found) => {
+                let missing: Vec<&str> = found
+                    .iter()
+                    .filter(|(_, p)| p.is_empty())
+                    .map(|(t, _)| t.as_str())
+                    .collect();
+                tracing::info!(topics = ?missing, "waiting for the topics to exist");
+            }
+            Err(err) => {
+                tracing::warn!(?topics, error = %err, "broker unreachable; retrying in 1 s")
+            }
         }
         tokio::select! {
             () = shutdown.cancelled() => return Ok(None),
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
+}
+
+/// One partition's log bounds: the offset of its first record still kept (`low`) and the
+/// offset the next record will get (`high`, the high watermark).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogBounds {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The first offset still in the log.
+    pub low: i64,
+    /// The high watermark: one past the last record a reader can see.
+    pub high: i64,
+}
+
+/// The log bounds of every partition of `topics` now: what a reader must reach to have
+/// read everything written before it asked. A topic that does not exist has none.
+///
+/// # Errors
+/// [`crate::Error::Kafka`] when the broker does not answer (each call waits up to 5 s).
+pub async fn log_bounds(
+    settings: &KafkaSettings,
+    topics: &[String],
+    client_id: &str,
+) -> Result<Vec<LogBounds>> {
+    let consumer: BaseConsumer = settings
+        .client_config(client_id)
+        .set("group.id", format!("{client_id}-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let topics = topics.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let mut bounds = Vec::new();
+        for topic in topics {
+            for partition in partitions_of(&consumer, &topic)? {
+                let (low, high) =
+                    consumer.fetch_watermarks(&topic, partition, Duration::from_secs(5))?;
+                bounds.push(LogBounds {
+                    topic: topic.clone(),
+                    partition,
+                    low,
+                    high,
+                });
+            }
+        }
+        Ok(bounds)
+    })
+    .await
+    .map_err(|err| crate::Error::Io(std::io::Error::other(err)))?
 }
 
 /// The partition ids of `topic` (empty when it does not exist).
@@ -79,9 +145,9 @@ pub fn partitions_of<C: Consumer>(consumer: &C, topic: &str) -> Result<Vec<i32>>
         .collect())
 }
 
-/// A whole-topic reader: every partition of one topic from a starting offset, outside
-/// any consumer group, nothing committed — what every replica of a view runs to rebuild
-/// it in full (task-generator's results view reads the events and results topics so).
+/// A whole-topic reader: every partition of one or more topics from starting offsets,
+/// outside any consumer group, nothing committed — what every replica of a view runs to
+/// keep it (task-generator's results view reads the events and results topics so).
 pub struct TopicReader {
     consumer: ClosingConsumer,
     topic: String,
@@ -96,8 +162,8 @@ impl std::fmt::Debug for TopicReader {
 }
 
 impl TopicReader {
-    /// A reader of every partition of `topic` from `offset`, once the topic exists (see
-    /// `assign_all`); `Ok(None)` when `shutdown` fired first.
+    /// A reader of every partition of `topic` from `offset`, once the topic exists;
+    /// `Ok(None)` when `shutdown` fired first.
     ///
     /// # Errors
     /// [`crate::Error::Kafka`] when the consumer cannot be created or assigned.
@@ -108,11 +174,28 @@ impl TopicReader {
         client_id: &str,
         shutdown: &CancellationToken,
     ) -> Result<Option<Self>> {
-        Ok(assign_all(settings, topic, offset, client_id, shutdown)
+        let start = move |_: &str, _: i32| offset;
+        Self::open_at(settings, &[topic.to_owned()], &start, client_id, shutdown).await
+    }
+
+    /// A reader of every partition of `topics`, each from the offset `start` gives it
+    /// (where a view stopped, say), once every topic exists; an offset no longer in the
+    /// log reads from its start. `Ok(None)` when `shutdown` fired first.
+    ///
+    /// # Errors
+    /// [`crate::Error::Kafka`] when the consumer cannot be created or assigned.
+    pub async fn open_at(
+        settings: &KafkaSettings,
+        topics: &[String],
+        start: &(dyn Fn(&str, i32) -> Offset + Sync),
+        client_id: &str,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Self>> {
+        Ok(assign_all(settings, topics, start, client_id, shutdown)
             .await?
             .map(|consumer| Self {
                 consumer,
-                topic: topic.to_owned(),
+                topic: topics.join(","),
             }))
     }
 

@@ -1,0 +1,240 @@
+//! The results view: every task's latest state, by `task_id`, in a [`ViewStore`].
+//!
+//! The view is fed by the events topic (a task is `pending`) and the results topic (it
+//! settles), read by [`ViewReader`](crate::reader::ViewReader) in batches. Each batch is
+//! applied with the offsets it ends at, in one transaction ([`ViewStore::apply`]), so a
+//! restarted replica resumes where its store stopped ([`ViewStore::offsets`]): nothing
+//! replayed from offset 0, no record applied twice. Applying is idempotent by `task_id`
+//! anyway: a redelivered task or result never shows twice.
+//!
+//! Which result wins when several arrive for one task (a redelivered task solved
+//! twice): a `completed` result beats a `failed` one; between two of the same status the
+//! first in the log stays — by position in the partition, since every result of a task
+//! is keyed by the task id and so shares one partition. A later one (the duplicate of a
+//! redelivered task, or a forgery by whoever may write the results topic) never
+//! replaces it, nor does one from another partition. The results' own `finished_at` is
+//! never trusted for this: a skewed clock or a forged far-future time would let any
+//! later result take over, and pin the view. A result whose task the view has not seen
+//! (yet) shows with `"task": null`.
+//!
+//! # Stores
+//!
+//! - [`SqliteStore`] (`RESULTS_STORE=sqlite`, the default): a file under `DATA_DIR`, WAL
+//!   mode; one replica's own view.
+//! - [`MemoryStore`] (`RESULTS_STORE=memory`): a map in the process, rebuilt from offset 0
+//!   at every start (the view of earlier versions; tests and comparisons).
+//!
+//! Every store passes the same conformance tests (`tests.rs`).
+
+mod memory;
+mod sqlite;
+#[cfg(test)]
+mod tests;
+
+use std::{fmt, str::FromStr};
+
+use agent_core::task::{Task, TaskResult, TaskStatus};
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use serde::Serialize;
+use uuid::Uuid;
+
+pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+
+/// One task as the view sees it: the body of `GET /task-result/{task_id}`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TaskView {
+    /// The task id.
+    pub task_id: Uuid,
+    /// `pending`, `completed` or `failed`.
+    pub status: TaskStatus,
+    /// The task, when its event was seen; `null` for a result whose task the view has
+    /// not seen.
+    pub task: Option<Task>,
+    /// The result, once it arrived.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<TaskResult>,
+    /// When the view first learnt of the task (its `created_at` when known, else the
+    /// result's `started_at`).
+    pub created_at: DateTime<Utc>,
+    /// Where [`TaskView::result`] sits in the results topic.
+    #[serde(skip)]
+    pub result_at: Option<LogPosition>,
+}
+
+impl TaskView {
+    /// Whether `result` at `at` replaces what this view shows (see the module docs).
+    pub fn taken_over_by(&self, result: &TaskResult, at: LogPosition) -> bool {
+        match (&self.result, self.result_at) {
+            (Some(old), Some(old_at)) => {
+                old_at.partition == at.partition
+                    && match (old.status, result.status) {
+                        (TaskStatus::Completed, TaskStatus::Failed) => false,
+                        (TaskStatus::Failed, TaskStatus::Completed) => true,
+                        _ => at.offset < old_at.offset,
+                    }
+            }
+            _ => true,
+        }
+    }
+}
+
+/// A record's place in its topic: the partition and the offset in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogPosition {
+    /// The partition.
+    pub partition: i32,
+    /// The offset in the partition.
+    pub offset: i64,
+}
+
+/// What a record of the view's topics says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ViewRecord {
+    /// A published task (events topic): `pending` unless the view knows more.
+    Task(Task),
+    /// A result (results topic) at its position there.
+    Result(TaskResult, LogPosition),
+}
+
+/// Where reading a partition resumes: the offset of the next record to read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NextOffset {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The offset of the next record to read (one past the last applied).
+    pub offset: i64,
+}
+
+/// Records to apply at once, and the offsets reading has reached with them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Batch {
+    /// The records, in the order read.
+    pub records: Vec<ViewRecord>,
+    /// For each partition read from, the offset after its last record in this batch
+    /// (records skipped as invalid count as read).
+    pub offsets: Vec<NextOffset>,
+}
+
+/// Where a page of `GET /task-results` ends: the last task's `(created_at, task_id)`;
+/// the next page starts after it. Shown to clients as opaque text,
+/// `<created_at in ns since the epoch>.<task_id without hyphens>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// `created_at` of the last task shown, in nanoseconds since the Unix epoch.
+    pub created_at_ns: i64,
+    /// Its task id.
+    pub task_id: Uuid,
+}
+
+impl Cursor {
+    /// The cursor after `view`.
+    pub fn after(view: &TaskView) -> Self {
+        Self {
+            created_at_ns: nanos(view.created_at),
+            task_id: view.task_id,
+        }
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.created_at_ns, self.task_id.simple())
+    }
+}
+
+impl FromStr for Cursor {
+    type Err = StoreError;
+
+    fn from_str(text: &str) -> Result<Self, StoreError> {
+        let bad = || StoreError::BadCursor;
+        let (at, id) = text.split_once('.').ok_or_else(bad)?;
+        Ok(Self {
+            created_at_ns: at.parse().map_err(|_| bad())?,
+            task_id: Uuid::try_parse(id).map_err(|_| bad())?,
+        })
+    }
+}
+
+/// A query of `GET /task-results`: newest first, by `(created_at, task_id)` descending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Only tasks with this status.
+    pub status: Option<TaskStatus>,
+    /// At most this many.
+    pub limit: usize,
+    /// Only tasks after this one (the `next` of the previous page).
+    pub after: Option<Cursor>,
+}
+
+/// A page of tasks and where the next one starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// The tasks, newest first.
+    pub results: Vec<TaskView>,
+    /// The cursor of the next page; `None` when this one is the last.
+    pub next: Option<Cursor>,
+}
+
+impl Page {
+    /// The page of `limit` out of `found`, which holds up to `limit + 1` views: one more
+    /// than asked says there is a next page.
+    pub fn of(mut found: Vec<TaskView>, limit: usize) -> Self {
+        let more = found.len() > limit;
+        found.truncate(limit);
+        let next = more.then(|| found.last().map(Cursor::after)).flatten();
+        Self {
+            results: found,
+            next,
+        }
+    }
+}
+
+/// A failure of a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed (unreachable, full, locked for too long).
+    #[error("results store: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The store's schema could not be brought up to date.
+    #[error("results store migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored row does not decode (written by another version, or damaged).
+    #[error("results store: a stored row does not decode: {0}")]
+    Corrupt(String),
+    /// A `cursor` that no page of this view gave.
+    #[error("cursor is not one this view gave: pass the `next` of the previous page")]
+    BadCursor,
+}
+
+/// Where the results view is kept. Implementations must make [`ViewStore::apply`]
+/// atomic (records and offsets together, or neither) and idempotent by `task_id`.
+pub trait ViewStore: Send + Sync + fmt::Debug {
+    /// Applies `batch`'s records and stores its offsets, in one transaction.
+    fn apply(&self, batch: Batch) -> BoxFuture<'static, Result<(), StoreError>>;
+
+    /// The stored offsets where reading resumes, one per partition read so far.
+    fn offsets(&self) -> BoxFuture<'static, Result<Vec<NextOffset>, StoreError>>;
+
+    /// One task's view; `None` when the store does not hold it.
+    fn get(&self, task_id: Uuid) -> BoxFuture<'static, Result<Option<TaskView>, StoreError>>;
+
+    /// A page of tasks, newest first.
+    fn list(&self, query: ListQuery) -> BoxFuture<'static, Result<Page, StoreError>>;
+
+    /// Removes finished tasks (`completed` or `failed`) created before `before`; returns
+    /// how many.
+    fn prune(&self, before: DateTime<Utc>) -> BoxFuture<'static, Result<u64, StoreError>>;
+}
+
+/// `at` in nanoseconds since the Unix epoch, saturating (years 1677 to 2262 are exact).
+pub fn nanos(at: DateTime<Utc>) -> i64 {
+    at.timestamp_nanos_opt().unwrap_or(if at.timestamp() < 0 {
+        i64::MIN
+    } else {
+        i64::MAX
+    })
+}

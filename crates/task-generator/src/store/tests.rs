@@ -1,0 +1,338 @@
+//! The stores' conformance tests: every [`ViewStore`] gives the same answers.
+
+use std::sync::Arc;
+
+use agent_core::task::TokenUsage;
+
+use super::*;
+
+/// Every store, fresh: the in-memory one and SQLite in a temporary folder (kept alive
+/// by the returned guard).
+async fn stores() -> Vec<(Arc<dyn ViewStore>, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = SqliteStore::open(&dir.path().join("view.sqlite"))
+        .await
+        .expect("sqlite opens");
+    vec![
+        (Arc::new(MemoryStore::new()) as Arc<dyn ViewStore>, None),
+        (Arc::new(sqlite), Some(dir)),
+    ]
+}
+
+fn at(offset: i64) -> LogPosition {
+    LogPosition {
+        partition: 0,
+        offset,
+    }
+}
+
+fn result(task: &Task, ok: bool) -> TaskResult {
+    if ok {
+        TaskResult::completed(task, "done", "s", Utc::now(), TokenUsage::default())
+    } else {
+        TaskResult::failed(task, "boom", "s", Utc::now(), TokenUsage::default())
+    }
+}
+
+async fn task(store: &dyn ViewStore, task: &Task) {
+    let records = vec![ViewRecord::Task(task.clone())];
+    store
+        .apply(Batch {
+            records,
+            offsets: vec![],
+        })
+        .await
+        .expect("applied");
+}
+
+async fn settle(store: &dyn ViewStore, result: TaskResult, at: LogPosition) {
+    let records = vec![ViewRecord::Result(result, at)];
+    store
+        .apply(Batch {
+            records,
+            offsets: vec![],
+        })
+        .await
+        .expect("applied");
+}
+
+async fn get(store: &dyn ViewStore, id: Uuid) -> Option<TaskView> {
+    store.get(id).await.expect("read")
+}
+
+async fn list(store: &dyn ViewStore, status: Option<TaskStatus>, limit: usize) -> Page {
+    store
+        .list(ListQuery {
+            status,
+            limit,
+            after: None,
+        })
+        .await
+        .expect("listed")
+}
+
+#[tokio::test]
+async fn a_task_is_pending_until_its_result_and_never_listed_twice() {
+    for (store, _dir) in stores().await {
+        let store = &*store;
+        let t = Task::new("n", "d", "").expect("valid");
+        task(store, &t).await;
+        assert_eq!(
+            get(store, t.task_id).await.map(|v| v.status),
+            Some(TaskStatus::Pending),
+            "{store:?}"
+        );
+        settle(store, result(&t, true), at(1)).await;
+        task(store, &t).await;
+        settle(store, result(&t, true), at(2)).await;
+        assert_eq!(list(store, None, 10).await.results.len(), 1, "{store:?}");
+        let seen = get(store, t.task_id).await.expect("known");
+        assert_eq!(seen.status, TaskStatus::Completed);
+        assert_eq!(seen.task.as_ref(), Some(&t));
+        assert_eq!(seen.result_at, Some(at(1)));
+    }
+}
+
+#[tokio::test]
+async fn completed_beats_failed_whatever_the_order() {
+    for (store, _dir) in stores().await {
+        for order in [[true, false], [false, true]] {
+            let t = Task::new("n", "d", "").expect("valid");
+            for ok in order {
+                settle(&*store, result(&t, ok), at(3)).await;
+            }
+            assert_eq!(
+                get(&*store, t.task_id).await.map(|v| v.status),
+                Some(TaskStatus::Completed),
+                "{store:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_first_result_in_the_log_stays_whatever_a_later_one_s_finished_at() {
+    for (store, _dir) in stores().await {
+        let store = &*store;
+        let t = Task::new("n", "d", "").expect("valid");
+        let shown = async |store: &dyn ViewStore| {
+            get(store, t.task_id)
+                .await
+                .and_then(|v| v.result)
+                .and_then(|r| r.result)
+        };
+        settle(store, result(&t, true), at(3)).await;
+        let mut forged = result(&t, true);
+        forged.result = Some("FORGED, finished in 2099".into());
+        forged.finished_at = DateTime::from_timestamp(4_070_908_800, 0).expect("time");
+        settle(store, forged, at(7)).await;
+        assert_eq!(shown(store).await.as_deref(), Some("done"), "{store:?}");
+
+        // Read out of order, the earlier position takes its place; another partition's
+        // result (not keyed by the task id) never does.
+        let mut earlier = result(&t, true);
+        earlier.result = Some("earlier".into());
+        settle(store, earlier.clone(), at(1)).await;
+        assert_eq!(shown(store).await.as_deref(), Some("earlier"), "{store:?}");
+        let elsewhere = LogPosition {
+            partition: 1,
+            offset: 0,
+        };
+        let mut other = earlier;
+        other.result = Some("other partition".into());
+        settle(store, other, elsewhere).await;
+        assert_eq!(shown(store).await.as_deref(), Some("earlier"), "{store:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_result_before_its_task_shows_with_a_null_task_until_the_task_comes() {
+    for (store, _dir) in stores().await {
+        let store = &*store;
+        let t = Task::new("n", "d", "").expect("valid");
+        settle(store, result(&t, false), at(4)).await;
+        let json = serde_json::to_value(get(store, t.task_id).await.expect("kept")).expect("json");
+        assert!(json["task"].is_null(), "{store:?}: {json}");
+        task(store, &t).await;
+        let seen = get(store, t.task_id).await.expect("known");
+        assert_eq!(seen.status, TaskStatus::Failed, "{store:?}");
+        assert_eq!(seen.task.as_ref(), Some(&t), "{store:?}");
+        assert_eq!(seen.created_at, t.created_at, "{store:?}");
+    }
+}
+
+#[tokio::test]
+async fn list_is_newest_first_filtered_and_limited() {
+    for (store, _dir) in stores().await {
+        let store = &*store;
+        let mut tasks = Vec::new();
+        for i in 0..5 {
+            let mut t = Task::new(format!("t{i}"), "d", "").expect("valid");
+            t.created_at = DateTime::from_timestamp(1_700_000_000 + i, 0).expect("time");
+            task(store, &t).await;
+            tasks.push(t);
+        }
+        settle(store, result(&tasks[1], true), at(5)).await;
+        let page = list(store, None, 3).await;
+        let names: Vec<String> = page
+            .results
+            .into_iter()
+            .filter_map(|v| v.task.map(|t| t.task_name))
+            .collect();
+        assert_eq!(names, ["t4", "t3", "t2"], "{store:?}");
+        assert!(page.next.is_some(), "{store:?}: more to come");
+        let done = list(store, Some(TaskStatus::Completed), 10).await;
+        assert_eq!(done.results.len(), 1, "{store:?}");
+        assert_eq!(done.results[0].task_id, tasks[1].task_id);
+        assert_eq!(done.next, None, "{store:?}: the last page");
+        let pending = list(store, Some(TaskStatus::Pending), 10).await;
+        assert_eq!(pending.results.len(), 4, "{store:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_cursor_pages_through_every_task_once_even_at_equal_times() {
+    for (store, _dir) in stores().await {
+        let store = &*store;
+        let mut ids = std::collections::BTreeSet::new();
+        // 25 tasks over 5 instants: ties broken by task_id.
+        let mut records = Vec::new();
+        for i in 0..25 {
+            let mut t = Task::new(format!("t{i}"), "d", "").expect("valid");
+            t.created_at = DateTime::from_timestamp(1_700_000_000 + i / 5, 0).expect("time");
+            ids.insert(t.task_id);
+            records.push(ViewRecord::Task(t));
+        }
+        store
+            .apply(Batch {
+                records,
+                offsets: vec![],
+            })
+            .await
+            .expect("applied");
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store
+                .list(ListQuery {
+                    status: None,
+                    limit: 7,
+                    after,
+                })
+                .await
+                .expect("page");
+            seen.extend(page.results.iter().map(|v| (v.created_at, v.task_id)));
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 25, "{store:?}");
+        let mut sorted = seen.clone();
+        sorted.sort_by(|a, b| b.cmp(a));
+        assert_eq!(seen, sorted, "{store:?}: newest first, no overlap");
+        let found: std::collections::BTreeSet<Uuid> = seen.iter().map(|(_, id)| *id).collect();
+        assert_eq!(found, ids, "{store:?}");
+    }
+}
+
+#[tokio::test]
+async fn offsets_are_stored_with_their_batch_and_the_newest_is_kept() {
+    for (store, _dir) in stores().await {
+        let store = &*store;
+        assert!(store.offsets().await.expect("read").is_empty());
+        let t = Task::new("n", "d", "").expect("valid");
+        let next = |offset| NextOffset {
+            topic: "events".into(),
+            partition: 1,
+            offset,
+        };
+        store
+            .apply(Batch {
+                records: vec![ViewRecord::Task(t.clone())],
+                offsets: vec![next(8)],
+            })
+            .await
+            .expect("applied");
+        store
+            .apply(Batch {
+                records: vec![],
+                offsets: vec![next(9)],
+            })
+            .await
+            .expect("applied");
+        assert_eq!(store.offsets().await.expect("read"), [next(9)], "{store:?}");
+    }
+}
+
+#[tokio::test]
+async fn prune_removes_finished_tasks_created_before_the_time_and_keeps_pending_ones() {
+    for (store, _dir) in stores().await {
+        let store = &*store;
+        let old = |name: &str| {
+            let mut t = Task::new(name, "d", "").expect("valid");
+            t.created_at = DateTime::from_timestamp(1_600_000_000, 0).expect("time");
+            t
+        };
+        let (done, waiting, fresh) = (
+            old("done"),
+            old("waiting"),
+            Task::new("fresh", "d", "").expect("valid"),
+        );
+        for t in [&done, &waiting, &fresh] {
+            task(store, t).await;
+        }
+        settle(store, result(&done, true), at(1)).await;
+        settle(store, result(&fresh, true), at(2)).await;
+        let cut = DateTime::from_timestamp(1_700_000_000, 0).expect("time");
+        assert_eq!(store.prune(cut).await.expect("pruned"), 1, "{store:?}");
+        assert!(get(store, done.task_id).await.is_none(), "{store:?}");
+        assert!(get(store, waiting.task_id).await.is_some(), "{store:?}");
+        assert!(get(store, fresh.task_id).await.is_some(), "{store:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_sqlite_view_reopened_has_its_rows_and_offsets() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("nested").join("view.sqlite");
+    let t = Task::new("n", "d", "").expect("valid");
+    let next = NextOffset {
+        topic: "results".into(),
+        partition: 0,
+        offset: 42,
+    };
+    {
+        let store = SqliteStore::open(&path).await.expect("opens");
+        store
+            .apply(Batch {
+                records: vec![
+                    ViewRecord::Task(t.clone()),
+                    ViewRecord::Result(result(&t, true), at(41)),
+                ],
+                offsets: vec![next.clone()],
+            })
+            .await
+            .expect("applied");
+    }
+    let store = SqliteStore::open(&path).await.expect("reopens");
+    assert_eq!(store.offsets().await.expect("read"), [next]);
+    let seen = store.get(t.task_id).await.expect("read").expect("kept");
+    assert_eq!(seen.status, TaskStatus::Completed);
+    assert_eq!(seen.task, Some(t));
+}
+
+#[test]
+fn a_cursor_reads_back_as_written_and_anything_else_is_refused() {
+    let cursor = Cursor {
+        created_at_ns: 1_700_000_000_123_456_789,
+        task_id: Uuid::new_v4(),
+    };
+    assert_eq!(
+        cursor.to_string().parse::<Cursor>().expect("parses"),
+        cursor
+    );
+    for bad in ["", "12", "x.y", "12.not-a-uuid", "1.2.3"] {
+        assert!(bad.parse::<Cursor>().is_err(), "{bad:?} parsed");
+    }
+}
