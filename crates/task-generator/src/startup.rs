@@ -9,6 +9,7 @@ use agent_runtime::{
     kafka::{self, BrokerWatch, Producer},
     llm::LlmClient,
 };
+use secrecy::ExposeSecret;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -18,7 +19,7 @@ use crate::{
     generation::{self, Deps},
     reader::{CatchUp, ViewReader},
     routes::{self, AppState},
-    store::{MemoryStore, SqliteStore, StoreError, ViewStore},
+    store::{MemoryStore, PostgresStore, SqliteStore, StoreError, ViewStore},
 };
 
 /// How often finished tasks past `RESULTS_RETENTION_DAYS` are pruned from the view.
@@ -181,9 +182,16 @@ async fn open_store(settings: &Settings) -> Result<Arc<dyn ViewStore>> {
             )
         }
         ResultsStoreKind::Postgres => {
-            return Err(agent_runtime::Error::Config(
-                "RESULTS_STORE=postgres: not built yet".into(),
-            ));
+            let url = settings.database_url.as_ref().ok_or_else(|| {
+                agent_runtime::Error::Config(
+                    "DATABASE_URL must be set when RESULTS_STORE=postgres".into(),
+                )
+            })?;
+            Arc::new(
+                PostgresStore::connect(url.expose_secret())
+                    .await
+                    .map_err(|err| config("DATABASE_URL", err))?,
+            )
         }
     })
 }

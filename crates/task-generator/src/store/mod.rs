@@ -21,12 +21,16 @@
 //!
 //! - [`SqliteStore`] (`RESULTS_STORE=sqlite`, the default): a file under `DATA_DIR`, WAL
 //!   mode; one replica's own view.
+//! - [`PostgresStore`] (`RESULTS_STORE=postgres`): tables in the PostgreSQL at
+//!   `DATABASE_URL`, the same database as the checkpointer's; every replica shares one
+//!   view.
 //! - [`MemoryStore`] (`RESULTS_STORE=memory`): a map in the process, rebuilt from offset 0
 //!   at every start (the view of earlier versions; tests and comparisons).
 //!
 //! Every store passes the same conformance tests (`tests.rs`).
 
 mod memory;
+mod postgres;
 mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -40,6 +44,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 pub use memory::MemoryStore;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// One task as the view sees it: the body of `GET /task-result/{task_id}`.
@@ -196,12 +201,16 @@ impl Page {
 /// A failure of a store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database failed (unreachable, full, locked for too long).
+    /// SQLite failed (the file cannot be opened, the disk is full, locked for too long).
     #[error("results store: {0}")]
     Database(#[from] sqlx::Error),
-    /// The store's schema could not be brought up to date.
+    /// The SQLite store's schema could not be brought up to date.
     #[error("results store migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// PostgreSQL failed (unreachable, refused the login, a statement or a migration
+    /// failed): what was being done and why, never the password of the database URL.
+    #[error("results store: {0}")]
+    Postgres(String),
     /// A stored row does not decode (written by another version, or damaged).
     #[error("results store: a stored row does not decode: {0}")]
     Corrupt(String),

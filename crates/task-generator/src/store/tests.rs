@@ -1,22 +1,34 @@
 //! The stores' conformance tests: every [`ViewStore`] gives the same answers.
+//!
+//! PostgreSQL's take `DATABASE_URL` (see [`postgres`]); without a server they run on
+//! the other stores after a loud `SKIPPED` line, except under `CI=true`, where they fail.
 
-use std::sync::Arc;
+mod postgres;
+
+use std::{any::Any, sync::Arc};
 
 use agent_core::task::TokenUsage;
 
 use super::*;
 
-/// Every store, fresh: the in-memory one and SQLite in a temporary folder (kept alive
-/// by the returned guard).
-async fn stores() -> Vec<(Arc<dyn ViewStore>, Option<tempfile::TempDir>)> {
+/// What keeps a store's backing alive until the test ends: its folder, its database.
+type Keep = Option<Box<dyn Any>>;
+
+/// Every store, fresh: the in-memory one, SQLite in a temporary folder and PostgreSQL
+/// in a database of its own (when a server answers), each with what keeps it.
+async fn stores() -> Vec<(Arc<dyn ViewStore>, Keep)> {
     let dir = tempfile::tempdir().expect("temp dir");
     let sqlite = SqliteStore::open(&dir.path().join("view.sqlite"))
         .await
         .expect("sqlite opens");
-    vec![
-        (Arc::new(MemoryStore::new()) as Arc<dyn ViewStore>, None),
-        (Arc::new(sqlite), Some(dir)),
-    ]
+    let mut stores: Vec<(Arc<dyn ViewStore>, Keep)> = vec![
+        (Arc::new(MemoryStore::new()), None),
+        (Arc::new(sqlite), Some(Box::new(dir))),
+    ];
+    if let Some((store, db)) = postgres::fresh_store().await {
+        stores.push((Arc::new(store), Some(Box::new(db))));
+    }
+    stores
 }
 
 fn at(offset: i64) -> LogPosition {
