@@ -36,7 +36,7 @@ pub use broker::Broker;
 pub use host::{free_port, repo_root, site_package_file, venv, wait_for_port};
 pub use kafka::{produce_tasks, read_topic, read_topic_settled};
 pub use llm::{LlmStandIn, STANDIN_ANSWER, STANDIN_TASK, completion, openai_error};
-pub use postgres::postgres_or_skip;
+pub use postgres::{FreshDatabase, postgres_or_skip};
 pub use routes::{
     Answer, BrokerCheck, Delivery, GeneratedTask, Health, LastMessage, TaskResults, TaskView,
     get_json,

@@ -100,6 +100,9 @@ pub struct TaskResults {
     pub count: usize,
     /// The views.
     pub results: Vec<TaskView>,
+    /// The cursor of the next page; `None` on the last.
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 impl TaskResults {

@@ -18,5 +18,6 @@ mod last_message;
 mod llm_faults;
 mod local_model;
 mod pipeline;
+mod results_view;
 mod secure_kafka;
 mod task_identity;
