@@ -43,8 +43,8 @@ demo: build-local ## run-local, then POST a conversation to /generate-task and p
 # ---------------------------------------------------------------- checks
 .PHONY: test
 test: bootstrap ## every test: unit, router, end-to-end on Tansu, the local-model smoke test, chart checks
-	# The crash tests run the task-solver binary as its own process.
-	cargo build --locked -p task-solver --bin task-solver
+	# The crash tests run the task-solver and task-generator binaries as their own processes.
+	cargo build --locked -p task-solver --bin task-solver -p task-generator --bin task-generator
 ifeq ($(NEXTEST),yes)
 	cargo nextest run --workspace --locked --no-fail-fast
 else

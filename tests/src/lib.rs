@@ -41,5 +41,5 @@ pub use routes::{
     Answer, BrokerCheck, Delivery, GeneratedTask, Health, LastMessage, TaskResults, TaskView,
     get_json,
 };
-pub use solver_process::{SolverProcess, solver_binary};
+pub use solver_process::{ServiceProcess, SolverProcess, service_binary, solver_binary};
 pub use system::{System, scratch_dir, test_settings, wait_until_healthy};

@@ -1,4 +1,5 @@
-//! [`SolverProcess`]: a task-solver as its own process, to kill or stop.
+//! [`ServiceProcess`]: a service (task-solver, task-generator) as its own process, to
+//! kill or stop.
 
 use std::{
     path::PathBuf,
@@ -14,71 +15,102 @@ use crate::{free_port, repo_root, wait_until_healthy};
 /// # Panics
 /// When cargo cannot build it.
 pub fn solver_binary() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let status = Command::new(cargo)
-                .args([
-                    "build",
-                    "--quiet",
-                    "--locked",
-                    "-p",
-                    "task-solver",
-                    "--bin",
-                    "task-solver",
-                ])
-                .current_dir(repo_root())
-                .status()
-                .expect("cargo runs");
-            assert!(status.success(), "cargo build -p task-solver failed");
-            // Test binaries live in target/<profile>/deps; binaries one level up.
-            let exe = std::env::current_exe().expect("test binary path");
-            let profile_dir = exe
-                .parent()
-                .and_then(std::path::Path::parent)
-                .expect("target/<profile>");
-            let binary = profile_dir.join("task-solver");
-            assert!(
-                binary.exists(),
-                "{} missing after the build",
-                binary.display()
-            );
-            binary
-        })
-        .clone()
+    service_binary("task-solver")
 }
 
-/// A task-solver running as its own process, so that a test can kill it (SIGKILL) or
-/// stop it (SIGTERM) as Kubernetes would. Its log goes to a file named in panics and
-/// printed by [`SolverProcess::log_path`]. Killed on drop.
-pub struct SolverProcess {
+/// The binary of `service` (a package and binary of the same name), built (or found up
+/// to date) by cargo once per test process.
+///
+/// # Panics
+/// When cargo cannot build it.
+pub fn service_binary(service: &'static str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<(&str, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, path)) = built.iter().find(|(name, _)| *name == service) {
+        return path.clone();
+    }
+    let path = {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build", "--quiet", "--locked", "-p", service, "--bin", service,
+            ])
+            .current_dir(repo_root())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "cargo build -p {service} failed");
+        // Test binaries live in target/<profile>/deps; binaries one level up.
+        let exe = std::env::current_exe().expect("test binary path");
+        let profile_dir = exe
+            .parent()
+            .and_then(std::path::Path::parent)
+            .expect("target/<profile>");
+        let binary = profile_dir.join(service);
+        assert!(
+            binary.exists(),
+            "{} missing after the build",
+            binary.display()
+        );
+        binary
+    };
+    built.push((service, path.clone()));
+    path
+}
+
+/// A service running as its own process, so that a test can kill it (SIGKILL) or stop
+/// it (SIGTERM) as Kubernetes would. Its log goes to a file named in panics and printed
+/// by [`ServiceProcess::log_path`]. Killed on drop.
+pub struct ServiceProcess {
     child: Child,
+    /// Its base URL, `http://127.0.0.1:<port>`.
+    pub base: String,
     /// Its `/health` URL.
     pub health: String,
     log: PathBuf,
 }
 
-impl std::fmt::Debug for SolverProcess {
+/// The task-solver as its own process (see [`ServiceProcess::start`]).
+pub type SolverProcess = ServiceProcess;
+
+impl std::fmt::Debug for ServiceProcess {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SolverProcess").finish_non_exhaustive()
+        f.debug_struct("ServiceProcess").finish_non_exhaustive()
     }
 }
 
-impl SolverProcess {
+impl ServiceProcess {
     /// Starts a solver with the test settings ([`System::start`](crate::System::start)'s), `SOLVER_ID` = `name`
     /// and `extra`; waits until `/health` says `ok`.
     ///
     /// # Panics
     /// When it cannot start or does not get healthy within 60 s.
     pub async fn start(bootstrap: &str, llm_url: &str, name: &str, extra: &[(&str, &str)]) -> Self {
+        let mut vars = vec![("SOLVER_ID", name)];
+        vars.extend_from_slice(extra);
+        Self::start_service("task-solver", bootstrap, llm_url, name, &vars).await
+    }
+
+    /// Starts `service` with the test settings and `extra`, logging to a file named after
+    /// `name`; waits until `/health` says `ok`.
+    ///
+    /// # Panics
+    /// When it cannot start or does not get healthy within 60 s.
+    pub async fn start_service(
+        service: &'static str,
+        bootstrap: &str,
+        llm_url: &str,
+        name: &str,
+        extra: &[(&str, &str)],
+    ) -> Self {
         let port = free_port().to_string();
         let mut vars = test_vars(bootstrap, llm_url);
-        vars.extend_from_slice(&[("PORT", &port), ("SOLVER_ID", name), ("LOG_FORMAT", "json")]);
+        vars.extend_from_slice(&[("PORT", &port), ("LOG_FORMAT", "json")]);
         vars.extend_from_slice(extra);
         let log = std::env::temp_dir().join(format!("e2e-{name}-{port}.log"));
         let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(solver_binary())
+        let child = Command::new(service_binary(service))
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
@@ -87,22 +119,23 @@ impl SolverProcess {
             .stderr(file)
             .spawn()
             .expect("task-solver starts");
-        let solver = Self {
+        let process = Self {
             child,
+            base: format!("http://127.0.0.1:{port}"),
             health: format!("http://127.0.0.1:{port}/health"),
             log,
         };
         assert!(
             wait_until_healthy(
                 &reqwest::Client::new(),
-                &solver.health,
+                &process.health,
                 Duration::from_secs(60)
             )
             .await,
-            "solver {name} did not get healthy in 60 s; log: {}",
-            solver.log.display()
+            "{service} {name} did not get healthy in 60 s; log: {}",
+            process.log.display()
         );
-        solver
+        process
     }
 
     /// Where its log goes.
@@ -144,7 +177,7 @@ impl SolverProcess {
     }
 }
 
-impl Drop for SolverProcess {
+impl Drop for ServiceProcess {
     fn drop(&mut self) {
         self.kill();
     }

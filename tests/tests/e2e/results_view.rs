@@ -233,3 +233,122 @@ async fn two_replicas_on_postgres_show_the_same_answers_for_the_same_tasks() {
     drop(system);
     database.drop_now().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generator_killed_while_results_stream_in_shows_every_result_once_after_restart() {
+    use e2e::{STANDIN_ANSWER, ServiceProcess, completion};
+    use wiremock::{
+        Mock, ResponseTemplate,
+        matchers::{method, path},
+    };
+    const TASKS: usize = 300;
+    let broker = Broker::start();
+    let bootstrap = broker.bootstrap();
+    // A model that answers after 20 ms, four tasks at a time: results arrive over
+    // seconds, not at once.
+    let llm = LlmStandIn::empty().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(completion(STANDIN_ANSWER))
+                .set_delay(Duration::from_millis(20)),
+        )
+        .mount(&llm.server)
+        .await;
+    let system = System::start(&bootstrap, &llm.base_url(), &[("SOLVER_CONCURRENCY", "4")]).await;
+    let topics = system.settings.kafka.topics.clone();
+    let data = scratch_dir();
+    let data_dir = data.display().to_string();
+    let vars = [("DATA_DIR", data_dir.as_str())];
+    let generator = ServiceProcess::start_service(
+        "task-generator",
+        &bootstrap,
+        &llm.base_url(),
+        "gen-0",
+        &vars,
+    )
+    .await;
+    let ids = produce_tasks(&bootstrap, &topics.events, TASKS).await;
+
+    // Kill it once some results are in its view and more are coming.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = 0;
+    while seen < 50 {
+        assert!(Instant::now() < deadline, "only {seen} results in 60 s");
+        let (_, body) = get_json(
+            &system.http,
+            &format!(
+                "{}/task-results?status=completed&limit=1000",
+                generator.base
+            ),
+        )
+        .await;
+        seen = body["count"].as_u64().unwrap_or(0) as usize;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut generator = generator;
+    generator.kill();
+    let in_system = system
+        .task_results("status=completed&limit=1000")
+        .await
+        .ok()
+        .count;
+    eprintln!("killed with {seen} results in its view ({in_system} solved by then)");
+    assert!(
+        in_system < TASKS,
+        "results were still streaming in at the kill"
+    );
+
+    let restarted = ServiceProcess::start_service(
+        "task-generator",
+        &bootstrap,
+        &llm.base_url(),
+        "gen-1",
+        &vars,
+    )
+    .await;
+    let answers = poll_until_caught_up(
+        &system.http,
+        &restarted.base,
+        &ids,
+        Duration::from_secs(120),
+    )
+    .await;
+    eprintln!("after the restart: {answers:?}");
+    assert!(
+        answers
+            .keys()
+            .all(|k| ["200 completed", "200 pending", "503 catching_up"].contains(&k.as_str())),
+        "no 404 after the restart: {answers:?}"
+    );
+    let paged = page_through(&system.http, &restarted.base, 100).await;
+    let listed: Vec<&str> = paged.iter().filter_map(|v| v["task_id"].as_str()).collect();
+    let unique: HashSet<&str> = listed.iter().copied().collect();
+    let expected: HashSet<&str> = ids.iter().map(String::as_str).collect();
+    assert_eq!(listed.len(), TASKS, "every task listed once");
+    assert_eq!(unique, expected, "exactly the tasks produced");
+    assert!(
+        paged.iter().all(|v| v["status"] == "completed"),
+        "every result in the view"
+    );
+
+    // It resumed from its store: fewer records to read than the topics hold.
+    let log = std::fs::read_to_string(restarted.log_path()).expect("its log");
+    let behind = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line["message"] == "results view reading")
+        .and_then(|line| line["behind"].as_i64())
+        .expect("the reader logs how far behind it starts");
+    eprintln!(
+        "the restarted generator started {behind} records behind of {} on the topics",
+        2 * TASKS
+    );
+    assert!(
+        behind < (2 * TASKS) as i64,
+        "it resumed from its stored offsets, not from the topics' start ({behind} behind)"
+    );
+    drop(restarted);
+    let _ = std::fs::remove_dir_all(data);
+}
