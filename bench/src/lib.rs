@@ -21,12 +21,15 @@
 //!   recording send times in a [`load::Sent`].
 //! - [`report`]: the one-line JSON summary (throughput, percentiles, lost tasks); binary
 //!   `loadgen` prints it.
+//! - [`view`]: the results-view benchmark (`make bench-view`, binary `view-bench`): time
+//!   to ready, memory and lookup latency of task-generator with many tasks on the topics.
 
 pub mod load;
 pub mod report;
 pub mod results;
 pub mod schema_fill;
 pub mod stand_in;
+pub mod view;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

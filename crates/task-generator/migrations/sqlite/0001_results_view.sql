@@ -7,7 +7,7 @@ CREATE TABLE IF NOT EXISTS task_views (
     created_at       INTEGER NOT NULL,             -- ns since the Unix epoch
     result_partition INTEGER,                      -- where `result` sits in the results topic
     result_offset    INTEGER
-) WITHOUT ROWID;
+); -- a rowid table: its rows (~2 KB of JSON) are too large for WITHOUT ROWID
 
 -- GET /task-results: newest first, by (created_at, task_id), with or without a status.
 CREATE INDEX IF NOT EXISTS task_views_newest ON task_views (created_at DESC, task_id DESC);

@@ -34,6 +34,9 @@ pub(super) async fn assign_all(
         .set("enable.partition.eof", "false")
         // An offset gone under retention or compaction: read from the log's start.
         .set("auto.offset.reset", "earliest")
+        // A view reads faster than it applies: keep librdkafka's prefetch small (its
+        // default is 64 MiB) so that catching up on a long log costs little memory.
+        .set("queued.max.messages.kbytes", "8192")
         .create()?;
     let mut consumer = ClosingConsumer::new(consumer);
     loop {
