@@ -101,6 +101,12 @@ printed as integers.
 {{- default (printf "%s-langgraph-dead-letter" .Values.kafka.topicPrefix) .Values.kafka.topics.deadLetter }}
 {{- end }}
 
+{{/* Topic configs of the results topic (the services' RESULTS_TOPIC_CONFIGS):
+compacted by key (the task id), a fresh result kept whole for a day. */}}
+{{- define "langgraph-kafka.resultsTopicConfigs" -}}
+cleanup.policy=compact,min.compaction.lag.ms=86400000
+{{- end }}
+
 {{/* min.insync.replicas for a replication factor: RF-1, at least 1. */}}
 {{- define "langgraph-kafka.minInsyncReplicas" -}}
 {{- $rf := int . -}}

@@ -109,6 +109,20 @@ def test_the_topics_job_takes_partitions_replication_and_retention_from_the_valu
     assert "dev-langgraph-agent-events:86400000" in env.get("TOPICS", "")
 
 
+def test_the_topics_job_creates_only_the_results_topic_compacted_with_a_day_of_lag(dev):
+    (job,) = [j for j in dev.of_kind("Job") if j["metadata"]["name"].endswith("-topics")]
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    topics = {e["name"]: e.get("value") for e in container["env"]}["TOPICS"].split()
+    assert topics == [
+        "dev-langgraph-agent-events:86400000",
+        "dev-langgraph-task-results:86400000:cleanup.policy=compact,min.compaction.lag.ms=86400000",
+        "dev-langgraph-dead-letter:259200000",
+    ]
+    script = container["args"][0]
+    assert '"${configs[@]}"' in script
+    assert "kafka-configs.sh" in script and "--add-config" in script
+
+
 def test_the_dev_render_holds_the_helm_test_pod(dev):
     hooks = [p["metadata"].get("annotations", {}).get("helm.sh/hook") for p in dev.of_kind("Pod")]
     assert "test" in hooks
