@@ -13,8 +13,10 @@
 #   2. yamllint on the repository's YAML (helm/templates/ excepted: Go templates).
 #   3. helm lint --strict with the default values and with values-dev.yaml.
 #   4. Render four value sets to manifests (default, dev + the users' --set
-#      flags, "alt": external SASL_SSL Kafka + KEDA + Postgres checkpointer, and
-#      "keda": the defaults with KEDA), including the hook Job and the helm test pod.
+#      flags (with the dev PostgreSQL), "alt": external SASL_SSL Kafka + KEDA +
+#      an external Postgres for the checkpointer and the results store, and "keda":
+#      the defaults with KEDA and the SQLite view on a PersistentVolumeClaim),
+#      including the hook Job and the helm test pod.
 #   5. yamllint on the rendered manifests (duplicate keys, trailing spaces).
 #   6. kubernetes-validate --strict against Kubernetes $K8S_KUBE_VERSIONS; a kind
 #      it has no schema for fails too. The KEDA kinds (CRDs, keda.sh/v1alpha1)
@@ -61,7 +63,8 @@ SERVICES=(task-generator agent-comms task-solver)
 #
 # Checks skipped for single resources carry a `checkov.io/skipN` annotation with
 # the reason in the template (helm/templates/): CKV_K8S_40 on the Kafka
-# StatefulSet and the topics Job (the apache/kafka image runs as uid 1000), and
+# StatefulSet and the topics Job (the apache/kafka image runs as uid 1000) and on
+# the dev PostgreSQL's StatefulSet (postgres:*-alpine runs as uid 70), and
 # CKV_K8S_8/CKV_K8S_9 on the helm test pod (a run-to-completion pod has no
 # liveness or readiness to probe).
 CHECKOV_SKIPS="CKV_K8S_43,CKV_K8S_15,CKV_K8S_35"
@@ -129,9 +132,13 @@ value_set_args() {
         --set kafka.external.serviceSecrets.taskSolver=msk-solver-credentials
         --set kafka.topics.replicationFactor=3 --set taskSolver.keda.enabled=true
         --set checkpointer.enabled=true --set checkpointer.backend=postgres
+        --set resultsStore.backend=postgres --set postgresql.enabled=false
         --set existingSecret=langgraph-kafka-secrets --set tests.runTask=false)
       ;;
-    keda) ARGS=(--set taskSolver.keda.enabled=true) ;;
+    keda)
+      ARGS=(--set taskSolver.keda.enabled=true
+        --set resultsStore.sqlite.persistence.enabled=true --set taskGenerator.replicaCount=1)
+      ;;
     *) return 1 ;;
   esac
 }

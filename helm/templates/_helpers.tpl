@@ -101,6 +101,44 @@ printed as integers.
 {{- default (printf "%s-langgraph-dead-letter" .Values.kafka.topicPrefix) .Values.kafka.topics.deadLetter }}
 {{- end }}
 
+{{/* Topic configs of the results topic (the services' RESULTS_TOPIC_CONFIGS):
+compacted by key (the task id), a fresh result kept whole for a day. */}}
+{{- define "langgraph-kafka.resultsTopicConfigs" -}}
+cleanup.policy=compact,min.compaction.lag.ms=86400000
+{{- end }}
+
+{{/* ---- PostgreSQL (the checkpointer's and the results store's) ---- */}}
+
+{{/* "true" when the graph checkpointer uses PostgreSQL. */}}
+{{- define "langgraph-kafka.database.checkpointer" -}}
+{{- and .Values.checkpointer.enabled (eq .Values.checkpointer.backend "postgres") }}
+{{- end }}
+
+{{/* "true" when the results view uses PostgreSQL. */}}
+{{- define "langgraph-kafka.database.resultsStore" -}}
+{{- eq .Values.resultsStore.backend "postgres" }}
+{{- end }}
+
+{{/* "true" when a service of component (dict "root" $ "component" "task-solver") needs
+DATABASE_URL: the solver and the generator for the checkpointer, the generator for
+the results store. */}}
+{{- define "langgraph-kafka.database.usedBy" -}}
+{{- $checkpointer := eq (include "langgraph-kafka.database.checkpointer" .root) "true" }}
+{{- $store := eq (include "langgraph-kafka.database.resultsStore" .root) "true" }}
+{{- if eq .component "task-generator" }}{{ or $checkpointer $store }}
+{{- else if eq .component "task-solver" }}{{ $checkpointer }}
+{{- else }}false{{ end }}
+{{- end }}
+
+{{/* "true" when any service needs DATABASE_URL. */}}
+{{- define "langgraph-kafka.database.used" -}}
+{{- or (eq (include "langgraph-kafka.database.checkpointer" .) "true") (eq (include "langgraph-kafka.database.resultsStore" .) "true") }}
+{{- end }}
+
+{{- define "langgraph-kafka.postgresql.fullname" -}}
+{{- printf "%s-postgresql" (include "langgraph-kafka.fullname" .) }}
+{{- end }}
+
 {{/* min.insync.replicas for a replication factor: RF-1, at least 1. */}}
 {{- define "langgraph-kafka.minInsyncReplicas" -}}
 {{- $rf := int . -}}
@@ -261,8 +299,14 @@ so that a bad combination fails at render time with a message naming the keys.
 {{- if ge (add $v.httpShutdownGraceSecs $v.preStopSleepSeconds | int) (int $v.terminationGracePeriodSeconds) }}
 {{- fail "httpShutdownGraceSecs + preStopSleepSeconds must be less than terminationGracePeriodSeconds" }}
 {{- end }}
-{{- if and $v.checkpointer.enabled (eq $v.checkpointer.backend "postgres") (not $v.checkpointer.databaseUrl) (not $v.existingSecret) }}
-{{- fail "checkpointer.backend=postgres needs checkpointer.databaseUrl or an existingSecret holding DATABASE_URL" }}
+{{- if and $v.checkpointer.enabled (eq $v.checkpointer.backend "postgres") (not $v.checkpointer.databaseUrl) (not $v.existingSecret) (not $v.postgresql.enabled) }}
+{{- fail "checkpointer.backend=postgres needs checkpointer.databaseUrl, postgresql.enabled or an existingSecret holding DATABASE_URL" }}
+{{- end }}
+{{- if and (eq $v.resultsStore.backend "postgres") (not $v.checkpointer.databaseUrl) (not $v.existingSecret) (not $v.postgresql.enabled) }}
+{{- fail "resultsStore.backend=postgres needs a DATABASE_URL: checkpointer.databaseUrl, postgresql.enabled or an existingSecret holding DATABASE_URL" }}
+{{- end }}
+{{- if and (eq $v.resultsStore.backend "sqlite") $v.resultsStore.sqlite.persistence.enabled (ne (int $v.taskGenerator.replicaCount) 1) }}
+{{- fail (printf "resultsStore.sqlite.persistence.enabled needs taskGenerator.replicaCount: 1, not %d (one ReadWriteOnce volume holds the SQLite view); for more replicas use resultsStore.backend=postgres" (int $v.taskGenerator.replicaCount)) }}
 {{- end }}
 {{- if gt (int $v.taskSolver.autoscaling.minReplicas) (int $v.taskSolver.autoscaling.maxReplicas) }}
 {{- fail "taskSolver.autoscaling.minReplicas exceeds maxReplicas" }}

@@ -157,6 +157,37 @@ BUGS = [
         [Edit("values-dev.yaml", append="\ncheckpointer:\n  enabled: true\n")],
     ),
     Bug(
+        "postgres-store-without-url",  # a shared results view with no database to hold it
+        "render default",
+        r"resultsStore\.backend=postgres needs a DATABASE_URL",
+        [
+            Edit(
+                "helm/values.yaml",
+                r"^  backend: sqlite$",
+                "  backend: postgres",
+                section=(r"^resultsStore:", r"^[a-z]"),
+            )
+        ],
+        ("helm/values.yaml", r"^  backend: postgres$"),
+    ),
+    Bug(
+        "sqlite-persistence-two-replicas",  # one ReadWriteOnce volume for two task-generators
+        "render default",
+        r"resultsStore\.sqlite\.persistence\.enabled needs taskGenerator\.replicaCount: 1, not 2",
+        [
+            Edit(
+                "helm/values.yaml",
+                r"^      enabled: false$",
+                "      enabled: true",
+                section=(r"^resultsStore:", r"^[a-z]"),
+            )
+        ],
+        (
+            "helm/values.yaml",
+            r"^    persistence:\n      # --[^\n]*\n(      #[^\n]*\n)*      enabled: true$",
+        ),
+    ),
+    Bug(
         "float-format",  # a large number printed from a float (values files are float64)
         "render default",
         "scientific notation",

@@ -1,5 +1,6 @@
 """What the chart renders: every object it promises, with the settings the values give."""
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -109,16 +110,152 @@ def test_the_topics_job_takes_partitions_replication_and_retention_from_the_valu
     assert "dev-langgraph-agent-events:86400000" in env.get("TOPICS", "")
 
 
+def test_the_topics_job_creates_only_the_results_topic_compacted_with_a_day_of_lag(dev):
+    (job,) = [j for j in dev.of_kind("Job") if j["metadata"]["name"].endswith("-topics")]
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    topics = {e["name"]: e.get("value") for e in container["env"]}["TOPICS"].split()
+    assert topics == [
+        "dev-langgraph-agent-events:86400000",
+        "dev-langgraph-task-results:86400000:cleanup.policy=compact,min.compaction.lag.ms=86400000",
+        "dev-langgraph-dead-letter:259200000",
+    ]
+    script = container["args"][0]
+    assert '"${configs[@]}"' in script
+    assert "kafka-configs.sh" in script and "--add-config" in script
+
+
 def test_the_dev_render_holds_the_helm_test_pod(dev):
     hooks = [p["metadata"].get("annotations", {}).get("helm.sh/hook") for p in dev.of_kind("Pod")]
     assert "test" in hooks
 
 
-def test_the_dev_services_reach_the_built_in_kafka_in_plaintext_without_the_checkpointer(dev):
+def test_the_dev_services_reach_the_built_in_kafka_in_plaintext(dev):
     config = dev.of_kind("ConfigMap")[0]["data"]
     assert config.get("KAFKA_BOOTSTRAP_SERVERS") == "kafka-service:9092"
-    assert config.get("DISABLECHECKPOINTER") == "true"
     assert config.get("KAFKA_SECURITY_PROTOCOL") == "PLAINTEXT"
+
+
+def test_dev_checkpoints_and_the_results_view_go_to_the_dev_postgresql(dev):
+    config = dev.of_kind("ConfigMap")[0]["data"]
+    assert config.get("DISABLECHECKPOINTER") == "false"
+    assert config.get("CHECKPOINTER") == "postgres"
+    assert config.get("RESULTS_STORE") == "postgres"
+    (database,) = [
+        s for s in dev.of_kind("StatefulSet") if s["metadata"]["name"].endswith("-postgresql")
+    ]
+    pod = database["spec"]["template"]["spec"]
+    assert pod["containers"][0]["image"] == "postgres:16-alpine"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["containers"][0]["resources"]["limits"]
+    assert dev.named("Service", "langgraph-kafka-postgresql")["spec"]["ports"][0]["port"] == 5432
+    # DATABASE_URL, in the chart's Secret, holds the password of the PostgreSQL's Secret.
+    credentials = dev.named("Secret", "langgraph-kafka-postgresql")["data"]
+    url = base64.b64decode(dev.named("Secret", "langgraph-kafka")["data"]["DATABASE_URL"]).decode()
+    password = base64.b64decode(credentials["password"]).decode()
+    assert url == f"postgres://langgraph:{password}@langgraph-kafka-postgresql:5432/langgraph"
+    for service in ("task-generator", "task-solver"):
+        env = [e["name"] for e in deployment(dev, service)["containers"][0]["env"]]
+        assert "DATABASE_URL" in env, service
+    env = [e["name"] for e in deployment(dev, "agent-comms")["containers"][0]["env"]]
+    assert "DATABASE_URL" not in env
+
+
+def test_only_the_task_generator_and_task_solver_may_reach_the_dev_postgresql(dev):
+    policy = dev.named("NetworkPolicy", "langgraph-kafka-postgresql")
+    assert policy["spec"]["egress"] == []
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 5432}]
+    (peer,) = rule["from"]
+    components = next(
+        e["values"]
+        for e in peer["podSelector"]["matchExpressions"]
+        if e["key"].endswith("component")
+    )
+    assert sorted(components) == ["task-generator", "task-solver"]
+
+    def reaches_postgresql(service):
+        egress = dev.named("NetworkPolicy", f"langgraph-kafka-{service}")["spec"]["egress"]
+        return any(
+            peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component")
+            == "postgresql"
+            for rule in egress
+            for peer in rule.get("to", [])
+        )
+
+    assert reaches_postgresql("task-generator") and reaches_postgresql("task-solver")
+    assert not reaches_postgresql("agent-comms")
+
+
+def test_the_production_defaults_keep_the_sqlite_view_in_an_empty_dir_without_postgresql(
+    production,
+):
+    assert production.of_kind("ConfigMap")[0]["data"]["RESULTS_STORE"] == "sqlite"
+    assert not production.of_kind("PersistentVolumeClaim")
+    assert not [
+        s for s in production.of_kind("StatefulSet") if "postgresql" in s["metadata"]["name"]
+    ]
+    volumes = {v["name"]: v for v in deployment(production, "task-generator")["volumes"]}
+    assert "emptyDir" in volumes["data"]
+
+
+def test_sqlite_persistence_puts_the_view_on_a_claim_and_recreates_the_one_task_generator(render):
+    persistent = render(
+        "--set",
+        "resultsStore.sqlite.persistence.enabled=true",
+        "--set",
+        "resultsStore.sqlite.persistence.size=5Gi",
+        "--set",
+        "resultsStore.sqlite.persistence.storageClass=gp3",
+        "--set",
+        "taskGenerator.replicaCount=1",
+    )
+    claim = persistent.named("PersistentVolumeClaim", "langgraph-kafka-task-generator-data")
+    assert claim is not None
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert claim["spec"]["storageClassName"] == "gp3"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    generator = persistent.named("Deployment", "langgraph-kafka-task-generator")
+    assert generator["spec"]["replicas"] == 1
+    assert generator["spec"]["strategy"] == {"type": "Recreate"}
+    volumes = {v["name"]: v for v in generator["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["data"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+
+
+def test_a_postgres_results_store_with_an_external_database_url_gets_it_in_the_generator(render):
+    external = render(
+        "--set",
+        "resultsStore.backend=postgres",
+        "--set",
+        "checkpointer.databaseUrl=postgres://u:p@db.example.internal:5432/langgraph",
+    )
+    url = base64.b64decode(external.named("Secret", "langgraph-kafka")["data"]["DATABASE_URL"])
+    assert url == b"postgres://u:p@db.example.internal:5432/langgraph"
+    env = [e["name"] for e in deployment(external, "task-generator")["containers"][0]["env"]]
+    assert "DATABASE_URL" in env
+    assert external.of_kind("ConfigMap")[0]["data"]["RESULTS_STORE"] == "postgres"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            ["resultsStore.backend=postgres"],
+            "resultsStore.backend=postgres needs a DATABASE_URL",
+        ),
+        (
+            ["resultsStore.sqlite.persistence.enabled=true"],
+            "resultsStore.sqlite.persistence.enabled needs taskGenerator.replicaCount: 1, not 2",
+        ),
+    ],
+)
+def test_a_results_store_the_values_cannot_serve_fails_the_render_naming_the_keys(
+    k8s_check, values, message
+):
+    args = [a for value in values for a in ("--set", value)]
+    rc, out = k8s_check("render", *args)
+    assert rc != 0
+    assert message in out
 
 
 def test_the_notes_tell_how_to_port_forward_and_post_a_conversation(dev):

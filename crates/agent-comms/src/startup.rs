@@ -104,21 +104,18 @@ impl App {
         let topics_task = {
             let settings = self.settings.clone();
             let shutdown = shutdown.clone();
-            let mut topics: Vec<String> = settings
-                .kafka
-                .topics
-                .all()
-                .iter()
-                .map(|t| (*t).to_owned())
+            // The service topics as every service creates them (the results topic
+            // compacted), then the policy's other topics plain.
+            let policy_topics: Vec<String> = self
+                .policy
+                .all_topics()
+                .into_iter()
+                .filter(|topic| !settings.kafka.topics.all().contains(&topic.as_str()))
                 .collect();
-            for topic in self.policy.all_topics() {
-                if !topics.contains(&topic) {
-                    topics.push(topic);
-                }
-            }
             tokio::spawn(async move {
-                let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-                if let Err(err) = kafka::ensure_topics(&settings.kafka, &names, &shutdown).await {
+                let mut specs = kafka::TopicSpec::service_topics(&settings.kafka.topics).to_vec();
+                specs.extend(policy_topics.iter().map(|t| kafka::TopicSpec::plain(t)));
+                if let Err(err) = kafka::ensure_topics(&settings.kafka, &specs, &shutdown).await {
                     tracing::error!(error = %err, "cannot create topics");
                 }
             })

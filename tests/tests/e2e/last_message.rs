@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agent_runtime::kafka::{Producer, ensure_topics};
+use agent_runtime::kafka::{Producer, TopicSpec, ensure_topics};
 use e2e::{Broker, LlmStandIn, System};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
@@ -15,9 +15,13 @@ use tokio_util::sync::CancellationToken;
 
 /// Creates `topic` (2 partitions, as the test settings say).
 async fn create(system: &System, topic: &str) {
-    ensure_topics(&system.settings.kafka, &[topic], &CancellationToken::new())
-        .await
-        .expect("topic created");
+    ensure_topics(
+        &system.settings.kafka,
+        &[TopicSpec::plain(topic)],
+        &CancellationToken::new(),
+    )
+    .await
+    .expect("topic created");
 }
 
 /// Publishes `payload` to `topic` under `key` through agent-comms.

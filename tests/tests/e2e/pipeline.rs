@@ -256,3 +256,64 @@ async fn the_solver_checkpoints_each_task_in_postgres() {
         "the newest checkpoint is the finished run"
     );
 }
+
+/// The broker's answer to DescribeConfigs for `topic`: config name → value.
+async fn topic_configs(
+    system: &System,
+    topic: &str,
+) -> std::collections::HashMap<String, Option<String>> {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = system
+        .settings
+        .kafka
+        .client_config("e2e-describe")
+        .create()
+        .expect("admin client");
+    let described = admin
+        .describe_configs(
+            &[ResourceSpecifier::Topic(topic)],
+            &AdminOptions::new().request_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .expect("DescribeConfigs answered");
+    let resource = described
+        .into_iter()
+        .next()
+        .expect("one resource")
+        .unwrap_or_else(|err| panic!("DescribeConfigs of {topic}: {err}"));
+    resource
+        .entries
+        .into_iter()
+        .map(|entry| (entry.name, entry.value))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_services_create_the_results_topic_compacted_and_the_events_topic_not() {
+    let broker = Broker::start();
+    let llm = LlmStandIn::healthy().await;
+    let system = System::start(&broker.bootstrap(), &llm.base_url(), &[]).await;
+    let topics = &system.settings.kafka.topics;
+
+    let results = topic_configs(&system, &topics.results).await;
+    assert_eq!(
+        results.get("cleanup.policy").cloned().flatten().as_deref(),
+        Some("compact"),
+        "{results:?}"
+    );
+    assert_eq!(
+        results
+            .get("min.compaction.lag.ms")
+            .cloned()
+            .flatten()
+            .as_deref(),
+        Some("86400000"),
+        "{results:?}"
+    );
+    let events = topic_configs(&system, &topics.events).await;
+    assert_ne!(
+        events.get("cleanup.policy").cloned().flatten().as_deref(),
+        Some("compact"),
+        "{events:?}"
+    );
+}

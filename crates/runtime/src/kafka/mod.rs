@@ -15,7 +15,7 @@ mod security;
 mod settings;
 mod watch;
 
-pub use admin::{ensure_service_topics, ensure_topics};
+pub use admin::{RESULTS_TOPIC_CONFIGS, TopicSpec, ensure_service_topics, ensure_topics};
 pub use consumer::{
     ClosingConsumer, ConsumerOptions, DEAD_LETTER_PREFIX_BYTES, LogBounds, MAX_DEAD_LETTER_BYTES,
     MAX_DEAD_LETTER_REASON_BYTES, Outcome, Ownership, TopicReader, log_bounds, partitions_of,
