@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agent_runtime::kafka::{KafkaSettings, ensure_topics};
+use agent_runtime::kafka::{KafkaSettings, TopicSpec, ensure_topics};
 use anyhow::Context;
 use clap::Parser;
 use pipeline_bench::view::{
@@ -135,7 +135,7 @@ async fn topics_filled(
     let topics = settings.topics.clone();
     ensure_topics(
         &settings,
-        &[&topics.events, &topics.results],
+        &TopicSpec::service_topics(&topics),
         &CancellationToken::new(),
     )
     .await?;
