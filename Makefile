@@ -74,6 +74,10 @@ test-k8s-check: ## prove k8s-check fails on planted bugs (broken template, bad v
 bench: ## graph-engine benches next to LangGraph's baseline, measured in the same run
 	@scripts/bench.sh
 
+.PHONY: bench-view
+bench-view: ## results-view benchmark: time to ready, memory and lookup latency per store with N tasks on the topics (N, MEMORY_N, STORES, C)
+	@scripts/bench-view.sh
+
 .PHONY: bench-pipeline
 bench-pipeline: ## end-to-end POST → result benchmark on Tansu + an OpenAI stand-in, next to the Python system (N, C, DELAY_MS, MODE)
 	@scripts/bench-pipeline.sh

@@ -26,8 +26,10 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 const MAX_CONNECTIONS: u32 = 4;
 
 /// Pages of SQLite's cache a connection keeps (`PRAGMA cache_size`, KiB when negative):
-/// 8 MiB each, so the pool stays within 32 MiB however large the view.
-const CACHE_KIB: i64 = 8 * 1024;
+/// 4 MiB each, so the pool stays within 16 MiB however large the view (lookups go by
+/// index and touch few pages; the newest pages, which `GET /task-results` reads, stay
+/// cached).
+const CACHE_KIB: i64 = 4 * 1024;
 
 /// Tasks removed by one statement of [`ViewStore::prune`], so a prune never holds the
 /// writer for long.
