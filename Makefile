@@ -55,9 +55,10 @@ endif
 	scripts/test-k8s-check.sh
 
 .PHONY: lint
-lint: ## cargo fmt --check; shellcheck and ruff on the scripts; clippy and rustdoc with warnings as errors
+lint: ## cargo fmt --check; shellcheck and ruff on the scripts; no import cycle between modules; clippy and rustdoc with warnings as errors
 	cargo fmt --all -- --check
 	@scripts/lint-scripts.sh
+	@python3 scripts/module_cycles.py crates/*/src
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
