@@ -65,6 +65,62 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// The password of one connection URL — `scheme://user:password@host/…` or
+/// `…?password=…` — as written and percent-decoded, to blank out of that connection's
+/// own error messages whether or not the process registered it (a tool or a test that
+/// connects without [`crate::config`]). Cheap to clone; `Debug` shows no secret.
+#[derive(Clone, Default)]
+pub struct UrlPassword {
+    secrets: std::sync::Arc<[secrecy::SecretString]>,
+}
+
+impl std::fmt::Debug for UrlPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UrlPassword(..)")
+    }
+}
+
+impl UrlPassword {
+    /// The password of `url`, if it has one.
+    pub fn of(url: &str) -> Self {
+        let mut secrets = Vec::new();
+        let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
+        if let Some((userinfo, _)) = authority.rsplit_once('@')
+            && let Some((_, password)) = userinfo.split_once(':')
+        {
+            secrets.push(password.to_owned());
+        }
+        for pair in query.split('&') {
+            if let Some(password) = pair.strip_prefix("password=") {
+                secrets.push(password.to_owned());
+            }
+        }
+        let decoded: Vec<String> = secrets.iter().map(|s| percent_decode(s)).collect();
+        secrets.extend(decoded);
+        secrets.retain(|s| !s.is_empty());
+        // The longest first, so a password holding another is blanked whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        Self {
+            secrets: secrets
+                .into_iter()
+                .map(secrecy::SecretString::from)
+                .collect(),
+        }
+    }
+
+    /// `text` with every form of the password replaced by `***`.
+    pub fn blank(&self, text: &str) -> String {
+        use secrecy::ExposeSecret;
+        let mut text = text.to_owned();
+        for secret in self.secrets.iter() {
+            text = text.replace(secret.expose_secret(), "***");
+        }
+        text
+    }
+}
+
 /// The password in `url`'s userinfo, percent-decoded, if any.
 pub(crate) fn url_password(url: &str) -> Option<String> {
     let parsed = url::Url::parse(url).ok()?;

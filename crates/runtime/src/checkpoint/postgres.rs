@@ -1,12 +1,11 @@
 //! [`PostgresSaver`]: checkpoints in PostgreSQL through sqlx.
 
-use std::{fmt, str::FromStr, sync::Arc};
+use std::{fmt, str::FromStr};
 
 use agent_core::graph::{
     Checkpoint, CheckpointError, CheckpointSource, CheckpointTuple, Checkpointer, PendingWrite,
 };
 use futures::future::BoxFuture;
-use secrecy::{ExposeSecret, SecretString};
 use sqlx::{
     Connection, Row,
     migrate::Migrator,
@@ -14,6 +13,7 @@ use sqlx::{
 };
 
 use super::blob::{self, Layout};
+use crate::redact::UrlPassword;
 
 /// Where the applied migrations are recorded: a table of its own, so the schema's
 /// versions never mix with those of an application's own sqlx migrations in the same
@@ -395,67 +395,17 @@ impl Checkpointer for PostgresSaver {
 }
 
 /// Blanks the password of the database URL out of error messages.
-#[derive(Clone, Default)]
-struct Redact {
-    secrets: Arc<Vec<SecretString>>,
-}
+#[derive(Debug, Clone, Default)]
+struct Redact(UrlPassword);
 
 impl Redact {
-    /// The password of `url` (`scheme://user:password@host/…` or `?password=…`), as
-    /// written and percent-decoded.
     fn of_url(url: &str) -> Self {
-        let mut secrets = Vec::new();
-        let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-        let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
-        if let Some((userinfo, _)) = authority.rsplit_once('@')
-            && let Some((_, password)) = userinfo.split_once(':')
-        {
-            secrets.push(password.to_owned());
-        }
-        for pair in query.split('&') {
-            if let Some(password) = pair.strip_prefix("password=") {
-                secrets.push(password.to_owned());
-            }
-        }
-        let decoded: Vec<String> = secrets.iter().map(|s| percent_decode(s)).collect();
-        secrets.extend(decoded);
-        secrets.retain(|s| !s.is_empty());
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        secrets.dedup();
-        Self {
-            secrets: Arc::new(secrets.into_iter().map(SecretString::from).collect()),
-        }
+        Self(UrlPassword::of(url))
     }
 
     fn backend(&self, doing: &str, err: impl fmt::Display) -> CheckpointError {
-        let mut message = format!("{doing}: {err}");
-        for secret in self.secrets.iter() {
-            message = message.replace(secret.expose_secret(), "***");
-        }
-        CheckpointError::Backend(message)
+        CheckpointError::Backend(self.0.blank(&format!("{doing}: {err}")))
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| char::from(b).to_digit(16);
-        if bytes[i] == b'%'
-            && let (Some(h), Some(l)) = (
-                bytes.get(i + 1).and_then(|&b| hex(b)),
-                bytes.get(i + 2).and_then(|&b| hex(b)),
-            )
-        {
-            out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! [`PostgresStore`]: the view in PostgreSQL, one view that every replica shares.
 
-use std::{fmt, str::FromStr, sync::Arc};
+use std::{fmt, str::FromStr};
 
 use agent_core::task::{Task, TaskResult, TaskStatus};
+use agent_runtime::redact::UrlPassword;
 use chrono::{DateTime, Utc};
 use futures::future::{BoxFuture, FutureExt};
 use sqlx::{
@@ -351,71 +352,20 @@ fn view_of(row: &PgRow, redact: &Redact) -> Result<TaskView, StoreError> {
     })
 }
 
-/// Blanks the password of the database URL out of error messages (as the checkpointer's
-/// `PostgresSaver` does, whose helper is private to `agent-runtime`).
-#[derive(Clone, Default)]
-pub(super) struct Redact {
-    secrets: Arc<[String]>,
-}
+/// Blanks the password of the database URL out of error messages.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Redact(UrlPassword);
 
 impl Redact {
-    /// The password of `url` (`scheme://user:password@host/…` or `?password=…`), as
-    /// written and percent-decoded.
+    /// The password of `url` ([`UrlPassword::of`]).
     pub(super) fn of_url(url: &str) -> Self {
-        let mut secrets = Vec::new();
-        let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-        let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
-        if let Some((userinfo, _)) = authority.rsplit_once('@')
-            && let Some((_, password)) = userinfo.split_once(':')
-        {
-            secrets.push(password.to_owned());
-        }
-        for pair in query.split('&') {
-            if let Some(password) = pair.strip_prefix("password=") {
-                secrets.push(password.to_owned());
-            }
-        }
-        let decoded: Vec<String> = secrets.iter().map(|s| percent_decode(s)).collect();
-        secrets.extend(decoded);
-        secrets.retain(|s| !s.is_empty());
-        // The longest first, so a password holding another is blanked whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        secrets.dedup();
-        Self {
-            secrets: secrets.into(),
-        }
+        Self(UrlPassword::of(url))
     }
 
     /// [`StoreError::Postgres`]: `doing: err`, without the password.
     pub(super) fn error(&self, doing: &str, err: impl fmt::Display) -> StoreError {
-        let mut message = format!("{doing}: {err}");
-        for secret in self.secrets.iter() {
-            message = message.replace(secret.as_str(), "***");
-        }
-        StoreError::Postgres(message)
+        StoreError::Postgres(self.0.blank(&format!("{doing}: {err}")))
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| char::from(b).to_digit(16);
-        if bytes[i] == b'%'
-            && let (Some(h), Some(l)) = (
-                bytes.get(i + 1).and_then(|&b| hex(b)),
-                bytes.get(i + 2).and_then(|&b| hex(b)),
-            )
-        {
-            out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
