@@ -239,6 +239,60 @@ pub trait ViewStore: Send + Sync + fmt::Debug {
     fn prune(&self, before: DateTime<Utc>) -> BoxFuture<'static, Result<u64, StoreError>>;
 }
 
+/// A row of a SQL store's tasks table, as read: what [`StoredRow::into_view`] decodes
+/// the same way for every SQL store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRow {
+    /// `task_id`, 16 bytes.
+    pub task_id: Vec<u8>,
+    /// `status`: `pending`, `completed` or `failed`.
+    pub status: String,
+    /// `task` as JSON.
+    pub task: Option<String>,
+    /// `result` as JSON.
+    pub result: Option<String>,
+    /// `created_at`, ns since the Unix epoch.
+    pub created_at_ns: i64,
+    /// `result_partition`.
+    pub result_partition: Option<i32>,
+    /// `result_offset`.
+    pub result_offset: Option<i64>,
+}
+
+impl StoredRow {
+    /// The view the row holds.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] naming the column that does not decode.
+    pub fn into_view(self) -> Result<TaskView, StoreError> {
+        let corrupt =
+            |what: &str, err: &dyn fmt::Display| StoreError::Corrupt(format!("{what}: {err}"));
+        let task_id = Uuid::from_slice(&self.task_id).map_err(|err| corrupt("task_id", &err))?;
+        let status = TaskStatus::from_str(&self.status).map_err(|err| corrupt("status", &err))?;
+        let task = self
+            .task
+            .map(|text| serde_json::from_str::<Task>(&text))
+            .transpose()
+            .map_err(|err| corrupt("task", &err))?;
+        let result = self
+            .result
+            .map(|text| serde_json::from_str::<TaskResult>(&text))
+            .transpose()
+            .map_err(|err| corrupt("result", &err))?;
+        Ok(TaskView {
+            task_id,
+            status,
+            task,
+            result,
+            created_at: DateTime::from_timestamp_nanos(self.created_at_ns),
+            result_at: self
+                .result_partition
+                .zip(self.result_offset)
+                .map(|(partition, offset)| LogPosition { partition, offset }),
+        })
+    }
+}
+
 /// `at` in nanoseconds since the Unix epoch, saturating (years 1677 to 2262 are exact).
 pub fn nanos(at: DateTime<Utc>) -> i64 {
     at.timestamp_nanos_opt().unwrap_or(if at.timestamp() < 0 {

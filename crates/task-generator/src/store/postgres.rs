@@ -2,7 +2,6 @@
 
 use std::{fmt, str::FromStr};
 
-use agent_core::task::{Task, TaskResult, TaskStatus};
 use agent_runtime::redact::UrlPassword;
 use chrono::{DateTime, Utc};
 use futures::future::{BoxFuture, FutureExt};
@@ -14,7 +13,7 @@ use sqlx::{
 use uuid::Uuid;
 
 use super::{
-    Batch, ListQuery, LogPosition, NextOffset, Page, StoreError, TaskView, ViewRecord, ViewStore,
+    Batch, ListQuery, NextOffset, Page, StoreError, StoredRow, TaskView, ViewRecord, ViewStore,
     nanos,
 };
 
@@ -321,35 +320,16 @@ fn json(value: &impl serde::Serialize) -> Result<String, StoreError> {
 /// The view a row of [`COLUMNS`] holds.
 fn view_of(row: &PgRow, redact: &Redact) -> Result<TaskView, StoreError> {
     let db = |err| redact.error("reading a task row", err);
-    let corrupt =
-        |what: &str, err: &dyn fmt::Display| StoreError::Corrupt(format!("{what}: {err}"));
-    let id: Vec<u8> = row.try_get("task_id").map_err(db)?;
-    let task_id = Uuid::from_slice(&id).map_err(|err| corrupt("task_id", &err))?;
-    let status: String = row.try_get("status").map_err(db)?;
-    let status = TaskStatus::from_str(&status).map_err(|err| corrupt("status", &err))?;
-    let task: Option<String> = row.try_get("task").map_err(db)?;
-    let task = task
-        .map(|text| serde_json::from_str::<Task>(&text))
-        .transpose()
-        .map_err(|err| corrupt("task", &err))?;
-    let result: Option<String> = row.try_get("result").map_err(db)?;
-    let result = result
-        .map(|text| serde_json::from_str::<TaskResult>(&text))
-        .transpose()
-        .map_err(|err| corrupt("result", &err))?;
-    let created_at = DateTime::from_timestamp_nanos(row.try_get("created_at").map_err(db)?);
-    let partition: Option<i32> = row.try_get("result_partition").map_err(db)?;
-    let offset: Option<i64> = row.try_get("result_offset").map_err(db)?;
-    Ok(TaskView {
-        task_id,
-        status,
-        task,
-        result,
-        created_at,
-        result_at: partition
-            .zip(offset)
-            .map(|(partition, offset)| LogPosition { partition, offset }),
-    })
+    StoredRow {
+        task_id: row.try_get("task_id").map_err(db)?,
+        status: row.try_get("status").map_err(db)?,
+        task: row.try_get("task").map_err(db)?,
+        result: row.try_get("result").map_err(db)?,
+        created_at_ns: row.try_get("created_at").map_err(db)?,
+        result_partition: row.try_get("result_partition").map_err(db)?,
+        result_offset: row.try_get("result_offset").map_err(db)?,
+    }
+    .into_view()
 }
 
 /// Blanks the password of the database URL out of error messages.

@@ -1,8 +1,8 @@
 //! [`SqliteStore`]: the view in an SQLite file (WAL mode), one replica's own.
 
-use std::{path::Path, str::FromStr, time::Duration};
+use std::{path::Path, time::Duration};
 
-use agent_core::task::{Task, TaskResult, TaskStatus};
+use agent_core::task::TaskStatus;
 use chrono::{DateTime, Utc};
 use futures::future::{BoxFuture, FutureExt};
 use sqlx::{
@@ -14,7 +14,7 @@ use sqlx::{
 use uuid::Uuid;
 
 use super::{
-    Batch, ListQuery, LogPosition, NextOffset, Page, StoreError, TaskView, ViewRecord, ViewStore,
+    Batch, ListQuery, NextOffset, Page, StoreError, StoredRow, TaskView, ViewRecord, ViewStore,
     nanos,
 };
 
@@ -235,33 +235,14 @@ fn json(value: &impl serde::Serialize) -> Result<String, StoreError> {
 
 /// The view a row of [`COLUMNS`] holds.
 fn view_of(row: &SqliteRow) -> Result<TaskView, StoreError> {
-    let corrupt =
-        |what: &str, err: &dyn std::fmt::Display| StoreError::Corrupt(format!("{what}: {err}"));
-    let id: Vec<u8> = row.try_get("task_id")?;
-    let task_id = Uuid::from_slice(&id).map_err(|err| corrupt("task_id", &err))?;
-    let status: String = row.try_get("status")?;
-    let status = TaskStatus::from_str(&status).map_err(|err| corrupt("status", &err))?;
-    let task: Option<String> = row.try_get("task")?;
-    let task = task
-        .map(|text| serde_json::from_str::<Task>(&text))
-        .transpose()
-        .map_err(|err| corrupt("task", &err))?;
-    let result: Option<String> = row.try_get("result")?;
-    let result = result
-        .map(|text| serde_json::from_str::<TaskResult>(&text))
-        .transpose()
-        .map_err(|err| corrupt("result", &err))?;
-    let created_at = DateTime::from_timestamp_nanos(row.try_get("created_at")?);
-    let partition: Option<i32> = row.try_get("result_partition")?;
-    let offset: Option<i64> = row.try_get("result_offset")?;
-    Ok(TaskView {
-        task_id,
-        status,
-        task,
-        result,
-        created_at,
-        result_at: partition
-            .zip(offset)
-            .map(|(partition, offset)| LogPosition { partition, offset }),
-    })
+    StoredRow {
+        task_id: row.try_get("task_id")?,
+        status: row.try_get("status")?,
+        task: row.try_get("task")?,
+        result: row.try_get("result")?,
+        created_at_ns: row.try_get("created_at")?,
+        result_partition: row.try_get("result_partition")?,
+        result_offset: row.try_get("result_offset")?,
+    }
+    .into_view()
 }
