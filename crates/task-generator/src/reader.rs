@@ -1,14 +1,26 @@
 //! [`ViewReader`]: keeps the results view's store up to date from the events and results
 //! topics, and knows when it has caught up.
 //!
-//! At start it asks the store where it stopped ([`ViewStore::offsets`]), and the broker
-//! where each partition ends ([`log_bounds`]): those ends are what it must reach before
-//! the view can say a task does not exist ([`CatchUp`]). It then reads every partition of
-//! both topics from where the store stopped (the log's start for a partition the store
-//! has not seen), outside any consumer group, and applies what it reads in batches of at
-//! most [`MAX_BATCH`] records or [`BATCH_WINDOW`], each batch with the offsets it ends at
-//! in one transaction. A store that fails is tried again every second, with the same
-//! batch: nothing read is lost, and nothing applied twice counts twice.
+//! At start it asks the broker where each partition ends ([`log_bounds`]): those ends
+//! are what the store must reach before the view can say a task does not exist
+//! ([`CatchUp`], which watches the store's offsets, [`ViewStore::offsets`], until they
+//! do). It reads from where the store stopped (the log's start for a partition the store
+//! has not seen) and applies what it reads in batches of at most [`MAX_BATCH`] records or
+//! [`BATCH_WINDOW`], each batch with the offsets it ends at in one transaction. A store
+//! that fails is tried again every second, with the same batch: nothing read is lost,
+//! and nothing applied twice counts twice.
+//!
+//! How it reads depends on the store:
+//! - a store of its own ([`SqliteStore`](crate::store::SqliteStore),
+//!   [`MemoryStore`](crate::store::MemoryStore)): every partition of both topics, outside
+//!   any consumer group ([`TopicReader`]);
+//! - a store replicas share ([`PostgresStore`](crate::store::PostgresStore),
+//!   [`ViewStore::shared`]): as a member of consumer group [`view_group`]
+//!   ([`GroupReader`]), so the group splits the partitions and each record is applied by
+//!   one replica. The store's offsets stay the truth: on the first record of each newly
+//!   assigned partition the reader seeks to the store's offset when Kafka's (a hint it
+//!   commits after each batch) differs. A replica is ready as soon as the shared store
+//!   has reached the ends, whoever wrote it: a new pod has nothing to replay.
 
 use std::{
     collections::HashMap,
@@ -20,7 +32,9 @@ use std::{
 };
 
 use agent_core::task::{Task, TaskResult};
-use agent_runtime::kafka::{KafkaSettings, LogBounds, TopicReader, Topics, log_bounds};
+use agent_runtime::kafka::{
+    AssignmentWatch, GroupReader, KafkaSettings, LogBounds, TopicReader, Topics, log_bounds,
+};
 use rdkafka::{Message, Offset, message::BorrowedMessage};
 use tokio_util::sync::CancellationToken;
 
@@ -35,11 +49,26 @@ pub const MAX_BATCH: usize = 1000;
 /// How long a batch may wait for more records once it holds one.
 pub const BATCH_WINDOW: Duration = Duration::from_millis(20);
 
+/// How often [`CatchUp`] reads the store's offsets until they reach the ends.
+pub const CATCH_UP_POLL: Duration = Duration::from_millis(200);
+
+/// How long a group member waits, at shutdown, to leave the group (so its partitions
+/// move to the other replicas at once, not after the session timeout).
+pub const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The consumer group of the replicas sharing one view of `topics`:
+/// `task-generator-view.<events topic>` (views of other topics, say another
+/// `KAFKA_TOPIC_PREFIX` on the same cluster, have groups of their own).
+pub fn view_group(topics: &Topics) -> String {
+    format!("{SERVICE}-view.{}", topics.events)
+}
+
 /// Whether the view has read everything written before it started. Cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct CatchUp {
     caught_up: Arc<AtomicBool>,
     behind: Arc<AtomicI64>,
+    group: Arc<std::sync::OnceLock<(String, AssignmentWatch)>>,
 }
 
 impl CatchUp {
@@ -53,6 +82,19 @@ impl CatchUp {
     /// and so -1, until the ends are known).
     pub fn behind(&self) -> i64 {
         self.behind.load(Ordering::Acquire)
+    }
+
+    /// When the view is read in a consumer group: the group and the partitions this
+    /// replica holds now (`<topic>/<partition>`); `None` otherwise.
+    pub fn group(&self) -> Option<(String, Vec<String>)> {
+        self.group.get().map(|(group, watch)| {
+            let held = watch
+                .partitions()
+                .into_iter()
+                .map(|(topic, partition)| format!("{topic}/{partition}"))
+                .collect();
+            (group.clone(), held)
+        })
     }
 
     pub(crate) fn set_behind(&self, behind: i64) {
@@ -89,29 +131,42 @@ impl ViewReader {
     /// the store to answer, retrying every second.
     pub async fn run(self, shutdown: CancellationToken) {
         let names = vec![self.topics.events.clone(), self.topics.results.clone()];
-        let Some(stored) = retry(&shutdown, "results store", || self.store.offsets()).await else {
-            return;
-        };
-        let mut next: HashMap<(String, i32), i64> = stored
-            .into_iter()
-            .map(|n| ((n.topic, n.partition), n.offset))
-            .collect();
-        let start = {
-            let next = next.clone();
-            move |topic: &str, partition: i32| {
-                next.get(&(topic.to_owned(), partition))
-                    .map_or(Offset::Beginning, |offset| Offset::Offset(*offset))
+        let source = if self.store.shared() {
+            let group = view_group(&self.topics);
+            match GroupReader::join(&self.kafka, &group, &names, SERVICE, &shutdown).await {
+                Ok(Some(reader)) => {
+                    let _ = self.catch_up.group.set((group, reader.assignment_watch()));
+                    Source::Group(reader)
+                }
+                Ok(None) => return,
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot join the results view's consumer group");
+                    return;
+                }
             }
-        };
-        let reader =
+        } else {
+            let Some(stored) = retry(&shutdown, "results store", || self.store.offsets()).await
+            else {
+                return;
+            };
+            let stored: HashMap<(String, i32), i64> = stored
+                .into_iter()
+                .map(|n| ((n.topic, n.partition), n.offset))
+                .collect();
+            let start = move |topic: &str, partition: i32| {
+                stored
+                    .get(&(topic.to_owned(), partition))
+                    .map_or(Offset::Beginning, |offset| Offset::Offset(*offset))
+            };
             match TopicReader::open_at(&self.kafka, &names, &start, SERVICE, &shutdown).await {
-                Ok(Some(reader)) => reader,
+                Ok(Some(reader)) => Source::All(reader),
                 Ok(None) => return,
                 Err(err) => {
                     tracing::error!(error = %err, "cannot read the topics of the results view");
                     return;
                 }
-            };
+            }
+        };
         let Some(ends) = retry(&shutdown, "broker", || {
             let kafka = self.kafka.clone();
             let names = names.clone();
@@ -121,48 +176,73 @@ impl ViewReader {
         else {
             return;
         };
-        // A partition the store has not seen starts at its log's start.
-        for LogBounds {
-            topic,
-            partition,
-            low,
-            ..
-        } in &ends
-        {
-            next.entry((topic.clone(), *partition)).or_insert(*low);
+        let watch = self.watch_catch_up(&ends, &source, &shutdown);
+        let read = async {
+            loop {
+                let Some(batch) = self.next_batch(&source, &ends, &shutdown).await else {
+                    return;
+                };
+                let applied = retry(&shutdown, "results store", || {
+                    self.store.apply(batch.clone())
+                });
+                if applied.await.is_none() {
+                    return;
+                }
+                if let Source::Group(reader) = &source {
+                    for next in &batch.offsets {
+                        reader.hint(&next.topic, next.partition, next.offset);
+                    }
+                }
+            }
+        };
+        tokio::join!(watch, read);
+        if let Source::Group(reader) = source {
+            reader.close(LEAVE_TIMEOUT).await;
         }
-        let behind = |next: &HashMap<(String, i32), i64>| -> i64 {
-            ends.iter()
+    }
+
+    /// Reads the store's offsets every [`CATCH_UP_POLL`] and reports how far they are
+    /// from `ends` until they reach them (or `shutdown` fires); logs the first figure
+    /// with what `source` is. A partition the store has not seen counts from its log's
+    /// start.
+    async fn watch_catch_up(
+        &self,
+        ends: &[LogBounds],
+        source: &Source,
+        shutdown: &CancellationToken,
+    ) {
+        let mut first = true;
+        loop {
+            let Some(stored) = retry(shutdown, "results store", || self.store.offsets()).await
+            else {
+                return;
+            };
+            let stored: HashMap<(&str, i32), i64> = stored
+                .iter()
+                .map(|n| ((n.topic.as_str(), n.partition), n.offset))
+                .collect();
+            let behind = ends
+                .iter()
                 .map(|end| {
-                    let at = next
-                        .get(&(end.topic.clone(), end.partition))
+                    let at = stored
+                        .get(&(end.topic.as_str(), end.partition))
                         .copied()
                         .unwrap_or(end.low);
                     (end.high - at).max(0)
                 })
-                .sum()
-        };
-        self.catch_up.set_behind(behind(&next));
-        tracing::info!(
-            behind = self.catch_up.behind(),
-            store = ?self.store,
-            "results view reading"
-        );
-        loop {
-            let Some(batch) = self.next_batch(&reader, &mut next, &shutdown).await else {
-                return;
-            };
-            let applied = retry(&shutdown, "results store", || {
-                self.store.apply(batch.clone())
-            });
-            if applied.await.is_none() {
+                .sum();
+            self.catch_up.set_behind(behind);
+            if first {
+                first = false;
+                tracing::info!(behind, store = ?self.store, reader = ?source, "results view reading");
+            }
+            if self.catch_up.is_caught_up() {
+                tracing::info!("results view caught up");
                 return;
             }
-            if !self.catch_up.is_caught_up() {
-                self.catch_up.set_behind(behind(&next));
-                if self.catch_up.is_caught_up() {
-                    tracing::info!("results view caught up");
-                }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(CATCH_UP_POLL) => {}
             }
         }
     }
@@ -171,8 +251,8 @@ impl ViewReader {
     /// or [`MAX_BATCH`] records. `None` when `shutdown` fired.
     async fn next_batch(
         &self,
-        reader: &TopicReader,
-        next: &mut HashMap<(String, i32), i64>,
+        source: &Source,
+        ends: &[LogBounds],
         shutdown: &CancellationToken,
     ) -> Option<Batch> {
         let mut batch = Batch::default();
@@ -184,8 +264,14 @@ impl ViewReader {
             tokio::select! {
                 () = shutdown.cancelled() => return None,
                 () = &mut window, if !first => break,
-                received = reader.recv() => match received {
+                received = source.recv() => match received {
                     Ok(message) => {
+                        if let Source::Group(reader) = source
+                            && reader.take_unplaced(message.topic(), message.partition())
+                            && !self.place(reader, &message, ends, shutdown).await?
+                        {
+                            continue;
+                        }
                         if first {
                             first = false;
                             window.as_mut().reset(tokio::time::Instant::now() + BATCH_WINDOW);
@@ -204,7 +290,6 @@ impl ViewReader {
             }
         }
         for ((topic, partition), offset) in moved {
-            next.insert((topic.clone(), partition), offset);
             batch.offsets.push(NextOffset {
                 topic,
                 partition,
@@ -212,6 +297,45 @@ impl ViewReader {
             });
         }
         Some(batch)
+    }
+
+    /// Checks the first record of a newly assigned partition against the store's offset
+    /// for it: `true` when it is the next to apply; otherwise seeks to the store's
+    /// offset (the log's start when the store has none) and answers `false`, the record
+    /// being dropped. `None` when `shutdown` fired.
+    async fn place(
+        &self,
+        reader: &GroupReader,
+        message: &BorrowedMessage<'_>,
+        ends: &[LogBounds],
+        shutdown: &CancellationToken,
+    ) -> Option<bool> {
+        let (topic, partition) = (message.topic(), message.partition());
+        let stored = retry(shutdown, "results store", || self.store.offsets()).await?;
+        let stored = stored
+            .into_iter()
+            .find(|n| n.topic == topic && n.partition == partition)
+            .map(|n| n.offset);
+        let low = ends
+            .iter()
+            .find(|end| end.topic == topic && end.partition == partition)
+            .map(|end| end.low);
+        let next = stored.or(low);
+        if next == Some(message.offset()) {
+            return Some(true);
+        }
+        let target = stored.map_or(Offset::Beginning, Offset::Offset);
+        tracing::info!(
+            topic,
+            partition,
+            kafka = message.offset(),
+            store = ?stored,
+            "results view partition assigned; reading from the store's offset"
+        );
+        if let Err(err) = reader.seek(topic, partition, target) {
+            tracing::warn!(topic, partition, error = %err, "results view seek failed");
+        }
+        Some(false)
     }
 
     /// What a record says, or `None` (logged) for one the view skips: an invalid task or
@@ -247,6 +371,23 @@ impl ViewReader {
                 tracing::warn!(offset, error = %err, "skipping an invalid result");
                 None
             }
+        }
+    }
+}
+
+/// Where the records come from: every partition (a store of one replica's own), or
+/// this replica's share as a consumer-group member (a shared store).
+#[derive(Debug)]
+enum Source {
+    All(TopicReader),
+    Group(GroupReader),
+}
+
+impl Source {
+    async fn recv(&self) -> agent_runtime::Result<BorrowedMessage<'_>> {
+        match self {
+            Self::All(reader) => reader.recv().await,
+            Self::Group(reader) => reader.recv().await,
         }
     }
 }

@@ -78,7 +78,14 @@ impl App {
         )
         .with_live({
             let llm = llm.clone();
-            move || json!({"llm_concurrency": llm.concurrency()})
+            let catch_up = catch_up.clone();
+            move || {
+                let mut live = json!({"llm_concurrency": llm.concurrency()});
+                if let Some((group, partitions)) = catch_up.group() {
+                    live["results_view_group"] = json!({"group": group, "partitions": partitions});
+                }
+                live
+            }
         })
         .with_check("results_view", {
             let catch_up = catch_up.clone();

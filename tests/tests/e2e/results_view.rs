@@ -1,7 +1,7 @@
 //! The results view across restarts and replicas: a replica catching up answers 200 or
 //! 503 `catching_up`, never 404 for a task that exists; a restarted one resumes from the
-//! offsets its store kept; replicas on PostgreSQL share one view; a cursor pages through
-//! every task once.
+//! offsets its store kept; replicas on PostgreSQL share one view, written by one
+//! consumer group; a cursor pages through every task once.
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -200,6 +200,42 @@ async fn stored_offsets(file: &Path) -> BTreeMap<(String, i32), i64> {
         .collect()
 }
 
+/// The partitions each replica at `bases` holds in the results view's consumer group
+/// (`results_view_group` of `/health`), once every partition of both topics is held by
+/// exactly one of them, within 60 s.
+///
+/// # Panics
+/// When they are not split so in time.
+async fn wait_for_split(http: &reqwest::Client, bases: &[&str]) -> Vec<Vec<String>> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut held = Vec::new();
+        for base in bases {
+            let (_, health) = get_json(http, &format!("{base}/health")).await;
+            let partitions: Vec<String> = health["results_view_group"]["partitions"]
+                .as_array()
+                .map(|all| {
+                    all.iter()
+                        .filter_map(|p| p.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            held.push(partitions);
+        }
+        let all: Vec<&String> = held.iter().flatten().collect();
+        let distinct: HashSet<&String> = all.iter().copied().collect();
+        // Two topics of two partitions (the harness's KAFKA_PARTITIONS).
+        if all.len() == 4 && distinct.len() == 4 && held.iter().all(|h| !h.is_empty()) {
+            return held;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replicas did not split the view's partitions within 60 s: {held:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_postgres_show_the_same_answers_for_the_same_tasks() {
     const TASKS: usize = 120;
@@ -226,6 +262,17 @@ async fn two_replicas_on_postgres_show_the_same_answers_for_the_same_tasks() {
     let answers =
         poll_until_caught_up(&system.http, &second.base, &ids, Duration::from_secs(60)).await;
     eprintln!("a second replica on the shared view: {answers:?}");
+
+    // One consumer group writes the view: the replicas split the partitions.
+    let split = wait_for_split(&system.http, &[&system.generator, &second.base]).await;
+    eprintln!("partitions held by the two replicas: {split:?}");
+    // Tasks published now are applied by whichever replica holds their partitions, and
+    // both replicas show them.
+    let more = produce_tasks(&bootstrap, &topics.events, TASKS / 2).await;
+    let answers =
+        poll_until_caught_up(&system.http, &second.base, &more, Duration::from_secs(120)).await;
+    eprintln!("tasks published after the split, from the second replica: {answers:?}");
+    let ids: Vec<String> = ids.into_iter().chain(more).collect();
     for id in &ids {
         let (_, first) = get_json(
             &system.http,
@@ -237,7 +284,7 @@ async fn two_replicas_on_postgres_show_the_same_answers_for_the_same_tasks() {
     }
     let first_pages = page_through(&system.http, &system.generator, 25).await;
     let second_pages = page_through(&system.http, &second.base, 25).await;
-    assert_eq!(first_pages.len(), TASKS);
+    assert_eq!(first_pages.len(), TASKS + TASKS / 2);
     assert_eq!(
         first_pages, second_pages,
         "the same pages from both replicas"

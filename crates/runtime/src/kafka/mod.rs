@@ -17,9 +17,9 @@ mod watch;
 
 pub use admin::{RESULTS_TOPIC_CONFIGS, TopicSpec, ensure_service_topics, ensure_topics};
 pub use consumer::{
-    ClosingConsumer, ConsumerOptions, DEAD_LETTER_PREFIX_BYTES, LogBounds, MAX_DEAD_LETTER_BYTES,
-    MAX_DEAD_LETTER_REASON_BYTES, Outcome, Ownership, TopicReader, log_bounds, partitions_of,
-    run_at_least_once,
+    AssignmentWatch, ClosingConsumer, ConsumerOptions, DEAD_LETTER_PREFIX_BYTES, GroupReader,
+    LogBounds, MAX_DEAD_LETTER_BYTES, MAX_DEAD_LETTER_REASON_BYTES, Outcome, Ownership,
+    TopicReader, log_bounds, partitions_of, run_at_least_once,
 };
 pub use headers::CloudEvent;
 pub use producer::{Delivery, Producer};

@@ -237,6 +237,12 @@ pub trait ViewStore: Send + Sync + fmt::Debug {
     /// Removes finished tasks (`completed` or `failed`) created before `before`; returns
     /// how many.
     fn prune(&self, before: DateTime<Utc>) -> BoxFuture<'static, Result<u64, StoreError>>;
+
+    /// Whether several replicas share this store (one consumer group then writes it,
+    /// each replica its share of the partitions); `false` for a replica's own store.
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 /// A row of a SQL store's tasks table, as read: what [`StoredRow::into_view`] decodes

@@ -55,9 +55,9 @@ const UPSERT_RESULT: &str = "
                 OR (NOT (results_view_tasks.status = 'completed' AND excluded.status = 'failed')
                     AND excluded.result_offset < results_view_tasks.result_offset)))";
 
-/// Stores where reading resumes; never moves it back, so that a replica behind the
-/// others (every replica reads every partition into the shared view) does not make the
-/// next one to start read again what is already applied.
+/// Stores where reading resumes; never moves it back, so that a late batch of a replica
+/// that has just lost the partition to another (a rebalance of the view's consumer
+/// group) does not make the next owner read again what is already applied.
 const UPSERT_OFFSET: &str = "
     INSERT INTO results_view_offsets (topic, partition, next_offset) VALUES ($1, $2, $3)
     ON CONFLICT (topic, partition)
@@ -85,10 +85,11 @@ const COLUMNS: &str = "task_id, status, task, result, created_at, result_partiti
 /// `results_view_offsets`, where reading resumes. They can share a database with the
 /// checkpointer's tables: the names differ, and so do the migrations tables.
 ///
-/// Replicas may apply batches at once, even overlapping ones: each upsert decides in
-/// one statement, on the row as committed, which result wins, and a batch takes its
-/// rows' locks in `task_id` order, so two batches never deadlock. The stored offsets
-/// are the last a replica applied, as in the other stores.
+/// The replicas' readers form one consumer group ([`ViewStore::shared`]), each applying
+/// its partitions; around a rebalance two may still apply overlapping batches: each
+/// upsert decides in one statement, on the row as committed, which result wins, and a
+/// batch takes its rows' locks in `task_id` order, so two batches never deadlock. The
+/// stored offsets only move forward.
 ///
 /// Errors are [`StoreError::Postgres`], whose message never holds the password of the
 /// database URL, or [`StoreError::Corrupt`].
@@ -309,6 +310,10 @@ impl ViewStore for PostgresStore {
             }
         }
         .boxed()
+    }
+
+    fn shared(&self) -> bool {
+        true
     }
 }
 

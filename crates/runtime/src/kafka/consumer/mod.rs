@@ -49,11 +49,14 @@
 //! - `state`: the loop's books — messages waiting and running, offsets, backpressure.
 //! - `handle`: one message's attempts, retries and backoff.
 //! - `dead_letter`: the dead-letter records and their bounds.
+//! - `group_reader`: [`GroupReader`], a consumer-group member for a view whose offsets
+//!   live in its own store.
 //! - `reader`: [`TopicReader`] (with [`assign_all`] and [`partitions_of`]), reading whole
 //!   topics outside any group.
 
 mod closing;
 mod dead_letter;
+mod group_reader;
 mod handle;
 mod ownership;
 mod reader;
@@ -65,6 +68,7 @@ pub use closing::ClosingConsumer;
 pub use dead_letter::{
     DEAD_LETTER_PREFIX_BYTES, MAX_DEAD_LETTER_BYTES, MAX_DEAD_LETTER_REASON_BYTES,
 };
+pub use group_reader::{AssignmentWatch, GroupReader};
 pub use ownership::Ownership;
 pub(crate) use ownership::{FencingContext, group_consumer};
 pub use reader::{LogBounds, TopicReader, log_bounds, partitions_of};

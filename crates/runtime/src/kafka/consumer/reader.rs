@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use rdkafka::{
     Offset, TopicPartitionList,
-    consumer::{BaseConsumer, Consumer, StreamConsumer},
+    consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -138,7 +138,10 @@ pub async fn log_bounds(
 ///
 /// # Errors
 /// [`crate::Error::Kafka`] when the broker does not answer.
-pub fn partitions_of<C: Consumer>(consumer: &C, topic: &str) -> Result<Vec<i32>> {
+pub fn partitions_of<X: ConsumerContext, C: Consumer<X>>(
+    consumer: &C,
+    topic: &str,
+) -> Result<Vec<i32>> {
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5))?;
     Ok(metadata
         .topics()
