@@ -202,7 +202,7 @@ async fn stored_offsets(file: &Path) -> BTreeMap<(String, i32), i64> {
 
 /// The partitions each replica at `bases` holds in the results view's consumer group
 /// (`results_view_group` of `/health`), once every partition of both topics is held by
-/// exactly one of them, within 60 s.
+/// exactly one of them and each holds some, within 60 s.
 ///
 /// # Panics
 /// When they are not split so in time.
@@ -289,7 +289,27 @@ async fn two_replicas_on_postgres_show_the_same_answers_for_the_same_tasks() {
         first_pages, second_pages,
         "the same pages from both replicas"
     );
+
+    // The second replica leaves: the group gives its partitions back to the first,
+    // which reads them on from the store's offsets and shows what is published next.
     second.stop().await;
+    let last = produce_tasks(&bootstrap, &topics.events, TASKS / 2).await;
+    let answers = poll_until_caught_up(
+        &system.http,
+        &system.generator,
+        &last,
+        Duration::from_secs(120),
+    )
+    .await;
+    eprintln!("tasks published after the second replica left, from the first: {answers:?}");
+    let held = wait_for_split(&system.http, &[&system.generator]).await;
+    assert_eq!(
+        held[0].len(),
+        4,
+        "the first replica holds every partition: {held:?}"
+    );
+    let listed = page_through(&system.http, &system.generator, 100).await;
+    assert_eq!(listed.len(), 2 * TASKS, "every task once");
     drop(system);
     database.drop_now().await;
 }
