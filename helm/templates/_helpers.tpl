@@ -101,6 +101,10 @@ printed as integers.
 {{- default (printf "%s-langgraph-dead-letter" .Values.kafka.topicPrefix) .Values.kafka.topics.deadLetter }}
 {{- end }}
 
+{{- define "langgraph-kafka.topic.progress" -}}
+{{- default (printf "%s-langgraph-task-progress" .Values.kafka.topicPrefix) .Values.kafka.topics.progress }}
+{{- end }}
+
 {{/* Topic configs of the results topic (the services' RESULTS_TOPIC_CONFIGS):
 compacted by key (the task id), a fresh result kept whole for a day. */}}
 {{- define "langgraph-kafka.resultsTopicConfigs" -}}

@@ -110,7 +110,7 @@ def test_the_topics_job_takes_partitions_replication_and_retention_from_the_valu
     assert "dev-langgraph-agent-events:86400000" in env.get("TOPICS", "")
 
 
-def test_the_topics_job_creates_only_the_results_topic_compacted_with_a_day_of_lag(dev):
+def test_the_topics_job_compacts_the_results_topic_and_keeps_progress_a_day(dev):
     (job,) = [j for j in dev.of_kind("Job") if j["metadata"]["name"].endswith("-topics")]
     container = job["spec"]["template"]["spec"]["containers"][0]
     topics = {e["name"]: e.get("value") for e in container["env"]}["TOPICS"].split()
@@ -118,6 +118,7 @@ def test_the_topics_job_creates_only_the_results_topic_compacted_with_a_day_of_l
         "dev-langgraph-agent-events:86400000",
         "dev-langgraph-task-results:86400000:cleanup.policy=compact,min.compaction.lag.ms=86400000",
         "dev-langgraph-dead-letter:259200000",
+        "dev-langgraph-task-progress:86400000",
     ]
     script = container["args"][0]
     assert '"${configs[@]}"' in script

@@ -129,7 +129,7 @@ async fn topics_filled(
     );
     let settings = KafkaSettings {
         topic_prefix: prefix.clone(),
-        topics: agent_runtime::kafka::Topics::new(&prefix, None, None, None),
+        topics: agent_runtime::kafka::Topics::new(&prefix, None, None, None, None),
         ..KafkaSettings::for_brokers(bootstrap)
     };
     let topics = settings.topics.clone();

@@ -6,13 +6,20 @@
 //! - [`TaskResult`]: the outcome of a task, keyed by `task_id` on
 //!   `{prefix}-langgraph-task-results`.
 //! - [`TaskStatus`]: `pending`, `completed` or `failed`.
+//! - [`ProgressEvent`]: what a task's run reports while it goes, keyed by `task_id` on
+//!   `{prefix}-langgraph-task-progress`.
 //!
-//! JSON Schemas of [`Task`] and [`TaskResult`] are in `docs/schemas/` (kept up to date by a
+//! JSON Schemas of [`Task`], [`TaskResult`] and [`ProgressEvent`] are in `docs/schemas/` (kept up to date by a
 //! test; regenerate with `UPDATE_SCHEMAS=1 cargo test -p agent-core`).
 
+mod progress;
 mod result;
 mod schema;
 
+pub use progress::{
+    MAX_CHUNK_CHARS, MAX_CUSTOM_BYTES, MAX_PROGRESS_BYTES, NodePhase, Progress, ProgressEvent,
+    RunStatus, progress_schema,
+};
 pub use result::{MAX_OUTPUT_CHARS, TaskResult, TaskStatus, TokenUsage};
 pub use schema::{llm_task_schema, task_result_schema, task_schema};
 

@@ -128,6 +128,7 @@ fn json_schemas_in_docs_are_up_to_date() {
         ("task.json", task_schema()),
         ("task-result.json", task_result_schema()),
         ("llm-task.json", llm_task_schema()),
+        ("task-progress.json", super::progress_schema()),
     ] {
         let text = serde_json::to_string_pretty(&schema).expect("serializes") + "\n";
         let path = dir.join(file);

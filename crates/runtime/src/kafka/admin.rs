@@ -24,6 +24,11 @@ pub const RESULTS_TOPIC_CONFIGS: &[(&str, &str)] = &[
     ("min.compaction.lag.ms", "86400000"),
 ];
 
+/// The topic configs of the progress topic: its records (tokens above all) are kept one
+/// day (`retention.ms` 86 400 000): long enough to replay a finished task's stream, short
+/// enough that the topic stays small.
+pub const PROGRESS_TOPIC_CONFIGS: &[(&str, &str)] = &[("retention.ms", "86400000")];
+
 /// A topic to create: its name and the topic configs (`name=value`, Kafka's topic-level
 /// configs such as `cleanup.policy`) it is created with; the broker's defaults apply to
 /// the rest.
@@ -41,9 +46,10 @@ impl<'a> TopicSpec<'a> {
         Self { name, configs: &[] }
     }
 
-    /// The three topics of `topics` as the services create them: the events and
-    /// dead-letter topics plain, the results topic compacted ([`RESULTS_TOPIC_CONFIGS`]).
-    pub fn service_topics(topics: &'a Topics) -> [Self; 3] {
+    /// The four topics of `topics` as the services create them: the events and
+    /// dead-letter topics plain, the results topic compacted ([`RESULTS_TOPIC_CONFIGS`]),
+    /// the progress topic kept a day ([`PROGRESS_TOPIC_CONFIGS`]).
+    pub fn service_topics(topics: &'a Topics) -> [Self; 4] {
         [
             Self::plain(&topics.events),
             Self {
@@ -51,6 +57,10 @@ impl<'a> TopicSpec<'a> {
                 configs: RESULTS_TOPIC_CONFIGS,
             },
             Self::plain(&topics.dead_letter),
+            Self {
+                name: &topics.progress,
+                configs: PROGRESS_TOPIC_CONFIGS,
+            },
         ]
     }
 }
@@ -230,8 +240,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_results_topic_is_created_compacted_with_a_day_of_compaction_lag() {
-        let topics = Topics::new("dev", None, None, None);
+    fn the_results_topic_is_compacted_and_the_progress_topic_kept_a_day() {
+        let topics = Topics::new("dev", None, None, None, None);
         let specs = TopicSpec::service_topics(&topics);
         let configs = |name: &str| {
             specs
@@ -245,5 +255,9 @@ mod tests {
         );
         assert_eq!(configs("dev-langgraph-agent-events").as_deref(), Some(""));
         assert_eq!(configs("dev-langgraph-dead-letter").as_deref(), Some(""));
+        assert_eq!(
+            configs("dev-langgraph-task-progress").as_deref(),
+            Some("retention.ms=86400000")
+        );
     }
 }

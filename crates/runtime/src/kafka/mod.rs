@@ -15,7 +15,9 @@ mod security;
 mod settings;
 mod watch;
 
-pub use admin::{RESULTS_TOPIC_CONFIGS, TopicSpec, ensure_service_topics, ensure_topics};
+pub use admin::{
+    PROGRESS_TOPIC_CONFIGS, RESULTS_TOPIC_CONFIGS, TopicSpec, ensure_service_topics, ensure_topics,
+};
 pub use consumer::{
     AssignmentWatch, ClosingConsumer, ConsumerOptions, DEAD_LETTER_PREFIX_BYTES, GroupReader,
     LogBounds, MAX_DEAD_LETTER_BYTES, MAX_DEAD_LETTER_REASON_BYTES, Outcome, Ownership,
@@ -43,6 +45,10 @@ pub struct Topics {
     pub results: String,
     /// Poison messages: `KAFKA_DEAD_LETTER_TOPIC`, default `{prefix}-langgraph-dead-letter`.
     pub dead_letter: String,
+    /// What tasks' runs report while they go
+    /// ([`ProgressEvent`](agent_core::task::ProgressEvent)): `KAFKA_PROGRESS_TOPIC`,
+    /// default `{prefix}-langgraph-task-progress`.
+    pub progress: String,
 }
 
 impl Topics {
@@ -52,6 +58,7 @@ impl Topics {
         events: Option<String>,
         results: Option<String>,
         dead_letter: Option<String>,
+        progress: Option<String>,
     ) -> Self {
         let named = |suffix: &str| {
             if prefix.is_empty() {
@@ -64,12 +71,18 @@ impl Topics {
             events: events.unwrap_or_else(|| named("agent-events")),
             results: results.unwrap_or_else(|| named("task-results")),
             dead_letter: dead_letter.unwrap_or_else(|| named("dead-letter")),
+            progress: progress.unwrap_or_else(|| named("task-progress")),
         }
     }
 
-    /// All three names.
-    pub fn all(&self) -> [&str; 3] {
-        [&self.events, &self.results, &self.dead_letter]
+    /// All four names.
+    pub fn all(&self) -> [&str; 4] {
+        [
+            &self.events,
+            &self.results,
+            &self.dead_letter,
+            &self.progress,
+        ]
     }
 }
 

@@ -74,7 +74,7 @@ impl Default for KafkaSettings {
     fn default() -> Self {
         Self {
             bootstrap_servers: "localhost:9092".into(),
-            topics: Topics::new("dev", None, None, None),
+            topics: Topics::new("dev", None, None, None, None),
             topic_prefix: "dev".into(),
             partitions: 3,
             replication_factor: 1,
@@ -124,7 +124,7 @@ impl KafkaSettings {
         }
         self.validate_security()?;
         // A name equal to the one the prefix makes is blamed on the prefix.
-        let made = Topics::new(&self.topic_prefix, None, None, None);
+        let made = Topics::new(&self.topic_prefix, None, None, None, None);
         for (var, topic, made) in [
             ("KAFKA_TOPIC", &self.topics.events, &made.events),
             ("KAFKA_RESULTS_TOPIC", &self.topics.results, &made.results),
@@ -132,6 +132,11 @@ impl KafkaSettings {
                 "KAFKA_DEAD_LETTER_TOPIC",
                 &self.topics.dead_letter,
                 &made.dead_letter,
+            ),
+            (
+                "KAFKA_PROGRESS_TOPIC",
+                &self.topics.progress,
+                &made.progress,
             ),
         ] {
             if !valid_topic_name(topic) {
