@@ -659,11 +659,12 @@ async fn a_node_timeout_fails_slow_attempts_and_the_policy_retries_them() {
 }
 
 #[tokio::test]
-async fn stream_yields_values_updates_custom_and_debug_events() {
+async fn stream_yields_values_updates_custom_messages_and_debug_events() {
     let mut g = StateGraph::new();
     g.add_node("talk", |_: Doc, ctx: RunContext| async move {
         for token in ["Hel", "lo"] {
             ctx.emit(token);
+            ctx.emit_token(token);
         }
         Ok(log("talked"))
     })
@@ -676,6 +677,7 @@ async fn stream_yields_values_updates_custom_and_debug_events() {
         StreamMode::Values,
         StreamMode::Updates,
         StreamMode::Custom,
+        StreamMode::Messages,
         StreamMode::Debug,
     ];
     let events: Vec<_> = app
@@ -688,6 +690,7 @@ async fn stream_yields_values_updates_custom_and_debug_events() {
             Ok(StreamEvent::Values(s)) => format!("values {}", s.log.join(",")),
             Ok(StreamEvent::Updates { node, update }) => format!("update {node} {:?}", update.log),
             Ok(StreamEvent::Custom { node, value }) => format!("custom {node} {value}"),
+            Ok(StreamEvent::Messages { node, chunk }) => format!("token {node} {chunk}"),
             Ok(StreamEvent::Debug(DebugEvent::TaskStart { node, .. })) => format!("start {node}"),
             Ok(StreamEvent::Debug(DebugEvent::TaskEnd { node, error, .. })) => {
                 format!("end {node} {error:?}")
@@ -702,7 +705,9 @@ async fn stream_yields_values_updates_custom_and_debug_events() {
             "values ",
             "start talk",
             r#"custom talk "Hel""#,
+            "token talk Hel",
             r#"custom talk "lo""#,
+            "token talk lo",
             "end talk None",
             r#"update talk Some(["talked"])"#,
             "values talked",
@@ -710,6 +715,50 @@ async fn stream_yields_values_updates_custom_and_debug_events() {
             "end done None",
             r#"update done Some(["done"])"#,
             "values talked,done",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_messages_mode_carries_tokens_only_from_subgraphs_too() {
+    let mut inner = StateGraph::new();
+    inner
+        .add_node("write", |_: Doc, ctx: RunContext| async move {
+            ctx.emit("a custom event");
+            ctx.emit_token("Hi");
+            ctx.emit_token(" there");
+            Ok(log("wrote"))
+        })
+        .add_edge(START, "write")
+        .add_edge("write", END);
+    let inner = inner.compile().expect("compiles");
+    let mut g = StateGraph::new();
+    g.add_subgraph("nested", inner, |_: &Doc, after: Doc| {
+        DocUpdate::default().log(after.log)
+    })
+    .add_edge(START, "nested")
+    .add_edge("nested", END);
+    let app = g.compile().expect("compiles");
+    let chunks: Vec<(String, String)> = app
+        .stream(
+            Doc::default(),
+            RunConfig::default(),
+            &[StreamMode::Messages],
+        )
+        .filter_map(|e| async move {
+            match e {
+                Ok(StreamEvent::Messages { node, chunk }) => Some((node, chunk)),
+                Ok(other) => panic!("only messages were asked for: {other:?}"),
+                Err(err) => panic!("the run failed: {err}"),
+            }
+        })
+        .collect()
+        .await;
+    assert_eq!(
+        chunks,
+        [
+            ("write".to_owned(), "Hi".to_owned()),
+            ("write".to_owned(), " there".to_owned())
         ]
     );
 }

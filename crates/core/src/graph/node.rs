@@ -165,8 +165,17 @@ pub struct Interrupt {
     pub value: Value,
 }
 
-/// Receives what nodes [`emit`](RunContext::emit) (the `custom` stream mode).
-pub(crate) type Emitter = Arc<dyn Fn(&str, Value) + Send + Sync>;
+/// What a node sends to the run's stream while it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Emitted {
+    /// [`RunContext::emit`]: the `custom` stream mode.
+    Custom(Value),
+    /// [`RunContext::emit_token`]: the `messages` stream mode.
+    Token(String),
+}
+
+/// Receives what nodes emit ([`Emitted`]), with the node's name.
+pub(crate) type Emitter = Arc<dyn Fn(&str, Emitted) + Send + Sync>;
 
 /// What a node knows of the run it is part of, and its handles on the engine.
 pub struct RunContext {
@@ -252,7 +261,16 @@ impl RunContext {
     /// when nobody streams.
     pub fn emit(&self, value: impl Into<Value>) {
         if let Some(emitter) = &self.emitter {
-            emitter(&self.node, value.into());
+            emitter(&self.node, Emitted::Custom(value.into()));
+        }
+    }
+
+    /// Sends a piece of an LLM's output, as the model writes it, to the run's `messages`
+    /// stream (LangGraph's `stream_mode="messages"`); a no-op when nobody streams. The
+    /// pieces a node sends, in order, make up what the model wrote.
+    pub fn emit_token(&self, chunk: &str) {
+        if let Some(emitter) = &self.emitter {
+            emitter(&self.node, Emitted::Token(chunk.to_owned()));
         }
     }
 

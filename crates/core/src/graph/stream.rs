@@ -6,7 +6,10 @@ use std::{sync::Arc, time::Duration};
 use futures::{Stream, StreamExt, channel::mpsc};
 use serde_json::Value;
 
-use super::{CompiledGraph, GraphError, Input, Interrupt, RunConfig, State, node::Emitter};
+use super::{
+    CompiledGraph, GraphError, Input, Interrupt, RunConfig, State,
+    node::{Emitted, Emitter},
+};
 
 /// Which events a stream carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -15,8 +18,11 @@ pub enum StreamMode {
     Values,
     /// Each node's update, as it is merged.
     Updates,
-    /// What nodes [`emit`](super::RunContext::emit) (e.g. LLM tokens).
+    /// What nodes [`emit`](super::RunContext::emit).
     Custom,
+    /// Pieces of LLM output as nodes [`emit_token`](super::RunContext::emit_token) them
+    /// (LangGraph's `messages`).
+    Messages,
     /// Task start and end, with timings and errors.
     Debug,
 }
@@ -71,6 +77,13 @@ pub enum StreamEvent<S: State> {
         /// What it emitted.
         value: Value,
     },
+    /// A piece of a node's LLM output.
+    Messages {
+        /// The node.
+        node: String,
+        /// The text, as the model wrote it.
+        chunk: String,
+    },
     /// A task started or ended.
     Debug(DebugEvent),
     /// The run stopped at these interrupts.
@@ -104,7 +117,8 @@ impl<S: State> Clone for StreamSink<S> {
 }
 
 impl<S: State> StreamSink<S> {
-    /// A sink forwarding only `custom` events to `emitter` (subgraphs).
+    /// A sink forwarding only what nodes emit (`custom` and `messages`) to `emitter`
+    /// (subgraphs).
     pub(crate) fn custom_only(emitter: Emitter) -> Self {
         Self {
             tx: None,
@@ -208,12 +222,24 @@ impl<S: State> CompiledGraph<S> {
         let (tx, rx) = mpsc::unbounded();
         let custom_tx = tx.clone();
         let error_tx = tx.clone();
-        let custom: Option<Emitter> = modes.contains(&StreamMode::Custom).then(|| {
-            Arc::new(move |node: &str, value: Value| {
-                let _ = custom_tx.unbounded_send(Ok(StreamEvent::Custom {
-                    node: node.to_owned(),
-                    value,
-                }));
+        let (custom, messages) = (
+            modes.contains(&StreamMode::Custom),
+            modes.contains(&StreamMode::Messages),
+        );
+        let custom: Option<Emitter> = (custom || messages).then(|| {
+            Arc::new(move |node: &str, emitted: Emitted| {
+                let event = match emitted {
+                    Emitted::Custom(value) if custom => StreamEvent::Custom {
+                        node: node.to_owned(),
+                        value,
+                    },
+                    Emitted::Token(chunk) if messages => StreamEvent::Messages {
+                        node: node.to_owned(),
+                        chunk,
+                    },
+                    _ => return,
+                };
+                let _ = custom_tx.unbounded_send(Ok(event));
             }) as Emitter
         });
         let sink = StreamSink {
