@@ -6,6 +6,7 @@
 //! `traceparent` ([`headers`]).
 
 mod admin;
+mod best_effort;
 mod consumer;
 pub mod headers;
 mod offsets;
@@ -18,6 +19,7 @@ mod watch;
 pub use admin::{
     PROGRESS_TOPIC_CONFIGS, RESULTS_TOPIC_CONFIGS, TopicSpec, ensure_service_topics, ensure_topics,
 };
+pub use best_effort::{BestEffortProducer, BestEffortStats, partition_for_key};
 pub use consumer::{
     AssignmentWatch, ClosingConsumer, ConsumerOptions, DEAD_LETTER_PREFIX_BYTES, GroupReader,
     LogBounds, MAX_DEAD_LETTER_BYTES, MAX_DEAD_LETTER_REASON_BYTES, Outcome, Ownership,
