@@ -8,9 +8,13 @@
 //!   it to the dead-letter topic), solve it, publish the result and only then let the
 //!   loop store the offset.
 //! - [`solver`]: the solver graph — plan → solve → format.
+//! - [`progress`]: [`RunProgress`](progress::RunProgress) — a run's `status`, `node`,
+//!   `token`, `custom` and `result` events on the progress topic, never holding up the
+//!   task.
 //! - [`seen`]: [`SeenTasks`](seen::SeenTasks) — one task id names one task; a second,
 //!   different body under a known id is dead-lettered.
 
+pub mod progress;
 pub mod seen;
 pub mod solver;
 pub mod startup;

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     CONSUMER_GROUP, DEFAULT_PORT, SERVICE,
+    progress::ProgressPublisher,
     seen::SeenTasks,
     solver,
     worker::{self, Deps},
@@ -56,6 +57,8 @@ impl App {
         let producer = Producer::new(&settings.kafka, &solver_id)?;
         let watch_stop = CancellationToken::new();
         let progress = ConsumerProgress::default();
+        let publisher =
+            ProgressPublisher::new(&settings.kafka, &solver_id, settings.solver.stream_chunk)?;
         let watch =
             BrokerWatch::spawn(producer.clone(), Duration::from_secs(5), watch_stop.clone());
         let health = Health::new(
@@ -74,7 +77,8 @@ impl App {
         )
         .with_live({
             let llm = llm.clone();
-            move || json!({"llm_concurrency": llm.concurrency()})
+            let publisher = publisher.clone();
+            move || json!({"llm_concurrency": llm.concurrency(), "progress": publisher.stats()})
         })
         .with_check("stalled_partitions", {
             let progress = progress.clone();
@@ -110,6 +114,7 @@ impl App {
                 deadline,
                 max_result_bytes,
                 seen: SeenTasks::default(),
+                progress: Some(publisher),
             },
             watch_stop,
             progress,
@@ -175,6 +180,9 @@ impl App {
         shutdown.cancel();
         watch_stop.cancel();
         deps.producer.flush(Duration::from_secs(5));
+        if let Some(publisher) = &deps.progress {
+            publisher.flush(Duration::from_secs(2));
+        }
         if let Err(err) = server.await {
             tracing::error!(error = %err, "health server failed");
         }

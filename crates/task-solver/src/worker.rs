@@ -1,8 +1,13 @@
 //! One message's work: [`process`].
 
+use std::pin::pin;
+
 use agent_core::{
-    graph::{Command, CompiledGraph, GraphError, InMemorySaver, RunConfig},
-    task::{Task, TaskResult},
+    graph::{
+        Command, CompiledGraph, GraphError, InMemorySaver, Input, RunConfig, StreamEvent,
+        StreamMode,
+    },
+    task::{RunStatus, Task, TaskResult, TaskStatus},
 };
 use agent_runtime::{
     Result,
@@ -12,10 +17,12 @@ use agent_runtime::{
     },
 };
 use chrono::Utc;
+use futures::StreamExt;
 use rdkafka::{Message, message::OwnedMessage};
 
 use crate::{
     SERVICE,
+    progress::{ProgressPublisher, RunProgress},
     seen::{Seen, SeenTasks},
     solver::SolverState,
 };
@@ -43,6 +50,8 @@ pub struct Deps {
     pub max_result_bytes: usize,
     /// The task bodies taken so far, by id (one task id, one task).
     pub seen: SeenTasks,
+    /// Where runs' progress goes; `None`: nowhere.
+    pub progress: Option<ProgressPublisher>,
 }
 
 impl std::fmt::Debug for Deps {
@@ -85,8 +94,14 @@ pub async fn process(deps: &Deps, message: OwnedMessage) -> Result<Outcome> {
     let trace = trace_of(message.headers());
     let started_at = Utc::now();
     tracing::info!(task_name = %task.task_name, "solving task");
+    let mut progress = match &deps.progress {
+        Some(publisher) => publisher.run(task.task_id, trace),
+        None => RunProgress::silent(task.task_id),
+    };
+    progress.status(RunStatus::Running, None);
     // The run's final state, or why the task failed.
-    let run = match tokio::time::timeout(deps.deadline, solve(deps, &task, &thread)).await {
+    let solving = solve(deps, &task, &thread, &mut progress);
+    let run = match tokio::time::timeout(deps.deadline, solving).await {
         Ok(Err(GraphError::Checkpoint(err))) => {
             // The checkpoint store is down: not the task's fault. Retry the message later.
             return Err(agent_runtime::Error::Task(agent_core::Error::Graph(
@@ -123,6 +138,11 @@ pub async fn process(deps: &Deps, message: OwnedMessage) -> Result<Outcome> {
         }
     };
     let result = bounded_result(result, &task, deps.max_result_bytes);
+    progress.flush_chunk();
+    match result.status {
+        TaskStatus::Completed => progress.status(RunStatus::Completed, None),
+        _ => progress.status(RunStatus::Failed, result.error.clone()),
+    }
     let event = CloudEvent::new(SERVICE, TASK_FINISHED, trace);
     let delivery = deps
         .producer
@@ -140,6 +160,7 @@ pub async fn process(deps: &Deps, message: OwnedMessage) -> Result<Outcome> {
         trace_id = %event.trace.trace_id_hex(),
         "result published"
     );
+    progress.result(&result);
     if let Some(saver) = &deps.memory_saver {
         saver.delete_thread(&task.task_id.to_string());
     }
@@ -211,17 +232,21 @@ pub fn bounded_result(result: TaskResult, task: &Task, max_bytes: usize) -> Task
 /// Runs the solver graph for `task` on its thread: from the start the first time; from
 /// its last checkpoint when an earlier delivery stopped mid-way (nodes that finished are
 /// not run again); not at all when an earlier delivery finished but its result was not
-/// acknowledged (the final state is reused).
+/// acknowledged (the final state is reused). What the run does goes to `progress`.
 pub async fn solve(
     deps: &Deps,
     task: &Task,
     thread: &RunConfig,
+    progress: &mut RunProgress,
 ) -> Result<SolverState, GraphError> {
     if !deps.checkpointed {
-        return deps
-            .graph
-            .invoke_with(SolverState::new(task.clone()), thread.clone())
-            .await;
+        return run(
+            deps,
+            SolverState::new(task.clone()).into(),
+            thread,
+            progress,
+        )
+        .await;
     }
     match deps.graph.get_state(thread).await? {
         Some(snapshot) if snapshot.next.is_empty() && snapshot.values.result.is_some() => {
@@ -230,16 +255,68 @@ pub async fn solve(
         }
         Some(snapshot) if !snapshot.next.is_empty() => {
             tracing::info!(checkpoint = %snapshot.checkpoint_id, next = ?snapshot.next, "resuming task from its checkpoint");
-            deps.graph
-                .invoke_with(Command::default(), thread.clone())
-                .await
+            run(deps, Command::default().into(), thread, progress).await
         }
         _ => {
-            deps.graph
-                .invoke_with(SolverState::new(task.clone()), thread.clone())
-                .await
+            run(
+                deps,
+                SolverState::new(task.clone()).into(),
+                thread,
+                progress,
+            )
+            .await
         }
     }
+}
+
+/// The stream modes a run is watched in: the final state (`values`), and what
+/// [`RunProgress`] publishes.
+const MODES: [StreamMode; 4] = [
+    StreamMode::Values,
+    StreamMode::Custom,
+    StreamMode::Messages,
+    StreamMode::Debug,
+];
+
+/// Runs the graph from `input` as a stream, handing its events to `progress` (and
+/// publishing a gathered chunk of model output when its time is up); the final state.
+async fn run(
+    deps: &Deps,
+    input: Input<SolverState>,
+    thread: &RunConfig,
+    progress: &mut RunProgress,
+) -> Result<SolverState, GraphError> {
+    let mut events = pin!(deps.graph.stream(input, thread.clone(), &MODES));
+    let mut last = None;
+    loop {
+        let event = match progress.chunk_deadline() {
+            Some(due) => tokio::select! {
+                event = events.next() => event,
+                () = tokio::time::sleep_until(due.into()) => {
+                    progress.flush_chunk();
+                    continue;
+                }
+            },
+            None => events.next().await,
+        };
+        match event {
+            None => break,
+            Some(Ok(StreamEvent::Values(state))) => last = Some(state),
+            Some(Ok(StreamEvent::Interrupted(interrupts))) => {
+                progress.flush_chunk();
+                return Err(GraphError::Interrupted { interrupts });
+            }
+            Some(Ok(event)) => progress.on_event(&event),
+            Some(Err(err)) => {
+                progress.flush_chunk();
+                return Err(err);
+            }
+        }
+    }
+    progress.flush_chunk();
+    // A run from a state streams it first; a resumed one streams the state after each
+    // superstep it runs, and it runs at least one (`solve` reuses finished runs).
+    last.ok_or_else(|| GraphError::NothingToResume("the run streamed no state".into()))
 }
 
 #[cfg(test)]
@@ -283,6 +360,7 @@ mod tests {
             deadline: std::time::Duration::from_secs(600),
             max_result_bytes: 512 * 1024,
             seen: SeenTasks::default(),
+            progress: None,
         }
     }
 
@@ -316,17 +394,37 @@ mod tests {
         let task = Task::new("n", "d", "").expect("task");
         let thread = RunConfig::thread(task.task_id.to_string());
 
-        let first = solve(&deps, &task, &thread).await;
+        let first = solve(
+            &deps,
+            &task,
+            &thread,
+            &mut RunProgress::silent(task.task_id),
+        )
+        .await;
         assert!(first.is_err(), "solve failed the first time");
         assert_eq!(calls(&server).await, 2, "plan + a failed solve");
 
-        let state = solve(&deps, &task, &thread).await.expect("resumed");
+        let state = solve(
+            &deps,
+            &task,
+            &thread,
+            &mut RunProgress::silent(task.task_id),
+        )
+        .await
+        .expect("resumed");
         assert_eq!(state.result.as_deref(), Some("the answer"));
         assert_eq!(state.plan.as_deref(), Some("1. plan"));
         assert_eq!(calls(&server).await, 3, "only solve ran again, not plan");
 
         // Solved already (its result not acknowledged, say): no LLM call at all.
-        let again = solve(&deps, &task, &thread).await.expect("reused");
+        let again = solve(
+            &deps,
+            &task,
+            &thread,
+            &mut RunProgress::silent(task.task_id),
+        )
+        .await
+        .expect("reused");
         assert_eq!(again.result.as_deref(), Some("the answer"));
         assert_eq!(calls(&server).await, 3);
     }
@@ -352,7 +450,14 @@ mod tests {
         let deps = deps(&server, None).await;
         let task = Task::new("n", "d", "").expect("task");
         let thread = RunConfig::thread(task.task_id.to_string());
-        let state = solve(&deps, &task, &thread).await.expect("solved");
+        let state = solve(
+            &deps,
+            &task,
+            &thread,
+            &mut RunProgress::silent(task.task_id),
+        )
+        .await
+        .expect("solved");
         assert_eq!(state.result.as_deref(), Some("fine"));
         assert_eq!(calls(&server).await, 3, "plan twice, then solve");
     }
@@ -367,7 +472,14 @@ mod tests {
         let deps = deps(&server, None).await;
         let task = Task::new("n", "d", "").expect("task");
         let thread = RunConfig::thread(task.task_id.to_string());
-        let err = solve(&deps, &task, &thread).await.expect_err("unusable");
+        let err = solve(
+            &deps,
+            &task,
+            &thread,
+            &mut RunProgress::silent(task.task_id),
+        )
+        .await
+        .expect_err("unusable");
         assert_eq!(
             calls(&server).await,
             solver::LLM_NODE_ATTEMPTS as usize,
@@ -428,8 +540,22 @@ mod tests {
         let deps = deps(&server, None).await;
         let task = Task::new("n", "d", "").expect("task");
         let thread = RunConfig::thread(task.task_id.to_string());
-        solve(&deps, &task, &thread).await.expect("solved");
-        solve(&deps, &task, &thread).await.expect("solved again");
+        solve(
+            &deps,
+            &task,
+            &thread,
+            &mut RunProgress::silent(task.task_id),
+        )
+        .await
+        .expect("solved");
+        solve(
+            &deps,
+            &task,
+            &thread,
+            &mut RunProgress::silent(task.task_id),
+        )
+        .await
+        .expect("solved again");
         assert_eq!(calls(&server).await, 4, "plan and solve, twice");
     }
 }

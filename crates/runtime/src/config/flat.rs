@@ -92,6 +92,7 @@ pub(super) struct Flat {
     pub(super) max_result_bytes: usize,
     pub(super) consumer_max_attempts: u32,
     pub(super) consumer_stall_secs: u64,
+    pub(super) stream_chunk_ms: u64,
     pub(super) hostname: Option<String>,
     pub(super) results_store: String,
     pub(super) data_dir: String,
@@ -140,6 +141,7 @@ impl Default for Flat {
             max_result_bytes: 512 * 1024,
             consumer_max_attempts: 5,
             consumer_stall_secs: 900,
+            stream_chunk_ms: 50,
             disablecheckpointer: false,
             checkpointer: "memory".into(),
             database_url: None,
@@ -226,6 +228,7 @@ impl Flat {
                 max_result_bytes: self.max_result_bytes,
                 consumer_max_attempts: self.consumer_max_attempts,
                 consumer_stall: Duration::from_secs(self.consumer_stall_secs),
+                stream_chunk: Duration::from_millis(self.stream_chunk_ms),
                 checkpointer,
             },
             view: ViewSettings {

@@ -89,6 +89,10 @@ pub struct SolverSettings {
     /// default 900 s, above `TASK_DEADLINE_SECS` (600), since one task may hold its
     /// partition's offset that long.
     pub consumer_stall: Duration,
+    /// `STREAM_CHUNK_MS`: how long the solver gathers a model's output into one `token`
+    /// progress event before publishing it (0 to 5000 ms; 0 publishes each piece as it
+    /// comes); default 50 ms. A chunk also ends at its node's end.
+    pub stream_chunk: Duration,
     /// `CHECKPOINTER` and `DISABLECHECKPOINTER`: where the solver checkpoints each task's
     /// graph.
     pub checkpointer: CheckpointerKind,
@@ -103,6 +107,7 @@ impl Default for SolverSettings {
             max_result_bytes: 512 * 1024,
             consumer_max_attempts: 5,
             consumer_stall: Duration::from_secs(900),
+            stream_chunk: Duration::from_millis(50),
             checkpointer: CheckpointerKind::Memory,
         }
     }
@@ -132,6 +137,9 @@ impl SolverSettings {
         }
         if self.consumer_stall < Duration::from_secs(1) {
             return bad("CONSUMER_STALL_SECS", "must be at least 1");
+        }
+        if self.stream_chunk > Duration::from_secs(5) {
+            return bad("STREAM_CHUNK_MS", "must be from 0 to 5000");
         }
         Ok(())
     }
