@@ -22,7 +22,7 @@ use axum::{
     extract::State,
     routing::{get, post},
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -167,10 +167,19 @@ fn store_error(err: StoreError) -> ApiError {
     }
 }
 
+/// The body of `GET /task-results`, written straight from the page (through no
+/// `serde_json::Value`, which would parse each task's stored JSON again).
+#[derive(Debug, Serialize)]
+struct ResultsPage {
+    count: usize,
+    results: Vec<TaskView>,
+    next: Option<String>,
+}
+
 async fn task_results(
     State(state): State<AppState>,
     Query(query): Query<ListParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ResultsPage>, ApiError> {
     let status = query
         .status
         .as_deref()
@@ -203,11 +212,11 @@ async fn task_results(
         })
         .await
         .map_err(store_error)?;
-    Ok(Json(json!({
-        "count": page.results.len(),
-        "results": page.results,
-        "next": page.next.map(|next| next.to_string()),
-    })))
+    Ok(Json(ResultsPage {
+        count: page.results.len(),
+        results: page.results,
+        next: page.next.map(|next| next.to_string()),
+    }))
 }
 
 async fn task_result(

@@ -2,7 +2,7 @@
 //! start.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, hash_map::Entry},
     sync::{Arc, PoisonError, RwLock},
 };
 
@@ -12,8 +12,8 @@ use futures::future::{BoxFuture, FutureExt, ready};
 use uuid::Uuid;
 
 use super::{
-    Batch, Cursor, ListQuery, LogPosition, NextOffset, Page, StoreError, TaskView, ViewRecord,
-    ViewStore,
+    Batch, Cursor, ListQuery, LogPosition, NextOffset, Page, StoreError, StoredJson, TaskView,
+    ViewRecord, ViewStore,
 };
 
 /// The view in a `HashMap`; cheap to clone. It keeps no offsets across restarts (each
@@ -56,26 +56,34 @@ impl MemoryStore {
 }
 
 impl Inner {
-    fn record_task(&mut self, task: &Task) {
-        self.tasks
-            .entry(task.task_id)
-            .and_modify(|view| {
+    fn record_task(&mut self, task: &Task, json: StoredJson<Task>) {
+        match self.tasks.entry(task.task_id) {
+            Entry::Occupied(mut seen) => {
+                let view = seen.get_mut();
                 if view.task.is_none() {
-                    view.task = Some(task.clone());
+                    view.task = Some(json);
                     view.created_at = task.created_at;
                 }
-            })
-            .or_insert_with(|| TaskView {
-                task_id: task.task_id,
-                status: TaskStatus::Pending,
-                task: Some(task.clone()),
-                result: None,
-                created_at: task.created_at,
-                result_at: None,
-            });
+            }
+            Entry::Vacant(new) => {
+                new.insert(TaskView {
+                    task_id: task.task_id,
+                    status: TaskStatus::Pending,
+                    task: Some(json),
+                    result: None,
+                    created_at: task.created_at,
+                    result_at: None,
+                });
+            }
+        }
     }
 
-    fn record_result(&mut self, result: &TaskResult, at: LogPosition) {
+    fn record_result(
+        &mut self,
+        result: &TaskResult,
+        json: StoredJson<TaskResult>,
+        at: LogPosition,
+    ) {
         let view = self
             .tasks
             .entry(result.task_id)
@@ -89,19 +97,43 @@ impl Inner {
             });
         if view.taken_over_by(result, at) {
             view.status = result.status;
-            view.result = Some(result.clone());
+            view.result = Some(json);
             view.result_at = Some(at);
         }
     }
 }
 
+/// A record of a batch with its JSON, as the view keeps it.
+enum Encoded<'a> {
+    Task(&'a Task, StoredJson<Task>),
+    Result(&'a TaskResult, StoredJson<TaskResult>, LogPosition),
+}
+
 impl ViewStore for MemoryStore {
     fn apply(&self, batch: Batch) -> BoxFuture<'static, Result<(), StoreError>> {
+        // Encoded before the lock is taken: a record that does not encode leaves the
+        // view as it was.
+        let encoded = batch
+            .records
+            .iter()
+            .map(|record| match record {
+                ViewRecord::Task(task) => {
+                    StoredJson::of(task).map(|json| Encoded::Task(task, json))
+                }
+                ViewRecord::Result(result, at) => {
+                    StoredJson::of(result).map(|json| Encoded::Result(result, json, *at))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>();
+        let encoded = match encoded {
+            Ok(encoded) => encoded,
+            Err(err) => return ready(Err(err)).boxed(),
+        };
         let mut inner = self.write();
-        for record in &batch.records {
+        for record in encoded {
             match record {
-                ViewRecord::Task(task) => inner.record_task(task),
-                ViewRecord::Result(result, at) => inner.record_result(result, *at),
+                Encoded::Task(task, json) => inner.record_task(task, json),
+                Encoded::Result(result, json, at) => inner.record_result(result, json, at),
             }
         }
         for next in batch.offsets {

@@ -35,12 +35,13 @@ mod sqlite;
 #[cfg(test)]
 mod tests;
 
-use std::{fmt, str::FromStr};
+use std::{fmt, marker::PhantomData, str::FromStr};
 
 use agent_core::task::{Task, TaskResult, TaskStatus};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
-use serde::Serialize;
+use serde::{Serialize, Serializer, de::DeserializeOwned};
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 pub use memory::MemoryStore;
@@ -56,10 +57,11 @@ pub struct TaskView {
     pub status: TaskStatus,
     /// The task, when its event was seen; `null` for a result whose task the view has
     /// not seen.
-    pub task: Option<Task>,
-    /// The result, once it arrived.
+    pub task: Option<StoredJson<Task>>,
+    /// The result, once it arrived; its `status` is the view's
+    /// [`status`](Self::status).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub result: Option<TaskResult>,
+    pub result: Option<StoredJson<TaskResult>>,
     /// When the view first learnt of the task (its `created_at` when known, else the
     /// result's `started_at`).
     pub created_at: DateTime<Utc>,
@@ -72,9 +74,9 @@ impl TaskView {
     /// Whether `result` at `at` replaces what this view shows (see the module docs).
     pub fn taken_over_by(&self, result: &TaskResult, at: LogPosition) -> bool {
         match (&self.result, self.result_at) {
-            (Some(old), Some(old_at)) => {
+            (Some(_), Some(old_at)) => {
                 old_at.partition == at.partition
-                    && match (old.status, result.status) {
+                    && match (self.status, result.status) {
                         (TaskStatus::Completed, TaskStatus::Failed) => false,
                         (TaskStatus::Failed, TaskStatus::Completed) => true,
                         _ => at.offset < old_at.offset,
@@ -82,6 +84,87 @@ impl TaskView {
             }
             _ => true,
         }
+    }
+}
+
+/// A task or a result as a store keeps it: its JSON text, which an answer writes as it
+/// is, never decoded into a `T` and encoded again (most of the cost of a
+/// `GET /task-results` page otherwise). Text read back from a store is checked to be
+/// JSON ([`StoredJson::from_text`]); [`StoredJson::decode`] gives the `T`.
+pub struct StoredJson<T> {
+    text: Box<RawValue>,
+    of: PhantomData<fn() -> T>,
+}
+
+impl<T: Serialize> StoredJson<T> {
+    /// `value` as JSON text, the form every store keeps.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when `value` does not encode (a map with keys that are
+    /// not strings; never for a `Task` or a `TaskResult`).
+    pub fn of(value: &T) -> Result<Self, StoreError> {
+        serde_json::value::to_raw_value(value)
+            .map(Self::new)
+            .map_err(|err| StoreError::Corrupt(err.to_string()))
+    }
+}
+
+impl<T> StoredJson<T> {
+    fn new(text: Box<RawValue>) -> Self {
+        Self {
+            text,
+            of: PhantomData,
+        }
+    }
+
+    /// Text read back from a store, once checked to be one JSON value (whitespace around
+    /// it is kept).
+    ///
+    /// # Errors
+    /// When `text` is not JSON.
+    pub fn from_text(text: String) -> Result<Self, serde_json::Error> {
+        RawValue::from_string(text).map(Self::new)
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        self.text.get()
+    }
+}
+
+impl<T: DeserializeOwned> StoredJson<T> {
+    /// The `T` the text holds.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when the text is JSON but not a `T` (written by another
+    /// version, or damaged).
+    pub fn decode(&self) -> Result<T, StoreError> {
+        serde_json::from_str(self.text.get()).map_err(|err| StoreError::Corrupt(err.to_string()))
+    }
+}
+
+impl<T> Serialize for StoredJson<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.text.serialize(serializer)
+    }
+}
+
+impl<T> Clone for StoredJson<T> {
+    fn clone(&self) -> Self {
+        Self::new(self.text.clone())
+    }
+}
+
+impl<T> fmt::Debug for StoredJson<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("StoredJson").field(&self.as_str()).finish()
+    }
+}
+
+/// The same text.
+impl<T> PartialEq for StoredJson<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
     }
 }
 
@@ -266,7 +349,8 @@ pub struct StoredRow {
 }
 
 impl StoredRow {
-    /// The view the row holds.
+    /// The view the row holds. The task and result are checked to be JSON, not decoded
+    /// (see [`StoredJson`]).
     ///
     /// # Errors
     /// [`StoreError::Corrupt`] naming the column that does not decode.
@@ -277,12 +361,12 @@ impl StoredRow {
         let status = TaskStatus::from_str(&self.status).map_err(|err| corrupt("status", &err))?;
         let task = self
             .task
-            .map(|text| serde_json::from_str::<Task>(&text))
+            .map(StoredJson::from_text)
             .transpose()
             .map_err(|err| corrupt("task", &err))?;
         let result = self
             .result
-            .map(|text| serde_json::from_str::<TaskResult>(&text))
+            .map(StoredJson::from_text)
             .transpose()
             .map_err(|err| corrupt("result", &err))?;
         Ok(TaskView {

@@ -72,6 +72,16 @@ async fn get(store: &dyn ViewStore, id: Uuid) -> Option<TaskView> {
     store.get(id).await.expect("read")
 }
 
+/// The task `view` shows, decoded.
+fn task_of(view: &TaskView) -> Option<Task> {
+    view.task.as_ref().map(|t| t.decode().expect("a task"))
+}
+
+/// The result `view` shows, decoded.
+fn result_of(view: &TaskView) -> Option<TaskResult> {
+    view.result.as_ref().map(|r| r.decode().expect("a result"))
+}
+
 async fn list(store: &dyn ViewStore, status: Option<TaskStatus>, limit: usize) -> Page {
     store
         .list(ListQuery {
@@ -100,7 +110,7 @@ async fn a_task_is_pending_until_its_result_and_never_listed_twice() {
         assert_eq!(list(store, None, 10).await.results.len(), 1, "{store:?}");
         let seen = get(store, t.task_id).await.expect("known");
         assert_eq!(seen.status, TaskStatus::Completed);
-        assert_eq!(seen.task.as_ref(), Some(&t));
+        assert_eq!(task_of(&seen).as_ref(), Some(&t));
         assert_eq!(seen.result_at, Some(at(1)));
     }
 }
@@ -130,7 +140,7 @@ async fn the_first_result_in_the_log_stays_whatever_a_later_one_s_finished_at() 
         let shown = async |store: &dyn ViewStore| {
             get(store, t.task_id)
                 .await
-                .and_then(|v| v.result)
+                .and_then(|v| result_of(&v))
                 .and_then(|r| r.result)
         };
         settle(store, result(&t, true), at(3)).await;
@@ -168,7 +178,7 @@ async fn a_result_before_its_task_shows_with_a_null_task_until_the_task_comes() 
         task(store, &t).await;
         let seen = get(store, t.task_id).await.expect("known");
         assert_eq!(seen.status, TaskStatus::Failed, "{store:?}");
-        assert_eq!(seen.task.as_ref(), Some(&t), "{store:?}");
+        assert_eq!(task_of(&seen).as_ref(), Some(&t), "{store:?}");
         assert_eq!(seen.created_at, t.created_at, "{store:?}");
     }
 }
@@ -189,7 +199,7 @@ async fn list_is_newest_first_filtered_and_limited() {
         let names: Vec<String> = page
             .results
             .into_iter()
-            .filter_map(|v| v.task.map(|t| t.task_name))
+            .filter_map(|v| task_of(&v).map(|t| t.task_name))
             .collect();
         assert_eq!(names, ["t4", "t3", "t2"], "{store:?}");
         assert!(page.next.is_some(), "{store:?}: more to come");
@@ -331,7 +341,7 @@ async fn an_sqlite_view_reopened_has_its_rows_and_offsets() {
     assert_eq!(store.offsets().await.expect("read"), [next]);
     let seen = store.get(t.task_id).await.expect("read").expect("kept");
     assert_eq!(seen.status, TaskStatus::Completed);
-    assert_eq!(seen.task, Some(t));
+    assert_eq!(task_of(&seen), Some(t));
 }
 
 #[test]
@@ -346,5 +356,47 @@ fn a_cursor_reads_back_as_written_and_anything_else_is_refused() {
     );
     for bad in ["", "12", "x.y", "12.not-a-uuid", "1.2.3"] {
         assert!(bad.parse::<Cursor>().is_err(), "{bad:?} parsed");
+    }
+}
+
+#[tokio::test]
+async fn a_view_writes_the_same_json_as_its_task_and_result_decoded() {
+    for (store, _dir) in stores().await {
+        let store = &*store;
+        let t = Task::new("n", "d \"quoted\" é", "").expect("valid");
+        let r = result(&t, true);
+        task(store, &t).await;
+        settle(store, r.clone(), at(1)).await;
+        let seen = get(store, t.task_id).await.expect("known");
+        let decoded = serde_json::json!({
+            "task_id": t.task_id,
+            "status": TaskStatus::Completed,
+            "task": t,
+            "result": r,
+            "created_at": t.created_at,
+        });
+        assert_eq!(
+            serde_json::to_string(&seen).expect("json"),
+            serde_json::to_string(&decoded).expect("json"),
+            "{store:?}"
+        );
+    }
+}
+
+#[test]
+fn a_stored_row_whose_task_or_result_is_not_json_is_corrupt() {
+    let row = |task: &str, result: &str| StoredRow {
+        task_id: Uuid::new_v4().as_bytes().to_vec(),
+        status: "completed".into(),
+        task: Some(task.into()),
+        result: Some(result.into()),
+        created_at_ns: 0,
+        result_partition: Some(0),
+        result_offset: Some(0),
+    };
+    assert!(row("{}", "{}").into_view().is_ok());
+    for (task, result) in [("{\"task_id\":", "{}"), ("{}", "not json"), ("{} {}", "{}")] {
+        let err = row(task, result).into_view().expect_err("corrupt");
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
     }
 }
