@@ -35,7 +35,7 @@ mod system;
 pub use broker::Broker;
 pub use host::{free_port, repo_root, site_package_file, venv, wait_for_port};
 pub use kafka::{produce_tasks, read_topic, read_topic_settled};
-pub use llm::{LlmStandIn, STANDIN_ANSWER, STANDIN_TASK, completion, openai_error};
+pub use llm::{LlmStandIn, STANDIN_ANSWER, STANDIN_TASK, completion, event_stream, openai_error};
 pub use postgres::{FreshDatabase, postgres_or_skip};
 pub use routes::{
     Answer, BrokerCheck, Delivery, GeneratedTask, Health, LastMessage, TaskResults, TaskView,

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 use wiremock::{
     Mock, MockServer, ResponseTemplate,
-    matchers::{body_string_contains, method, path},
+    matchers::{body_partial_json, body_string_contains, method, path},
 };
 
 /// A chat-completion response body with `content` and fixed usage (10 + 5 tokens).
@@ -20,6 +20,45 @@ pub fn completion(content: &str) -> Value {
         }],
         "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
     })
+}
+
+/// A streamed chat completion (OpenAI's server-sent events) of `content`: a chunk with
+/// the role, one chunk per word (with the whitespace after it, so the deltas concatenate
+/// to `content`), one with the finish reason, a usage chunk (10 + 5 tokens, as
+/// [`completion`]) and `data: [DONE]`.
+pub fn event_stream(content: &str) -> String {
+    let chunk = |delta: Value, finish: Value, usage: Value| {
+        let choices = if usage.is_null() {
+            json!([{"index": 0, "delta": delta, "finish_reason": finish}])
+        } else {
+            json!([])
+        };
+        let chunk = json!({
+            "id": "chatcmpl-standin",
+            "object": "chat.completion.chunk",
+            "created": 1_700_000_000,
+            "model": "stand-in",
+            "choices": choices,
+            "usage": usage,
+        });
+        format!("data: {chunk}\n\n")
+    };
+    let mut body = chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+        Value::Null,
+    );
+    for word in content.split_inclusive(char::is_whitespace) {
+        body.push_str(&chunk(json!({"content": word}), Value::Null, Value::Null));
+    }
+    body.push_str(&chunk(json!({}), json!("stop"), Value::Null));
+    body.push_str(&chunk(
+        Value::Null,
+        Value::Null,
+        json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}),
+    ));
+    body.push_str("data: [DONE]\n\n");
+    body
 }
 
 /// An OpenAI API error body (`server_error`) carrying `message`.
@@ -46,10 +85,11 @@ pub const STANDIN_ANSWER: &str = "1. Look at the project. 2. Help.";
 
 impl LlmStandIn {
     /// Answers structured requests with [`STANDIN_TASK`] and free-text ones with
-    /// [`STANDIN_ANSWER`].
+    /// [`STANDIN_ANSWER`], streamed ([`event_stream`]) when they ask for a stream.
     pub async fn healthy() -> Self {
         let stand_in = Self::empty().await;
         stand_in.answer_structured(STANDIN_TASK).await;
+        stand_in.answer_streamed(STANDIN_ANSWER).await;
         stand_in.answer_text(200, completion(STANDIN_ANSWER)).await;
         stand_in
     }
@@ -77,6 +117,21 @@ impl LlmStandIn {
             .and(body_string_contains("json_schema"))
             .respond_with(ResponseTemplate::new(200).set_body_json(completion(content)))
             .with_priority(1)
+            .mount(&self.server)
+            .await;
+    }
+
+    /// Requests with `"stream": true` get `content` as server-sent events, word by word
+    /// ([`event_stream`]); before [`LlmStandIn::answer_text`]'s answer, after
+    /// [`LlmStandIn::answer_structured`]'s.
+    pub async fn answer_streamed(&self, content: &str) {
+        Mock::given(method("POST"))
+            .and(path("/v1/chat/completions"))
+            .and(body_partial_json(json!({"stream": true})))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_raw(event_stream(content), "text/event-stream"),
+            )
+            .with_priority(3)
             .mount(&self.server)
             .await;
     }

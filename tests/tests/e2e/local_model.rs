@@ -1,5 +1,6 @@
-//! Smoke test of the whole pipeline on the real local model (SmolLM2-135M served by
-//! llama.cpp through `scripts/model-server.py`) and a real broker.
+//! Smoke tests on the real local model (SmolLM2-135M served by llama.cpp through
+//! `scripts/model-server.py`): the whole pipeline with a real broker, and a streamed
+//! answer straight from the LLM client.
 
 use std::{
     process::{Child, Command, Stdio},
@@ -7,6 +8,10 @@ use std::{
 };
 
 use agent_core::task::TaskStatus;
+use agent_runtime::{
+    config::Settings,
+    llm::{ChatMessage, LlmClient},
+};
 use e2e::{Broker, System, free_port, repo_root, venv};
 use serde_json::json;
 
@@ -115,5 +120,43 @@ async fn the_real_local_model_generates_a_task_and_solves_it() {
         generated_in.as_secs_f64(),
         started.elapsed().as_secs_f64(),
         result.usage.total_tokens
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_local_model_streams_an_answer_as_it_writes() {
+    let model = tokio::task::spawn_blocking(ModelServer::start)
+        .await
+        .expect("model server");
+    let url = format!("http://127.0.0.1:{}/v1", model.port);
+    let settings = Settings::from_vars([
+        ("OPENAI_BASE_URL", url.as_str()),
+        ("OPENAI_MODEL", "smollm2"),
+        ("OPENAI_TIMEOUT_SECS", "120"),
+    ])
+    .expect("settings");
+    let llm = LlmClient::new(&settings.llm).expect("client");
+
+    let started = Instant::now();
+    let mut deltas = Vec::new();
+    let answer = llm
+        .chat_stream(&[ChatMessage::user("Name three colours.")], 48, |delta| {
+            deltas.push(delta.to_owned());
+        })
+        .await
+        .expect("a streamed answer");
+    assert!(deltas.len() > 1, "the answer came in pieces: {deltas:?}");
+    assert_eq!(deltas.concat(), answer.content);
+    assert!(
+        answer.usage.completion_tokens > 0,
+        "llama.cpp sent the usage chunk: {answer:?}"
+    );
+    assert_eq!(llm.concurrency().in_flight, 0, "the slot was given back");
+    println!(
+        "local model: streamed {} deltas, {} tokens, in {:.1} s: {:?}",
+        deltas.len(),
+        answer.usage.completion_tokens,
+        started.elapsed().as_secs_f64(),
+        answer.content
     );
 }

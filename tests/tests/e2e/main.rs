@@ -1,5 +1,5 @@
 //! The end-to-end tests, one module per area, in one test binary (so the harness and the
-//! three services are linked once, not fourteen times). Each test starts its own Tansu
+//! three services are linked once, not sixteen times). Each test starts its own Tansu
 //! broker on a free port, an OpenAI stand-in where it needs one, and the three services
 //! in-process (see the `e2e` harness crate: `Broker`, `LlmStandIn`, `System`).
 //!
@@ -16,6 +16,7 @@ mod hostile_model;
 mod http_limits;
 mod last_message;
 mod llm_faults;
+mod llm_stream;
 mod local_model;
 mod pipeline;
 mod results_view;

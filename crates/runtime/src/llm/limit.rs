@@ -301,6 +301,31 @@ impl Drop for LimitPermit {
     }
 }
 
+/// The slot of a request whose response body is still streaming (a streamed answer,
+/// `Delivery::Live` in `retry`): the response carries it as an extension, [`Limited`]
+/// puts the request's permit in it, and the body releases it when it ends — a success
+/// when the body ends whole (or its reader has the whole answer, at `data: [DONE]`), an
+/// overload when it timed out, and no signal when it broke or was dropped unread. Clones
+/// share the slot.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HeldPermit(Arc<Mutex<Option<LimitPermit>>>);
+
+impl HeldPermit {
+    /// Keeps `permit` until [`HeldPermit::release`] (or until every clone is dropped,
+    /// which gives the slot back with no signal).
+    fn hold(&self, permit: LimitPermit) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(permit);
+    }
+
+    /// Gives the slot back with `signal`; later calls do nothing.
+    pub(crate) fn release(&self, signal: Signal) {
+        let permit = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(permit) = permit {
+            permit.release(signal);
+        }
+    }
+}
+
 /// What a response or failure says about load: see the [module docs](self).
 pub(crate) fn signal_of(result: &Result<Response, OpenAIError>) -> Signal {
     match result {
@@ -355,7 +380,15 @@ where
         Box::pin(async move {
             let permit = limit.acquire().await;
             let result = inner.call(request).await;
-            permit.release(signal_of(&result));
+            // A body still streaming (a streamed answer) keeps the slot until it ends.
+            match result
+                .as_ref()
+                .ok()
+                .and_then(|r| r.extensions().get::<HeldPermit>())
+            {
+                Some(held) => held.hold(permit),
+                None => permit.release(signal_of(&result)),
+            }
             result
         })
     }

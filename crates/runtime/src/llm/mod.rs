@@ -9,7 +9,9 @@
 //! not retried here but returned as [`Error::LlmTimeout`] for the caller's graph node to
 //! retry (see `retry` for the bound this gives). [`LlmClient::structured`] asks for
 //! JSON under a JSON Schema (`response_format: json_schema`, OpenAI's structured outputs)
-//! and parses it. Every answer carries its [`TokenUsage`].
+//! and parses it. [`LlmClient::chat_stream`] asks for a streamed answer (server-sent
+//! events) and hands each piece of text on as the model writes it, under the same
+//! rules. Every answer carries its [`TokenUsage`].
 //!
 //! # Layout
 //!
@@ -17,11 +19,14 @@
 //! - `settings`: [`LlmSettings`], the `OPENAI_*` section of the settings;
 //! - `retry`: what is retried and how long to wait (`RetryPolicy`, the tower retry policy);
 //! - `limit`: how many requests are made at once ([`AdaptiveLimit`],
-//!   AIMD: it backs off on 429, 503 and timeouts, and grows again on success).
+//!   AIMD: it backs off on 429, 503 and timeouts, and grows again on success);
+//! - `stream`: streamed answers ([`LlmClient::chat_stream`]): the live, bounded body
+//!   and its server-sent events.
 
 mod limit;
 mod retry;
 mod settings;
+mod stream;
 
 pub use limit::{AdaptiveLimit, BACKOFF_RATIO, LimitPermit, LimitSettings, LimitSnapshot, Signal};
 pub use settings::LlmSettings;
@@ -35,7 +40,7 @@ use async_openai::{
     error::OpenAIError,
     types::chat::{
         ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage,
-        ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage,
+        ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage, CompletionUsage,
         CreateChatCompletionRequestArgs, FinishReason, ResponseFormat, ResponseFormatJsonSchema,
     },
 };
@@ -102,6 +107,9 @@ struct Answer {
 #[derive(Clone)]
 pub struct LlmClient {
     client: Client<OpenAIConfig>,
+    /// The same stack as `client`'s, handing a 2xx body on as it arrives: for
+    /// [`LlmClient::chat_stream`].
+    stream: stream::Transport,
     model: String,
     endpoint: String,
     limit: limit::AdaptiveLimit,
@@ -154,15 +162,21 @@ impl LlmClient {
             min: 1,
             max: settings.max_concurrency,
         });
-        let transport = retry::transport(
-            http.clone(),
-            settings.max_retries,
-            limit.clone(),
-            settings.max_response_bytes,
-        );
-        let client = Client::build(http, config).with_http_service(transport);
+        let transport = |delivery| {
+            retry::transport(
+                http.clone(),
+                settings.max_retries,
+                limit.clone(),
+                settings.max_response_bytes,
+                delivery,
+            )
+        };
+        let stream = stream::Transport::new(transport(retry::Delivery::Live));
+        let client = Client::build(http.clone(), config)
+            .with_http_service(transport(retry::Delivery::Whole));
         Ok(Self {
             client,
+            stream,
             model: settings.model.clone(),
             endpoint,
             limit,
@@ -247,20 +261,10 @@ impl LlmClient {
         format: Option<ResponseFormat>,
     ) -> Result<Answer> {
         let structured = format.is_some();
-        let messages: Vec<ChatCompletionRequestMessage> = messages
-            .iter()
-            .map(|m| match m.role {
-                Role::System => ChatCompletionRequestSystemMessage::from(m.content.as_str()).into(),
-                Role::User => ChatCompletionRequestUserMessage::from(m.content.as_str()).into(),
-                Role::Assistant => {
-                    ChatCompletionRequestAssistantMessage::from(m.content.as_str()).into()
-                }
-            })
-            .collect();
         let mut request = CreateChatCompletionRequestArgs::default();
         request
             .model(&self.model)
-            .messages(messages)
+            .messages(request_messages(messages))
             .max_completion_tokens(max_tokens)
             .temperature(0.2_f32);
         if let Some(format) = format {
@@ -275,21 +279,8 @@ impl LlmClient {
             .chat()
             .create(request)
             .await
-            .map_err(|err| match &err {
-                OpenAIError::Reqwest(e) if e.is_timeout() => Error::LlmTimeout(describe(&err)),
-                // A 200 whose body is not a chat completion (a proxy's HTML page, a cut
-                // stream): an unusable answer, worth asking again.
-                OpenAIError::JSONDeserialize(..) => Error::LlmAnswer(describe(&err)),
-                _ => Error::Llm(describe(&err)),
-            })?;
-        let usage = response
-            .usage
-            .map(|u| TokenUsage {
-                prompt_tokens: u.prompt_tokens,
-                completion_tokens: u.completion_tokens,
-                total_tokens: u.total_tokens,
-            })
-            .unwrap_or_default();
+            .map_err(|err| failure(&err))?;
+        let usage = response.usage.map(token_usage).unwrap_or_default();
         let choice = response
             .choices
             .into_iter()
@@ -314,6 +305,42 @@ impl LlmClient {
             completion: Completion { content, usage },
             truncated,
         })
+    }
+}
+
+/// The tokens an answer says it spent.
+fn token_usage(usage: CompletionUsage) -> TokenUsage {
+    TokenUsage {
+        prompt_tokens: usage.prompt_tokens,
+        completion_tokens: usage.completion_tokens,
+        total_tokens: usage.total_tokens,
+    }
+}
+
+/// `messages` as async-openai's request messages.
+fn request_messages(messages: &[ChatMessage]) -> Vec<ChatCompletionRequestMessage> {
+    messages
+        .iter()
+        .map(|m| match m.role {
+            Role::System => ChatCompletionRequestSystemMessage::from(m.content.as_str()).into(),
+            Role::User => ChatCompletionRequestUserMessage::from(m.content.as_str()).into(),
+            Role::Assistant => {
+                ChatCompletionRequestAssistantMessage::from(m.content.as_str()).into()
+            }
+        })
+        .collect()
+}
+
+/// The [`Error`] for a failed request: [`Error::LlmTimeout`] for a timeout,
+/// [`Error::LlmAnswer`] for a body that is not what was asked for, [`Error::Llm`] for the
+/// rest; the reason from [`describe`].
+fn failure(err: &OpenAIError) -> Error {
+    match err {
+        OpenAIError::Reqwest(e) if e.is_timeout() => Error::LlmTimeout(describe(err)),
+        // A 200 whose body is not a chat completion (a proxy's HTML page, a cut
+        // stream): an unusable answer, worth asking again.
+        OpenAIError::JSONDeserialize(..) => Error::LlmAnswer(describe(err)),
+        _ => Error::Llm(describe(err)),
     }
 }
 

@@ -1,9 +1,12 @@
 //! Retries of LLM requests: which failures are tried again, and how long to wait.
 //!
 //! The HTTP stack under the [`LlmClient`](super::LlmClient) (`transport`) is tower's
-//! [`Retry`](tower::retry::Retry) driven by [`RetryPolicy`], around a step that reads the
-//! body of a 429, around async-openai's [`ReqwestService`]. Requests travel through it as
+//! [`Retry`](tower::retry::Retry) driven by [`RetryPolicy`], around the concurrency
+//! limit, around a step that reads the body (whole, or for a streamed answer live:
+//! [`Delivery`]), around async-openai's [`ReqwestService`]. Requests travel through it as
 //! async-openai's [`HttpRequestFactory`], which rebuilds the request for each attempt.
+//! A streamed answer is retried only for what fails before its 200 (the policy sees the
+//! response, not its body): see `stream`.
 //!
 //! # What is retried
 //!
@@ -74,14 +77,28 @@ pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// OpenAI's error type (and code) for an account out of credit: a 429 that is permanent.
 const INSUFFICIENT_QUOTA: &str = "insufficient_quota";
 
+/// How the transport hands on the body of a successful response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// Read whole here ([`read_bounded`]); the request's slot is given back when it is.
+    Whole,
+    /// Handed on as it arrives (a streamed answer, [`super::stream::live`]), still
+    /// counted against the same bound; the slot is held until the body ends. Error
+    /// responses are still read whole, so the retry policy sees them as it does for
+    /// [`Delivery::Whole`].
+    Live,
+}
+
 /// The HTTP stack of the LLM client: [`RetryPolicy`] with `max_retries` over `http`,
 /// each attempt made inside `limit` (so a backoff between attempts holds no slot), each
-/// response body read whole here, at most `max_body` bytes ([`read_bounded`]).
+/// response body at most `max_body` bytes, read whole here or handed on live as
+/// `delivery` says.
 pub(crate) fn transport(
     http: reqwest::Client,
     max_retries: u32,
     limit: AdaptiveLimit,
     max_body: usize,
+    delivery: Delivery,
 ) -> impl Service<HttpRequestFactory, Response = Response, Error = OpenAIError, Future: Send + 'static>
 + Clone
 + Send
@@ -90,7 +107,14 @@ pub(crate) fn transport(
     ServiceBuilder::new()
         .layer(RetryLayer::new(RetryPolicy::new(max_retries)))
         .layer_fn(move |inner| Limited::new(inner, limit.clone()))
-        .and_then(move |response| read_bounded(response, max_body))
+        .and_then(move |response: Response| async move {
+            match delivery {
+                Delivery::Live if response.status().is_success() => {
+                    super::stream::live(response, max_body)
+                }
+                Delivery::Live | Delivery::Whole => read_bounded(response, max_body).await,
+            }
+        })
         .service(ReqwestService::new(http))
 }
 

@@ -36,7 +36,8 @@ pub struct LlmSettings {
     /// `OPENAI_MAX_RESPONSE_BYTES`: the largest response body read from the model server
     /// (4 KiB to 64 MiB); default 1 MiB. The body is read as it streams and the request
     /// abandoned at this size with a clear error, so a runaway answer costs neither
-    /// memory nor log space.
+    /// memory nor log space. A streamed answer counts its server-sent events as they
+    /// arrive, framing included (some 150–250 bytes a chunk for OpenAI).
     pub max_response_bytes: usize,
 }
 

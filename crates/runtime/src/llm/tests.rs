@@ -20,8 +20,11 @@ fn body(content: &str, finish: &str) -> serde_json::Value {
 }
 
 async fn client(server: &MockServer, extra: &[(&str, &str)]) -> LlmClient {
-    let url = format!("{}/v1", server.uri());
-    let mut vars = vec![("OPENAI_BASE_URL", url.as_str()), ("OPENAI_MODEL", "m")];
+    client_at(&format!("{}/v1", server.uri()), extra)
+}
+
+fn client_at(url: &str, extra: &[(&str, &str)]) -> LlmClient {
+    let mut vars = vec![("OPENAI_BASE_URL", url), ("OPENAI_MODEL", "m")];
     vars.extend_from_slice(extra);
     LlmClient::new(&Settings::from_vars(vars).expect("settings").llm).expect("client")
 }
@@ -413,4 +416,385 @@ async fn a_slow_server_times_out_once_with_a_clear_reason() {
         1,
         "a timeout is left to the graph node's retry policy"
     );
+}
+
+// Streamed answers (`chat_stream`).
+
+/// One server-sent event carrying `data`.
+fn event(data: &serde_json::Value) -> String {
+    format!("data: {data}\n\n")
+}
+
+/// A chat completion chunk whose delta is `content` (none: an empty delta).
+fn chunk(content: Option<&str>, finish: Option<&str>) -> serde_json::Value {
+    let delta = content.map_or_else(|| json!({}), |c| json!({"content": c}));
+    json!({
+        "id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]
+    })
+}
+
+/// The last chunk with `stream_options.include_usage`: no choice, the usage.
+fn usage_chunk() -> serde_json::Value {
+    json!({
+        "id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [],
+        "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+    })
+}
+
+/// An event-stream body as OpenAI sends it: the role, `words` one chunk each, the
+/// finish reason, the usage chunk when `usage`, and `data: [DONE]`.
+fn event_stream(words: &[&str], usage: bool) -> String {
+    let mut body = event(&json!({
+        "id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m",
+        "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]
+    }));
+    for word in words {
+        body.push_str(&event(&chunk(Some(word), None)));
+    }
+    body.push_str(&event(&chunk(None, Some("stop"))));
+    if usage {
+        body.push_str(&event(&usage_chunk()));
+    }
+    body.push_str("data: [DONE]\n\n");
+    body
+}
+
+fn streamed(body: String) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_raw(body, "text/event-stream")
+}
+
+/// Asks `llm` for a streamed answer; `Ok` holds the deltas handed on and the answer.
+async fn ask_streamed(llm: &LlmClient) -> (Vec<String>, Result<Completion<String>>) {
+    let mut deltas = Vec::new();
+    let answer = llm
+        .chat_stream(&[ChatMessage::user("hi")], 10, |delta| {
+            deltas.push(delta.to_owned());
+        })
+        .await;
+    (deltas, answer)
+}
+
+#[tokio::test]
+async fn a_streamed_answer_hands_on_its_deltas_in_order_and_returns_the_text_and_usage() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(body_partial_json(json!({
+            "model": "m", "stream": true, "stream_options": {"include_usage": true}
+        })))
+        .respond_with(streamed(event_stream(&["Hello", ",", " world"], true)))
+        .mount(&server)
+        .await;
+    let llm = client(&server, &[]).await;
+    let (deltas, answer) = ask_streamed(&llm).await;
+    let answer = answer.expect("answer");
+    assert_eq!(deltas, ["Hello", ",", " world"]);
+    assert_eq!(answer.content, deltas.concat());
+    assert_eq!(
+        answer.usage,
+        TokenUsage {
+            prompt_tokens: 7,
+            completion_tokens: 3,
+            total_tokens: 10
+        }
+    );
+    assert_eq!(llm.concurrency().in_flight, 0, "the slot is given back");
+}
+
+#[tokio::test]
+async fn a_stream_without_a_usage_chunk_gives_zero_usage() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(streamed(event_stream(&["hello"], false)))
+        .mount(&server)
+        .await;
+    let llm = client(&server, &[]).await;
+    let answer = ask_streamed(&llm).await.1.expect("answer");
+    assert_eq!(answer.content, "hello");
+    assert_eq!(answer.usage, TokenUsage::default());
+}
+
+#[tokio::test]
+async fn a_503_before_the_stream_is_retried_and_lowers_the_limit() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(error_body(503, "server_error", "overloaded"))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(streamed(event_stream(&["hello"], true)))
+        .mount(&server)
+        .await;
+    let llm = client(&server, &[]).await;
+    let (deltas, answer) = ask_streamed(&llm).await;
+    assert_eq!(answer.expect("answered after a retry").content, "hello");
+    assert_eq!(deltas, ["hello"], "the deltas of the answer, once");
+    assert_eq!(requests(&server).await, 2);
+    let limit = llm.concurrency();
+    assert_eq!((limit.overloads, limit.in_flight), (1, 0), "{limit:?}");
+}
+
+#[tokio::test]
+async fn a_400_to_a_streamed_request_is_not_retried() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(error_body(400, "invalid_request_error", "bad model"))
+        .mount(&server)
+        .await;
+    let llm = client(&server, &[("OPENAI_MAX_RETRIES", "3")]).await;
+    let (deltas, answer) = ask_streamed(&llm).await;
+    let err = answer.expect_err("400");
+    assert_eq!(
+        err.to_string(),
+        "LLM error: 400 Bad Request from the model server: bad model"
+    );
+    assert!(matches!(err, Error::Llm(_)) && deltas.is_empty(), "{err:?}");
+    assert_eq!(requests(&server).await, 1);
+}
+
+#[tokio::test]
+async fn a_streamed_body_that_is_not_an_event_stream_is_an_unusable_answer() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_raw("<html>upstream reset</html>", "text/html"),
+        )
+        .mount(&server)
+        .await;
+    let llm = client(&server, &[]).await;
+    let err = ask_streamed(&llm).await.1.expect_err("html");
+    assert!(
+        matches!(err, Error::LlmAnswer(ref m)
+            if m.contains("not a chat completion stream") && m.contains("upstream reset")),
+        "{err}"
+    );
+    assert_eq!(
+        requests(&server).await,
+        1,
+        "the caller decides to ask again"
+    );
+}
+
+#[tokio::test]
+async fn an_empty_or_cut_stream_is_an_unusable_answer() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(streamed(event_stream(&[" ", "\n"], true)))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    let cut = event_stream(&["Hello", " wor"], false).replace("data: [DONE]\n\n", "");
+    Mock::given(method("POST"))
+        .respond_with(streamed(cut))
+        .mount(&server)
+        .await;
+    let llm = client(&server, &[]).await;
+    let err = ask_streamed(&llm).await.1.expect_err("blank");
+    assert_eq!(
+        err.to_string(),
+        "unusable LLM answer: the model returned an empty answer"
+    );
+    let (deltas, answer) = ask_streamed(&llm).await;
+    let err = answer.expect_err("cut");
+    assert_eq!(
+        err.to_string(),
+        "unusable LLM answer: the answer stream ended before its `data: [DONE]`"
+    );
+    assert_eq!(deltas, ["Hello", " wor"], "handed on before the cut");
+}
+
+#[tokio::test]
+async fn a_streamed_answer_announced_over_the_response_limit_fails_at_once() {
+    let server = MockServer::start().await;
+    let words = vec!["zzzzzzzz"; 4096];
+    Mock::given(method("POST"))
+        .respond_with(streamed(event_stream(&words, true)))
+        .mount(&server)
+        .await;
+    let llm = client(&server, &[("OPENAI_MAX_RESPONSE_BYTES", "65536")]).await;
+    let (deltas, answer) = ask_streamed(&llm).await;
+    let err = answer.expect_err("too large");
+    assert_eq!(
+        err.to_string(),
+        "LLM error: the model server's answer exceeds OPENAI_MAX_RESPONSE_BYTES (65536 bytes)"
+    );
+    assert!(deltas.is_empty(), "its Content-Length said so");
+    assert_eq!(requests(&server).await, 1, "not retried");
+}
+
+#[tokio::test]
+async fn a_key_the_model_server_echoes_before_or_in_a_stream_is_not_in_the_error() {
+    let server = MockServer::start().await;
+    let key = "sk-echoed-by-the-server-0123456789";
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error": {
+            "message": format!("Incorrect API key provided: {key}."),
+            "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}})))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    let failing = event(&chunk(Some("Hel"), None))
+        + &event(
+            &json!({"error": {"message": format!("key {key} revoked"), "type": "server_error"}}),
+        );
+    Mock::given(method("POST"))
+        .respond_with(streamed(failing))
+        .mount(&server)
+        .await;
+    let llm = client(&server, &[("OPENAI_API_KEY", key)]).await;
+    let before = ask_streamed(&llm).await.1.expect_err("401").to_string();
+    assert!(!before.contains(key), "{before}");
+    assert!(
+        before.contains("Incorrect API key provided: [REDACTED]"),
+        "{before}"
+    );
+    let (deltas, answer) = ask_streamed(&llm).await;
+    let inside = answer.expect_err("an error event");
+    assert!(
+        matches!(inside, Error::Llm(ref m)
+            if m == "the model server failed mid-answer: key [REDACTED] revoked"),
+        "{inside:?}"
+    );
+    assert_eq!(deltas, ["Hel"]);
+}
+
+/// A model server on a raw socket for streams wiremock cannot play (it sends a body
+/// whole): it answers one request with a chunked event stream, one HTTP chunk for each
+/// string sent on the returned channel, and ends the body when the channel is dropped.
+/// The URL is the `OPENAI_BASE_URL`.
+async fn streaming_server() -> (String, tokio::sync::mpsc::Sender<String>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/v1", listener.local_addr().expect("address"));
+    let (sender, mut chunks) = tokio::sync::mpsc::channel::<String>(4);
+    tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.expect("a request");
+        let mut socket = tokio::io::BufReader::new(socket);
+        // The request: headers to the blank line, then its Content-Length of body.
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            socket.read_line(&mut line).await.expect("a request line");
+            if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = value.trim().parse().expect("a length");
+            }
+            if line.trim().is_empty() {
+                break;
+            }
+        }
+        let mut body = vec![0; length];
+        socket
+            .read_exact(&mut body)
+            .await
+            .expect("the request body");
+        let mut socket = socket.into_inner();
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+                    transfer-encoding: chunked\r\n\r\n";
+        if socket.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        while let Some(data) = chunks.recv().await {
+            let chunk = format!("{:x}\r\n{data}\r\n", data.len());
+            if socket.write_all(chunk.as_bytes()).await.is_err() {
+                return; // the client hung up
+            }
+        }
+        let _ = socket.write_all(b"0\r\n\r\n").await;
+    });
+    (url, sender)
+}
+
+#[tokio::test]
+async fn each_delta_is_handed_on_as_it_arrives_while_the_stream_holds_its_slot() {
+    let (url, server) = streaming_server().await;
+    let llm = client_at(&url, &[]);
+    let (seen, mut deltas) = tokio::sync::mpsc::unbounded_channel();
+    let answering = tokio::spawn({
+        let llm = llm.clone();
+        async move {
+            let limit = llm.clone();
+            llm.chat_stream(&[ChatMessage::user("hi")], 10, move |delta| {
+                let _ = seen.send((delta.to_owned(), limit.concurrency().in_flight));
+            })
+            .await
+        }
+    });
+    let send = |data: String| {
+        let server = server.clone();
+        async move { server.send(data).await.expect("the server is up") }
+    };
+    send(event(&chunk(Some("Hello"), None))).await;
+    let first = tokio::time::timeout(Duration::from_secs(5), deltas.recv())
+        .await
+        .expect("the first delta came before the rest of the answer was sent");
+    assert_eq!(first, Some(("Hello".to_owned(), 1)), "with its slot held");
+    send(event(&chunk(Some(" world"), Some("stop")))).await;
+    send(event(&usage_chunk()) + "data: [DONE]\n\n").await;
+    // The server has not ended the body: `data: [DONE]` ends the answer.
+    let answer = tokio::time::timeout(Duration::from_secs(5), answering)
+        .await
+        .expect("answered at `data: [DONE]`")
+        .expect("joined")
+        .expect("answer");
+    drop(server);
+    assert_eq!(answer.content, "Hello world");
+    assert_eq!(answer.usage.total_tokens, 10);
+    assert_eq!(deltas.recv().await, Some((" world".to_owned(), 1)));
+    let limit = llm.concurrency();
+    assert_eq!((limit.in_flight, limit.overloads), (0, 0), "{limit:?}");
+}
+
+#[tokio::test]
+async fn a_server_that_streams_for_ever_fails_at_the_response_limit() {
+    let (url, server) = streaming_server().await;
+    let llm = client_at(&url, &[("OPENAI_MAX_RESPONSE_BYTES", "65536")]);
+    let answering = tokio::spawn(async move {
+        let mut handed_on = 0;
+        let answer = llm
+            .chat_stream(&[ChatMessage::user("hi")], 10, |delta| {
+                handed_on += delta.len();
+            })
+            .await;
+        (handed_on, answer, llm.concurrency())
+    });
+    let spam = event(&chunk(Some("spam "), None));
+    while !answering.is_finished() && server.send(spam.clone()).await.is_ok() {}
+    let (handed_on, answer, limit) = answering.await.expect("joined");
+    let err = answer.expect_err("too large");
+    assert_eq!(
+        err.to_string(),
+        "LLM error: the model server's answer exceeds OPENAI_MAX_RESPONSE_BYTES (65536 bytes)"
+    );
+    assert!((1..65536).contains(&handed_on), "{handed_on} bytes of text");
+    assert_eq!(limit.in_flight, 0, "{limit:?}");
+}
+
+#[tokio::test]
+async fn a_stream_that_stalls_times_out_after_its_deltas_and_signals_overload() {
+    let (url, server) = streaming_server().await;
+    let llm = client_at(&url, &[("OPENAI_TIMEOUT_SECS", "1")]);
+    server
+        .send(event(&chunk(Some("Hello"), None)))
+        .await
+        .expect("the server is up");
+    let started = Instant::now();
+    let (deltas, answer) = ask_streamed(&llm).await;
+    let err = answer.expect_err("stalled");
+    assert!(matches!(err, Error::LlmTimeout(_)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "LLM error: the model server did not answer in time"
+    );
+    assert_eq!(deltas, ["Hello"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the whole request is bounded"
+    );
+    let limit = llm.concurrency();
+    assert_eq!((limit.in_flight, limit.overloads), (0, 1), "{limit:?}");
+    drop(server);
 }
