@@ -41,7 +41,7 @@ for var in N C DELAY_MS MAX_CONCURRENT TIMEOUT_SECS; do
 done
 [[ "$MODE" == post || "$MODE" == topic ]] || die "MODE must be post or topic, not '$MODE'"
 
-BIN="$REPO/target/release"
+BIN="${CARGO_TARGET_DIR:-$REPO/target}/release"
 OUT="$REPO/target/bench-pipeline/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$OUT"
 

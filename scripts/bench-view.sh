@@ -37,7 +37,9 @@ cargo build --release --locked -p task-generator -p pipeline-bench
 "$SCRIPTS/bootstrap.sh"
 eval "$("$SCRIPTS/paths.sh")"
 export TANSU_BIN
-exec "$REPO/target/release/view-bench" \
+# Where cargo put them: CARGO_TARGET_DIR when set.
+BIN="${CARGO_TARGET_DIR:-$REPO/target}/release"
+exec "$BIN/view-bench" \
     --tasks "$N" --memory-tasks "$MEMORY_N" --stores "$STORES" \
     --clients "$C" --probe-secs "$PROBE_SECS" \
-    --generator "$REPO/target/release/task-generator" --out "$OUT"
+    --generator "$BIN/task-generator" --out "$OUT"

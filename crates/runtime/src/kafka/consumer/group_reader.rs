@@ -141,8 +141,9 @@ impl GroupReader {
             )
             .set("enable.partition.eof", "false")
             // A view reads faster than it applies: a small prefetch (librdkafka's default
-            // is 64 MiB), as the whole-topic reader's.
-            .set("queued.max.messages.kbytes", "8192")
+            // is 64 MiB), fetched again soon after it drains, as the whole-topic reader's.
+            .set("queued.max.messages.kbytes", "2048")
+            .set("fetch.queue.backoff.ms", "10")
             .create_with_context(AssignContext {
                 assigned: Arc::clone(&assigned),
             })?;
