@@ -23,7 +23,7 @@ pub use best_effort::{BestEffortProducer, BestEffortStats, partition_for_key};
 pub use consumer::{
     AssignmentWatch, ClosingConsumer, ConsumerOptions, DEAD_LETTER_PREFIX_BYTES, GroupReader,
     LogBounds, MAX_DEAD_LETTER_BYTES, MAX_DEAD_LETTER_REASON_BYTES, Outcome, Ownership,
-    TopicReader, log_bounds, partitions_of, run_at_least_once,
+    PartitionLookup, TopicReader, log_bounds, partitions_of, run_at_least_once,
 };
 pub use headers::CloudEvent;
 pub use producer::{Delivery, Producer};

@@ -35,7 +35,7 @@ use async_openai::{
     middleware::HttpRequestFactory,
     types::chat::{
         ChatCompletionStreamOptions, CreateChatCompletionRequest, CreateChatCompletionRequestArgs,
-        CreateChatCompletionStreamResponse, FinishReason,
+        CreateChatCompletionResponse, CreateChatCompletionStreamResponse, FinishReason,
     },
 };
 use eventsource_stream::{Event, EventStream, EventStreamError};
@@ -101,6 +101,9 @@ impl LlmClient {
     /// within `OPENAI_TIMEOUT_SECS`; [`Error::LlmAnswer`] when the model returns no text,
     /// the body is not a chat completion stream, or the stream ends before its
     /// `data: [DONE]`. Any of them may come after deltas were handed on.
+    ///
+    /// A server that ignores `stream: true` and answers one JSON chat completion is
+    /// understood: its text comes as one delta.
     pub async fn chat_stream(
         &self,
         messages: &[ChatMessage],
@@ -130,6 +133,16 @@ impl LlmClient {
             return Err(failure(&error_response(response).await));
         }
         let held = response.extensions().get::<HeldPermit>().cloned();
+        if is_json(&response) {
+            // A server that ignores `stream: true` (some OpenAI-compatible ones do)
+            // answers with one whole completion: its text is the one delta.
+            let completion = whole_completion(response).await?;
+            on_delta(&completion.content);
+            if let Some(held) = held {
+                held.release(Signal::Success);
+            }
+            return Ok(completion);
+        }
         let mut head = Vec::new();
         let read = {
             // The first bytes are kept for the error of a body that is no event stream.
@@ -198,6 +211,37 @@ impl LlmClient {
             std::future::ready(Ok(request))
         }))
     }
+}
+
+/// Whether `response`'s body is JSON rather than server-sent events.
+fn is_json(response: &Response) -> bool {
+    response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.trim_start().starts_with("application/json"))
+}
+
+/// A whole (non-streamed) chat completion body: its text and usage.
+async fn whole_completion(response: Response) -> Result<Completion<String>> {
+    let body = response.bytes().await.map_err(body_failure)?;
+    let not_completion = || {
+        Error::LlmAnswer(redacted(&format!(
+            "the model server's answer is not a chat completion stream: {}",
+            truncate(String::from_utf8_lossy(&body).trim(), PREVIEW_CHARS)
+        )))
+    };
+    let completion: CreateChatCompletionResponse =
+        serde_json::from_slice(&body).map_err(|_| not_completion())?;
+    let usage = completion.usage.map(token_usage).unwrap_or_default();
+    let content = completion
+        .choices
+        .into_iter()
+        .next()
+        .and_then(|choice| choice.message.content)
+        .filter(|text| !text.trim().is_empty())
+        .ok_or_else(|| Error::LlmAnswer("the model returned an empty answer".into()))?;
+    Ok(Completion { content, usage })
 }
 
 /// What [`read_events`] read of a stream.

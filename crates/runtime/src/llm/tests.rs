@@ -798,3 +798,23 @@ async fn a_stream_that_stalls_times_out_after_its_deltas_and_signals_overload() 
     assert_eq!((limit.in_flight, limit.overloads), (0, 1), "{limit:?}");
     drop(server);
 }
+
+#[tokio::test]
+async fn a_server_that_ignores_stream_true_answers_whole_and_its_text_is_one_delta() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "id": "x", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "whole answer"},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+        })))
+        .mount(&server)
+        .await;
+    let llm = client(&server, &[]).await;
+    let (deltas, answer) = ask_streamed(&llm).await;
+    let answer = answer.expect("a whole completion is an answer");
+    assert_eq!(deltas, ["whole answer"]);
+    assert_eq!(answer.content, "whole answer");
+    assert_eq!(answer.usage.total_tokens, 5);
+}

@@ -71,7 +71,7 @@ pub use dead_letter::{
 pub use group_reader::{AssignmentWatch, GroupReader};
 pub use ownership::Ownership;
 pub(crate) use ownership::{FencingContext, group_consumer};
-pub use reader::{LogBounds, TopicReader, log_bounds, partitions_of};
+pub use reader::{LogBounds, PartitionLookup, TopicReader, log_bounds, partitions_of};
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},

@@ -138,6 +138,99 @@ pub async fn log_bounds(
     .map_err(|err| crate::Error::Io(std::io::Error::other(err)))?
 }
 
+/// Questions about one topic's partitions, asked of the broker by one long-lived client
+/// (no group, nothing committed): how many partitions, where a partition ends, which
+/// offset a time falls at. Each call blocks up to 5 s: they run on the blocking pool.
+pub struct PartitionLookup {
+    consumer: std::sync::Arc<BaseConsumer>,
+    topic: String,
+}
+
+impl std::fmt::Debug for PartitionLookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionLookup")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartitionLookup {
+    /// A lookup client for `topic`. Does not contact the broker yet.
+    ///
+    /// # Errors
+    /// [`crate::Error::Kafka`] when librdkafka rejects the configuration.
+    pub fn new(settings: &KafkaSettings, topic: &str, client_id: &str) -> Result<Self> {
+        let consumer: BaseConsumer = settings
+            .client_config(client_id)
+            .set("group.id", format!("{client_id}-{}", uuid::Uuid::new_v4()))
+            .set("enable.auto.commit", "false")
+            .create()?;
+        Ok(Self {
+            consumer: std::sync::Arc::new(consumer),
+            topic: topic.to_owned(),
+        })
+    }
+
+    /// The topic asked about.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        ask: impl FnOnce(&BaseConsumer, &str) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (consumer, topic) = (std::sync::Arc::clone(&self.consumer), self.topic.clone());
+        tokio::task::spawn_blocking(move || ask(&consumer, &topic))
+            .await
+            .map_err(|err| crate::Error::Io(std::io::Error::other(err)))?
+    }
+
+    /// How many partitions the topic has (0 when it does not exist).
+    ///
+    /// # Errors
+    /// [`crate::Error::Kafka`] when the broker does not answer.
+    pub async fn partitions(&self) -> Result<i32> {
+        self.blocking(|consumer, topic| {
+            Ok(i32::try_from(partitions_of(consumer, topic)?.len()).unwrap_or(i32::MAX))
+        })
+        .await
+    }
+
+    /// The bounds of `partition`: the offset of its first record still kept, and the
+    /// high watermark (the offset the next record will get).
+    ///
+    /// # Errors
+    /// [`crate::Error::Kafka`] when the broker does not answer.
+    pub async fn bounds(&self, partition: i32) -> Result<(i64, i64)> {
+        self.blocking(move |consumer, topic| {
+            Ok(consumer.fetch_watermarks(topic, partition, Duration::from_secs(5))?)
+        })
+        .await
+    }
+
+    /// The offset of the first record of `partition` whose timestamp is at or after
+    /// `millis` (ms since the Unix epoch); `None` when there is none yet (every record is
+    /// older: reading from the end misses nothing since).
+    ///
+    /// # Errors
+    /// [`crate::Error::Kafka`] when the broker does not answer.
+    pub async fn offset_at(&self, partition: i32, millis: i64) -> Result<Option<i64>> {
+        self.blocking(move |consumer, topic| {
+            let mut list = TopicPartitionList::new();
+            list.add_partition_offset(topic, partition, Offset::Offset(millis))?;
+            let found = consumer.offsets_for_times(list, Duration::from_secs(5))?;
+            Ok(found
+                .find_partition(topic, partition)
+                .and_then(|element| match element.offset() {
+                    Offset::Offset(offset) => Some(offset),
+                    _ => None,
+                }))
+        })
+        .await
+    }
+}
+
 /// The partition ids of `topic` (empty when it does not exist).
 ///
 /// Blocks up to 5 s on the broker: call it off the async workers.
@@ -209,6 +302,41 @@ impl TopicReader {
                 consumer,
                 topic: topics.join(","),
             }))
+    }
+
+    /// A reader of one partition of `topic` from `offset` (an offset no longer in the
+    /// log reads from its start; one past the end waits for new records). Does not wait
+    /// for the topic: a partition that does not exist yields consumer errors.
+    ///
+    /// # Errors
+    /// [`crate::Error::Kafka`] when the consumer cannot be created or assigned.
+    pub fn open_partition(
+        settings: &KafkaSettings,
+        topic: &str,
+        partition: i32,
+        offset: Offset,
+        client_id: &str,
+    ) -> Result<Self> {
+        let consumer: StreamConsumer = settings
+            .client_config(client_id)
+            .set("group.id", format!("{client_id}-{}", uuid::Uuid::new_v4()))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            .set("auto.offset.reset", "earliest")
+            .set(
+                "fetch.wait.max.ms",
+                super::super::settings::millis(settings.fetch_wait_max),
+            )
+            // One partition, read as it is written: a small prefetch.
+            .set("queued.max.messages.kbytes", "2048")
+            .create()?;
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(topic, partition, offset)?;
+        consumer.assign(&list)?;
+        Ok(Self {
+            consumer: ClosingConsumer::new(consumer),
+            topic: format!("{topic}/{partition}"),
+        })
     }
 
     /// The next record, waiting for it.
