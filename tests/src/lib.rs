@@ -30,6 +30,7 @@ mod postgres;
 pub mod raw;
 pub mod routes;
 mod solver_process;
+pub mod sse;
 mod system;
 
 pub use broker::Broker;

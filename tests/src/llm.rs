@@ -136,8 +136,23 @@ impl LlmStandIn {
             .await;
     }
 
-    /// Every other chat request gets `status` with `body`.
+    /// Every other chat request gets `status` with `body`; when `body` is a completion
+    /// ([`completion`]), a request for a stream gets its content streamed instead
+    /// ([`event_stream`]), as a model would (unless [`LlmStandIn::answer_streamed`]
+    /// mounted another streamed answer).
     pub async fn answer_text(&self, status: u16, body: Value) {
+        if let (200, Some(content)) = (status, body["choices"][0]["message"]["content"].as_str()) {
+            Mock::given(method("POST"))
+                .and(path("/v1/chat/completions"))
+                .and(body_partial_json(json!({"stream": true})))
+                .respond_with(
+                    ResponseTemplate::new(200)
+                        .set_body_raw(event_stream(content), "text/event-stream"),
+                )
+                .with_priority(4)
+                .mount(&self.server)
+                .await;
+        }
         Mock::given(method("POST"))
             .and(path("/v1/chat/completions"))
             .respond_with(ResponseTemplate::new(status).set_body_json(body))

@@ -6,21 +6,24 @@
 //! - [`startup`]: [`App::build`](startup::App::build) wires settings, Kafka, the LLM and
 //!   the routes, binds the port (0 in tests) and runs until the shutdown signal.
 //! - [`routes`]: `POST /generate-task`, `GET /task-results`, `GET /task-result/{task_id}`,
-//!   plus `/health` and `/ready`.
+//!   `GET /task-result/{task_id}/stream`, plus `/health` and `/ready`.
 //! - [`generation`]: the generation graph — normalize the conversation, ask the LLM for a
 //!   task under the task schema, validate (re-asking on an invalid answer), publish keyed
 //!   by `task_id`.
 //! - [`store`]: the results view — every task's latest state — behind the
-//!   [`ViewStore`](store::ViewStore) trait: SQLite (default), in-memory.
+//!   [`ViewStore`](store::ViewStore) trait: SQLite (default), PostgreSQL, in-memory.
 //! - [`reader`]: [`ViewReader`](reader::ViewReader) keeps the store up to date from the
 //!   events and results topics, resuming where the store stopped, and knows when it has
 //!   caught up.
+//! - [`streams`]: live task streams over SSE from the progress topic, one shared reader
+//!   per partition, resumable by `Last-Event-ID` on any replica.
 
 pub mod generation;
 pub mod reader;
 pub mod routes;
 pub mod startup;
 pub mod store;
+pub mod streams;
 
 /// The service's name in logs, health and CloudEvents `source`.
 pub const SERVICE: &str = "task-generator";

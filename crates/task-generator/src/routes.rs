@@ -12,6 +12,10 @@
 //!   `failed` with the result; 400 for a malformed id, 404 for an unknown one — or 503
 //!   `catching_up` (with `Retry-After`) while the view is still reading what was written
 //!   before it started, when it cannot yet say that a task does not exist.
+//! - `GET /task-result/{task_id}/stream` → `text/event-stream` of the task's `status`,
+//!   `node`, `token`, `custom` and `result` events (see [`crate::streams`]), resumable
+//!   with `Last-Event-ID` (or `?last_event_id=`) on any replica; 204 once the stream
+//!   ended; 404 / 503 `catching_up` as above before the stream starts.
 
 use std::{sync::Arc, time::Duration};
 
@@ -20,6 +24,8 @@ use agent_runtime::http::{self, ApiError, Health, Json, Path, Query, health_rout
 use axum::{
     Router,
     extract::State,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
     routing::{get, post},
 };
 use serde::{Deserialize, Serialize};
@@ -30,6 +36,7 @@ use crate::{
     generation::{self, Conversation, GenerationError, GenerationState},
     reader::CatchUp,
     store::{Batch, Cursor, ListQuery, StoreError, TaskView, ViewRecord, ViewStore},
+    streams::{CLOCK_SKEW, LastEventId, Start, Streams},
 };
 
 /// Longest accepted conversation, in characters.
@@ -52,6 +59,8 @@ pub struct AppState {
     pub api_keys: Option<http::ApiKeys>,
     /// The per-client limit on `POST /generate-task`; `None`: unlimited.
     pub rate_limit: Option<http::RateLimit>,
+    /// The live task streams.
+    pub streams: Arc<Streams>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -70,6 +79,7 @@ pub fn router(state: AppState, health: Health, request_timeout: Duration) -> Rou
     let api = Router::new()
         .route("/task-results", get(task_results))
         .route("/task-result/{task_id}", get(task_result))
+        .route("/task-result/{task_id}/stream", get(task_stream))
         .with_state(state.clone())
         .merge(http::rate_limited(posts, state.rate_limit));
     let api = http::require_api_key(api, api_keys, crate::SERVICE);
@@ -223,16 +233,80 @@ async fn task_result(
     State(state): State<AppState>,
     Path(task_id): Path<String>,
 ) -> Result<Json<TaskView>, ApiError> {
-    let id = Uuid::parse_str(&task_id)
-        .map_err(|_| ApiError::BadRequest(format!("task_id {task_id:?} is not a UUID")))?;
+    let id = task_id_of(&task_id)?;
+    Ok(Json(view_of(&state, id).await?))
+}
+
+fn task_id_of(text: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(text)
+        .map_err(|_| ApiError::BadRequest(format!("task_id {text:?} is not a UUID")))
+}
+
+/// The view of task `id`: 404 when unknown, 503 `catching_up` while the view cannot
+/// yet say.
+async fn view_of(state: &AppState, id: Uuid) -> Result<TaskView, ApiError> {
     match state.store.get(id).await.map_err(store_error)? {
-        Some(view) => Ok(Json(view)),
+        Some(view) => Ok(view),
         None if !state.catch_up.is_caught_up() => Err(ApiError::CatchingUp(format!(
             "no task with id {id} yet: the results view is catching up ({} records behind)",
             state.catch_up.behind().max(0)
         ))),
         None => Err(ApiError::NotFound(format!("no task with id {id}"))),
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamQuery {
+    /// For clients that cannot set `Last-Event-ID`.
+    last_event_id: Option<String>,
+}
+
+async fn task_stream(
+    State(state): State<AppState>,
+    Path(task_id): Path<String>,
+    Query(query): Query<StreamQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = task_id_of(&task_id)?;
+    let last = headers
+        .get("last-event-id")
+        .map(|value| {
+            value
+                .to_str()
+                .map(str::to_owned)
+                .map_err(|_| ApiError::BadRequest("Last-Event-ID is not text".into()))
+        })
+        .transpose()?
+        .or(query.last_event_id);
+    let resume = match last.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        None => None,
+        Some(text) => match LastEventId::parse(text) {
+            // The stream already ended with its result: 204 tells EventSource to stop.
+            Some(LastEventId::Ended) => return Ok(StatusCode::NO_CONTENT.into_response()),
+            Some(LastEventId::After(offset)) => Some(offset),
+            None => {
+                return Err(ApiError::BadRequest(format!(
+                    "Last-Event-ID {:?} is not an id of this stream: pass the id of the last event received",
+                    text.chars().take(64).collect::<String>()
+                )));
+            }
+        },
+    };
+    let view = view_of(&state, id).await?;
+    let start = match resume {
+        Some(offset) => Start::After(offset),
+        None => {
+            let since =
+                view.created_at - chrono::Duration::from_std(CLOCK_SKEW).unwrap_or_default();
+            Start::Since(since.timestamp_millis())
+        }
+    };
+    let sse = state
+        .streams
+        .open(id, start, Arc::clone(&state.store))
+        .await
+        .map_err(|err| ApiError::Unavailable(err.to_string()))?;
+    Ok(sse.into_response())
 }
 
 #[cfg(test)]
@@ -285,6 +359,13 @@ mod tests {
                 catch_up,
                 api_keys: None,
                 rate_limit: None,
+                streams: Arc::new(
+                    Streams::new(
+                        &agent_runtime::kafka::KafkaSettings::for_brokers("127.0.0.1:1"),
+                        CancellationToken::new(),
+                    )
+                    .expect("streams"),
+                ),
             },
             health,
             Duration::from_secs(5),

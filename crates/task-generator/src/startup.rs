@@ -20,6 +20,7 @@ use crate::{
     reader::{CatchUp, ViewReader},
     routes::{self, AppState},
     store::{MemoryStore, PostgresStore, SqliteStore, StoreError, ViewStore},
+    streams::Streams,
 };
 
 /// How often finished tasks past `RESULTS_RETENTION_DAYS` are pruned from the view.
@@ -35,6 +36,7 @@ pub struct App {
     store: Arc<dyn ViewStore>,
     catch_up: CatchUp,
     watch_stop: CancellationToken,
+    streams_stop: CancellationToken,
 }
 
 impl std::fmt::Debug for App {
@@ -66,6 +68,8 @@ impl App {
         .map_err(|err| agent_runtime::Error::Task(err.into()))?;
         let store = open_store(&settings).await?;
         let catch_up = CatchUp::default();
+        let streams_stop = CancellationToken::new();
+        let streams = Arc::new(Streams::new(&settings.kafka, streams_stop.clone())?);
         let health = Health::new(
             SERVICE,
             watch,
@@ -79,8 +83,12 @@ impl App {
         .with_live({
             let llm = llm.clone();
             let catch_up = catch_up.clone();
+            let streams = Arc::clone(&streams);
             move || {
-                let mut live = json!({"llm_concurrency": llm.concurrency()});
+                let mut live = json!({
+                    "llm_concurrency": llm.concurrency(),
+                    "streams": {"partitions_read": streams.feeds()},
+                });
                 if let Some((group, partitions)) = catch_up.group() {
                     live["results_view_group"] = json!({"group": group, "partitions": partitions});
                 }
@@ -102,6 +110,7 @@ impl App {
                 catch_up: catch_up.clone(),
                 api_keys: http::ApiKeys::from_settings(&settings.http)?,
                 rate_limit: http::RateLimit::from_settings(&settings.http),
+                streams,
             },
             health,
             request_timeout,
@@ -119,6 +128,7 @@ impl App {
             store,
             catch_up,
             watch_stop,
+            streams_stop,
         })
     }
 
@@ -145,7 +155,17 @@ impl App {
             store,
             catch_up,
             watch_stop,
+            streams_stop,
         } = self;
+        // Streams end at shutdown (their clients reconnect elsewhere), so that the
+        // server's graceful shutdown does not wait on them.
+        tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                shutdown.cancelled().await;
+                streams_stop.cancel();
+            }
+        });
         tracing::info!(address = %listener.local_addr()?, "task-generator listening");
         let background = {
             let settings = settings.clone();

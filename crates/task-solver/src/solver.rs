@@ -1,7 +1,9 @@
 //! The solver graph: plan → solve → format.
 //!
-//! `plan` asks the LLM for a short numbered plan; `solve` asks it to carry the plan out
-//! and answer; `format` assembles the result text. A timed-out request or an unusable
+//! `plan` asks the LLM for a short numbered plan (and emits it as a `custom` event
+//! `{"plan": …}`); `solve` asks it to carry the plan out and answer, streaming the answer
+//! as the model writes it (`ctx.emit_token`: the run's `messages` stream, published as
+//! `token` progress events); `format` assembles the result text: that answer, trimmed. A timed-out request or an unusable
 //! answer is asked again, up to [`LLM_NODE_ATTEMPTS`] in all; past that, or on any other
 //! LLM failure, the run fails with the reason, which the worker turns into a `failed`
 //! result.
@@ -114,7 +116,7 @@ pub fn graph(
     let llm = Arc::new(llm);
     let mut g = StateGraph::new();
     let l = Arc::clone(&llm);
-    g.add_node("plan", move |s: SolverState, _ctx: RunContext| {
+    g.add_node("plan", move |s: SolverState, ctx: RunContext| {
         let llm = Arc::clone(&l);
         async move {
             let messages = [
@@ -127,11 +129,12 @@ pub fn graph(
                 .chat(&messages, PLAN_MAX_TOKENS)
                 .await
                 .map_err(agent_runtime::Error::into_node_error)?;
+            ctx.emit(serde_json::json!({ "plan": answer.content }));
             Ok::<_, NodeError>(SolverUpdate::Planned(answer.content, answer.usage))
         }
     });
     let l = Arc::clone(&llm);
-    g.add_node("solve", move |s: SolverState, _ctx: RunContext| {
+    g.add_node("solve", move |s: SolverState, ctx: RunContext| {
         let llm = Arc::clone(&l);
         async move {
             let plan = s.plan.as_deref().unwrap_or("(no plan)");
@@ -142,7 +145,7 @@ pub fn graph(
                 ChatMessage::user(format!("{}\n\nPlan:\n{plan}", describe(&s.task))),
             ];
             let answer = llm
-                .chat(&messages, SOLVE_MAX_TOKENS)
+                .chat_stream(&messages, SOLVE_MAX_TOKENS, |piece| ctx.emit_token(piece))
                 .await
                 .map_err(agent_runtime::Error::into_node_error)?;
             Ok::<_, NodeError>(SolverUpdate::Solved(answer.content, answer.usage))

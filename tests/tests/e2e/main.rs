@@ -21,4 +21,5 @@ mod local_model;
 mod pipeline;
 mod results_view;
 mod secure_kafka;
+mod streams;
 mod task_identity;

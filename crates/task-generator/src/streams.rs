@@ -1,0 +1,541 @@
+//! Live task streams: `GET /task-result/{task_id}/stream`, Server-Sent Events read from
+//! the progress topic.
+//!
+//! Every event of a task is a record of the progress topic keyed by its id, so all of
+//! them sit in one partition ([`partition_for_key`]), in order. A stream is that
+//! partition read from a start, filtered by key:
+//!
+//! - **Where it starts.** With `Last-Event-ID` (what `EventSource` sends when it
+//!   reconnects), just after that event: every event's `id` is its offset in the
+//!   partition, the same on every replica, so a client resumes on any replica with no
+//!   gap and no repeat. Without, from the task's first event: the first record written at
+//!   or after [`CLOCK_SKEW`] before the task's `created_at` (Kafka's time index,
+//!   `offsets_for_times`), so a stream opened after the task ended replays it whole.
+//! - **One reader per partition.** A replica reads a partition only while a stream needs
+//!   it: one consumer (no group, nothing committed) from the partition's end, fanned out
+//!   to every stream of that partition through a bounded ring ([`FEED_CAPACITY`]
+//!   records). The history a stream needs before that (a replay, or the events written
+//!   since its task started) is read by a reader of its own, up to where the shared one
+//!   began, then the stream follows the shared one.
+//! - **Slow clients.** A stream that falls [`FEED_CAPACITY`] records behind the shared
+//!   reader, or whose client does not take [`STREAM_BUFFER`] events, is closed; it can
+//!   resume from its last id. Memory stays bounded whatever the clients do.
+//! - **The end.** The `result` event is the last; its `id` ends with `.end`, and a
+//!   reconnection with such an id answers 204 (which tells `EventSource` to stop). Since
+//!   progress is best-effort (an event may be lost) and kept a day, a task the view shows
+//!   finished whose `result` event has not come [`RESULT_GRACE`] after the stream
+//!   reached the live end gets its `result` from the view (id `view.end`).
+//! - At shutdown every stream ends; clients reconnect to another replica.
+//!
+//! Events (`event:` / `data:`): `status` `{"task_id", "run_id", "status", "reason"?}`,
+//! `node` `{"task_id", "node", "superstep", "phase", "duration_ms"?}`, `token`
+//! `{"task_id", "node", "chunk_id", "chunk"}`, `custom` `{"task_id", "node", "value"}`,
+//! `result` (the [`TaskResult`] with `"is_final": true`). A comment every 15 s keeps
+//! the connection open through proxies.
+
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    sync::{Arc, Mutex, Weak},
+    time::Duration,
+};
+
+use agent_core::task::{Progress, ProgressEvent, TaskResult};
+use agent_runtime::kafka::{KafkaSettings, PartitionLookup, TopicReader, partition_for_key};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::Stream;
+use rdkafka::{Message, Offset};
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::{SERVICE, store::ViewStore};
+
+/// Records of a partition the shared reader keeps for its streams (a stream further
+/// behind is closed).
+pub const FEED_CAPACITY: usize = 4096;
+
+/// Events a stream holds for a client that does not read them (it is closed past that).
+pub const STREAM_BUFFER: usize = 256;
+
+/// How far before a task's `created_at` its stream starts looking for its events: the
+/// solver's clock may be behind the generator's by up to this much.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(60);
+
+/// How long after reaching the live end a stream waits for the `result` event of a task
+/// the view shows finished, before sending the view's result.
+pub const RESULT_GRACE: Duration = Duration::from_secs(5);
+
+/// How often the partition count of the progress topic is asked again.
+const PARTITIONS_TTL: Duration = Duration::from_secs(60);
+
+/// One record of the progress topic, as the shared reader read it.
+#[derive(Debug)]
+struct Record {
+    offset: i64,
+    key: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+/// The shared reader of one partition and the streams following it.
+struct Feed {
+    state: Arc<Mutex<FeedState>>,
+    /// Stops the reader when the last stream lets go of the feed.
+    stop: CancellationToken,
+}
+
+struct FeedState {
+    /// The offset after the last record sent: where a new stream's share begins.
+    next: i64,
+    tx: broadcast::Sender<Arc<Record>>,
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Feed {
+    /// A receiver of the records from now on, and the offset where they begin.
+    fn subscribe(&self) -> (broadcast::Receiver<Arc<Record>>, i64) {
+        let state = lock(&self.state);
+        (state.tx.subscribe(), state.next)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means a panic elsewhere while holding it; the state is one
+    // offset and a sender, always consistent.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Where a stream starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// After the event with this offset (`Last-Event-ID`).
+    After(i64),
+    /// At the first record written at or after this time (ms since the Unix epoch).
+    Since(i64),
+}
+
+/// What a `Last-Event-ID` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LastEventId {
+    /// Resume after this offset.
+    After(i64),
+    /// The stream already ended (its `result` was seen).
+    Ended,
+}
+
+impl LastEventId {
+    /// Parses an `id` this service gave: `<offset>`, `<offset>.end` or `view.end`;
+    /// `None` for anything else.
+    pub fn parse(text: &str) -> Option<Self> {
+        if text.ends_with(".end") {
+            return Some(Self::Ended);
+        }
+        text.parse::<i64>()
+            .ok()
+            .filter(|o| *o >= 0)
+            .map(Self::After)
+    }
+}
+
+/// The live streams of one replica: the shared partition readers and what they need.
+pub struct Streams {
+    kafka: KafkaSettings,
+    topic: String,
+    lookup: PartitionLookup,
+    partitions: tokio::sync::Mutex<Option<(i32, std::time::Instant)>>,
+    feeds: Mutex<HashMap<i32, Weak<Feed>>>,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Streams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streams")
+            .field("topic", &self.topic)
+            .field("feeds", &lock(&self.feeds).len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a stream cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The broker did not answer (or the progress topic does not exist yet).
+    #[error("the progress topic cannot be read: {0}")]
+    Broker(String),
+}
+
+impl Streams {
+    /// The streams of `kafka`'s progress topic, all ended when `shutdown` fires.
+    ///
+    /// # Errors
+    /// [`agent_runtime::Error::Kafka`] when librdkafka rejects the configuration.
+    pub fn new(kafka: &KafkaSettings, shutdown: CancellationToken) -> agent_runtime::Result<Self> {
+        let topic = kafka.topics.progress.clone();
+        Ok(Self {
+            lookup: PartitionLookup::new(kafka, &topic, &format!("{SERVICE}-streams"))?,
+            kafka: kafka.clone(),
+            topic,
+            partitions: tokio::sync::Mutex::new(None),
+            feeds: Mutex::new(HashMap::new()),
+            shutdown,
+        })
+    }
+
+    /// How many partitions are being read now (for `/health`).
+    pub fn feeds(&self) -> usize {
+        lock(&self.feeds)
+            .values()
+            .filter(|feed| feed.strong_count() > 0)
+            .count()
+    }
+
+    /// The partition of `task_id`'s events.
+    async fn partition_of(&self, task_id: Uuid) -> Result<i32, StreamError> {
+        let mut cached = self.partitions.lock().await;
+        let count = match *cached {
+            Some((count, at)) if at.elapsed() < PARTITIONS_TTL => count,
+            _ => {
+                let count = self
+                    .lookup
+                    .partitions()
+                    .await
+                    .map_err(|err| StreamError::Broker(err.to_string()))?;
+                if count == 0 {
+                    return Err(StreamError::Broker(format!(
+                        "topic {} does not exist yet",
+                        self.topic
+                    )));
+                }
+                *cached = Some((count, std::time::Instant::now()));
+                count
+            }
+        };
+        Ok(partition_for_key(task_id.to_string().as_bytes(), count))
+    }
+
+    /// The shared reader of `partition`, started (from the partition's end) when no
+    /// stream holds it.
+    async fn feed(&self, partition: i32) -> Result<Arc<Feed>, StreamError> {
+        if let Some(feed) = lock(&self.feeds).get(&partition).and_then(Weak::upgrade) {
+            return Ok(feed);
+        }
+        let (_, end) = self
+            .lookup
+            .bounds(partition)
+            .await
+            .map_err(|err| StreamError::Broker(err.to_string()))?;
+        let mut feeds = lock(&self.feeds);
+        // Another stream may have started it meanwhile.
+        if let Some(feed) = feeds.get(&partition).and_then(Weak::upgrade) {
+            return Ok(feed);
+        }
+        let reader = TopicReader::open_partition(
+            &self.kafka,
+            &self.topic,
+            partition,
+            Offset::Offset(end),
+            &format!("{SERVICE}-stream"),
+        )
+        .map_err(|err| StreamError::Broker(err.to_string()))?;
+        let (tx, _) = broadcast::channel(FEED_CAPACITY);
+        let state = Arc::new(Mutex::new(FeedState { next: end, tx }));
+        let stop = self.shutdown.child_token();
+        tokio::spawn(follow(reader, Arc::clone(&state), stop.clone()));
+        let feed = Arc::new(Feed { state, stop });
+        feeds.retain(|_, feed| feed.strong_count() > 0);
+        feeds.insert(partition, Arc::downgrade(&feed));
+        tracing::debug!(partition, end, "progress partition followed");
+        Ok(feed)
+    }
+
+    /// The SSE stream of `task_id` from `start`; `finished` is the task's result when the
+    /// view already holds it (sent if the progress topic no longer has it).
+    ///
+    /// # Errors
+    /// [`StreamError`] when the progress topic cannot be read.
+    pub async fn open(
+        self: &Arc<Self>,
+        task_id: Uuid,
+        start: Start,
+        store: Arc<dyn ViewStore>,
+    ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>, StreamError> {
+        let partition = self.partition_of(task_id).await?;
+        let feed = self.feed(partition).await?;
+        let (live, from) = feed.subscribe();
+        let begin = match start {
+            Start::After(offset) => offset + 1,
+            Start::Since(millis) => self
+                .lookup
+                .offset_at(partition, millis)
+                .await
+                .map_err(|err| StreamError::Broker(err.to_string()))?
+                .unwrap_or(from)
+                .min(from),
+        };
+        let history = if begin < from {
+            let (low, _) = self
+                .lookup
+                .bounds(partition)
+                .await
+                .map_err(|err| StreamError::Broker(err.to_string()))?;
+            (low < from)
+                .then(|| {
+                    TopicReader::open_partition(
+                        &self.kafka,
+                        &self.topic,
+                        partition,
+                        Offset::Offset(begin.max(low)),
+                        &format!("{SERVICE}-replay"),
+                    )
+                })
+                .transpose()
+                .map_err(|err| StreamError::Broker(err.to_string()))?
+        } else {
+            None
+        };
+        let (out, events) = mpsc::channel(STREAM_BUFFER);
+        let stream = StreamTask {
+            task_id,
+            key: task_id.to_string().into_bytes(),
+            begin,
+            from,
+            out,
+            store,
+            shutdown: self.shutdown.clone(),
+        };
+        tokio::spawn(stream.run(feed, live, history));
+        let events = futures::stream::unfold(events, |mut events| async move {
+            events.recv().await.map(|event| (Ok(event), events))
+        });
+        Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    }
+}
+
+/// The shared reader of one partition: sends each record to the partition's streams
+/// until `stop` fires (the last stream let go, or shutdown).
+async fn follow(reader: TopicReader, state: Arc<Mutex<FeedState>>, stop: CancellationToken) {
+    loop {
+        let message = tokio::select! {
+            () = stop.cancelled() => return,
+            message = reader.recv() => message,
+        };
+        match message {
+            Ok(message) => {
+                let record = Arc::new(Record {
+                    offset: message.offset(),
+                    key: message.key().unwrap_or_default().to_vec(),
+                    payload: message.payload().unwrap_or_default().to_vec(),
+                });
+                let mut state = lock(&state);
+                state.next = record.offset + 1;
+                // No receiver: no stream right now, fine.
+                let _ = state.tx.send(record);
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "progress reader error; retrying in 1 s");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// One open stream.
+struct StreamTask {
+    task_id: Uuid,
+    key: Vec<u8>,
+    /// The first offset to send.
+    begin: i64,
+    /// Where the shared reader's share begins.
+    from: i64,
+    out: mpsc::Sender<Event>,
+    store: Arc<dyn ViewStore>,
+    shutdown: CancellationToken,
+}
+
+/// What became of a record.
+enum Sent {
+    /// Not this task's, or sent.
+    Going,
+    /// The `result` was sent: the stream is over.
+    Ended,
+    /// The client went away or does not keep up: the stream is over.
+    Closed,
+}
+
+impl StreamTask {
+    async fn run(
+        self,
+        feed: Arc<Feed>,
+        mut live: broadcast::Receiver<Arc<Record>>,
+        history: Option<TopicReader>,
+    ) {
+        // `feed` is held for as long as the stream runs: the partition stays read.
+        let _feed = feed;
+        if let Some(history) = history {
+            loop {
+                let message = tokio::select! {
+                    () = self.shutdown.cancelled() => return,
+                    () = self.out.closed() => return,
+                    message = history.recv() => message,
+                };
+                let Ok(message) = message else {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                };
+                if message.offset() >= self.from {
+                    break;
+                }
+                let sent = self
+                    .send(
+                        message.offset(),
+                        message.key().unwrap_or_default(),
+                        message.payload().unwrap_or_default(),
+                    )
+                    .await;
+                if !matches!(sent, Sent::Going) {
+                    return;
+                }
+                if message.offset() + 1 >= self.from {
+                    break;
+                }
+            }
+        }
+        let mut grace: Option<tokio::time::Instant> = None;
+        let mut check = tokio::time::interval(RESULT_GRACE);
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                () = self.out.closed() => return,
+                _ = check.tick() => {
+                    if let Some(due) = grace {
+                        if tokio::time::Instant::now() >= due {
+                            self.send_view_result().await;
+                            return;
+                        }
+                    } else if let Ok(Some(view)) = self.store.get(self.task_id).await
+                        && view.result.is_some()
+                    {
+                        grace = Some(tokio::time::Instant::now() + RESULT_GRACE);
+                    }
+                }
+                record = live.recv() => match record {
+                    Ok(record) => {
+                        if record.offset < self.begin {
+                            continue;
+                        }
+                        match self.send(record.offset, &record.key, &record.payload).await {
+                            Sent::Going => {}
+                            Sent::Ended | Sent::Closed => return,
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::info!(task_id = %self.task_id, missed, "stream closed: its client fell behind (it may resume from its last id)");
+                        return;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+            }
+        }
+    }
+
+    /// Sends the record at `offset` if it is this task's event.
+    async fn send(&self, offset: i64, key: &[u8], payload: &[u8]) -> Sent {
+        if key != self.key.as_slice() {
+            return Sent::Going;
+        }
+        let event = match ProgressEvent::from_json(payload) {
+            Ok(event) if event.task_id == self.task_id => event,
+            Ok(_) => return Sent::Going,
+            Err(err) => {
+                tracing::warn!(offset, error = %err, "skipping an invalid progress record");
+                return Sent::Going;
+            }
+        };
+        let last = matches!(event.body, Progress::Result { .. });
+        let id = if last {
+            format!("{offset}.end")
+        } else {
+            offset.to_string()
+        };
+        let sse = Event::default()
+            .event(event.body.kind())
+            .id(id)
+            .data(data_of(&event).to_string());
+        // A client that does not take its events: closed rather than buffered.
+        match self.out.try_send(sse) {
+            Ok(()) if last => Sent::Ended,
+            Ok(()) => Sent::Going,
+            Err(_) => Sent::Closed,
+        }
+    }
+
+    /// Sends the result the view holds as the last event.
+    async fn send_view_result(&self) {
+        let Ok(Some(view)) = self.store.get(self.task_id).await else {
+            return;
+        };
+        let Some(result) = view.result.as_ref().and_then(|r| r.decode().ok()) else {
+            return;
+        };
+        let sse = Event::default()
+            .event("result")
+            .id("view.end")
+            .data(result_data(&result).to_string());
+        let _ = self.out.send(sse).await;
+    }
+}
+
+/// The `data:` of an SSE event: the event's fields without `event` and `at`; for a
+/// `token` exactly `{"task_id", "node", "chunk_id", "chunk"}`.
+pub fn data_of(event: &ProgressEvent) -> Value {
+    let task_id = event.task_id;
+    match &event.body {
+        Progress::Status { status, reason } => {
+            let mut data = json!({"task_id": task_id, "run_id": event.run_id, "status": status});
+            if let Some(reason) = reason {
+                data["reason"] = json!(reason);
+            }
+            data
+        }
+        Progress::Node {
+            node,
+            superstep,
+            phase,
+            duration_ms,
+        } => {
+            let mut data =
+                json!({"task_id": task_id, "node": node, "superstep": superstep, "phase": phase});
+            if let Some(ms) = duration_ms {
+                data["duration_ms"] = json!(ms);
+            }
+            data
+        }
+        Progress::Token {
+            node,
+            chunk_id,
+            chunk,
+        } => json!({"task_id": task_id, "node": node, "chunk_id": chunk_id, "chunk": chunk}),
+        Progress::Custom { node, value } => {
+            json!({"task_id": task_id, "node": node, "value": value})
+        }
+        Progress::Result { result } => result_data(result),
+    }
+}
+
+/// A `result` event's data: the result with `"is_final": true`.
+fn result_data(result: &TaskResult) -> Value {
+    let mut data = serde_json::to_value(result).unwrap_or_else(|_| json!({}));
+    data["is_final"] = json!(true);
+    data
+}

@@ -1,0 +1,246 @@
+//! Live task streams: `GET /task-result/{id}/stream` carries a task's events in order,
+//! its `token` chunks make up its result, and a dropped stream resumes on another
+//! replica by `Last-Event-ID` with every event once.
+
+use std::time::Duration;
+
+use e2e::{
+    Broker, LlmStandIn, STANDIN_ANSWER, System, scratch_dir,
+    sse::{SseEvent, SseReader},
+};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+/// Opens the stream of `task_id` at `base`, resuming after `last_id` when given.
+async fn open(
+    http: &reqwest::Client,
+    base: &str,
+    task_id: &str,
+    last_id: Option<&str>,
+) -> reqwest::Response {
+    let mut request = http.get(format!("{base}/task-result/{task_id}/stream"));
+    if let Some(id) = last_id {
+        request = request.header("Last-Event-ID", id);
+    }
+    let response = request.send().await.expect("the stream answers");
+    assert_eq!(response.status(), 200, "the stream opens");
+    assert_eq!(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("text/event-stream")
+    );
+    response
+}
+
+/// Every event of `reader` up to and including `result` (at most `limit`, 60 s each).
+async fn until_result(reader: &mut SseReader, limit: usize) -> Vec<SseEvent> {
+    let mut events = Vec::new();
+    while events.len() < limit {
+        let Some(event) = reader.next(Duration::from_secs(60)).await else {
+            panic!("the stream ended before its result: {events:#?}");
+        };
+        let last = event.event == "result";
+        events.push(event);
+        if last {
+            return events;
+        }
+    }
+    panic!("no result within {limit} events");
+}
+
+/// The `token` chunks of `events`, in order, joined.
+fn text_of(events: &[SseEvent]) -> String {
+    events
+        .iter()
+        .filter(|e| e.event == "token")
+        .map(|e| e.json()["chunk"].as_str().expect("a chunk").to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_s_events_stream_in_order_and_its_tokens_make_up_its_result() {
+    let broker = Broker::start();
+    let llm = LlmStandIn::healthy().await;
+    // Each piece of the answer its own `token` event: the stand-in streams word by word.
+    let system = System::start(
+        &broker.bootstrap(),
+        &llm.base_url(),
+        &[("STREAM_CHUNK_MS", "0")],
+    )
+    .await;
+    let task = system
+        .generate_task(json!("User: help me with my project"))
+        .await
+        .ok();
+    let task_id = task.task_id.to_string();
+
+    let response = open(&system.http, &system.generator, &task_id, None).await;
+    let events = until_result(&mut SseReader::new(response), 500).await;
+    let kinds: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+    eprintln!("{} events: {kinds:?}", events.len());
+
+    // In order: running first, the nodes, the tokens of `solve`, completed, the result.
+    assert_eq!(kinds.first(), Some(&"status"));
+    assert_eq!(events[0].json()["status"], "running");
+    assert_eq!(kinds.last(), Some(&"result"));
+    let result = events.last().expect("a result").json();
+    assert_eq!(result["is_final"], true);
+    assert_eq!(result["status"], "completed");
+    assert_eq!(result["task_id"], task_id);
+    let completed = kinds
+        .iter()
+        .rposition(|k| *k == "status")
+        .expect("a final status");
+    assert_eq!(events[completed].json()["status"], "completed");
+    for node in ["plan", "solve", "format"] {
+        let started = events
+            .iter()
+            .position(|e| {
+                e.event == "node" && e.json()["node"] == node && e.json()["phase"] == "started"
+            })
+            .unwrap_or_else(|| panic!("{node} started"));
+        let finished = events
+            .iter()
+            .position(|e| {
+                e.event == "node" && e.json()["node"] == node && e.json()["phase"] == "finished"
+            })
+            .unwrap_or_else(|| panic!("{node} finished"));
+        assert!(started < finished, "{node} starts before it finishes");
+    }
+    // The plan as a custom event.
+    assert!(
+        events
+            .iter()
+            .any(|e| e.event == "custom" && e.json()["value"]["plan"].is_string())
+    );
+
+    // The tokens: word by word, numbered from 0 without a gap, making up the result.
+    let tokens: Vec<serde_json::Value> = events
+        .iter()
+        .filter(|e| e.event == "token")
+        .map(SseEvent::json)
+        .collect();
+    assert!(tokens.len() > 3, "the answer came in pieces: {tokens:?}");
+    for (n, token) in tokens.iter().enumerate() {
+        assert_eq!(token["chunk_id"], n as u64);
+        assert_eq!(token["node"], "solve");
+        assert_eq!(
+            token.as_object().map(|o| o.len()),
+            Some(4),
+            "task_id, node, chunk_id, chunk: {token}"
+        );
+    }
+    assert_eq!(text_of(&events), STANDIN_ANSWER);
+    assert_eq!(result["result"], STANDIN_ANSWER);
+
+    // Every event has an id: increasing offsets, the result's ending in `.end`.
+    let offsets: Vec<i64> = events[..events.len() - 1]
+        .iter()
+        .map(|e| {
+            e.id.as_deref()
+                .and_then(|id| id.parse().ok())
+                .expect("an offset id")
+        })
+        .collect();
+    assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
+    let end = events
+        .last()
+        .and_then(|e| e.id.clone())
+        .expect("the result's id");
+    assert!(end.ends_with(".end"), "{end}");
+
+    // Opened again after the end, the stream replays the same events; resumed after
+    // the result, it answers 204 (EventSource then stops).
+    let again = open(&system.http, &system.generator, &task_id, None).await;
+    let replay = until_result(&mut SseReader::new(again), 500).await;
+    assert_eq!(replay, events, "a replay is the same stream");
+    let over = system
+        .http
+        .get(format!("{}/task-result/{task_id}/stream", system.generator))
+        .header("Last-Event-ID", &end)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(over.status(), 204);
+
+    // Unknown task: a JSON 404 before any stream; a made-up id: 400.
+    let unknown = system
+        .http
+        .get(format!(
+            "{}/task-result/{}/stream",
+            system.generator,
+            uuid::Uuid::new_v4()
+        ))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(unknown.status(), 404);
+    let body: serde_json::Value = unknown.json().await.expect("JSON");
+    assert_eq!(body["error"]["code"], "not_found");
+    let bad = system
+        .http
+        .get(format!("{}/task-result/{task_id}/stream", system.generator))
+        .header("Last-Event-ID", "not-an-id")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(bad.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_stream_resumes_on_a_second_replica_with_every_event_once() {
+    let broker = Broker::start();
+    let llm = LlmStandIn::healthy().await;
+    let system = System::start(
+        &broker.bootstrap(),
+        &llm.base_url(),
+        &[("STREAM_CHUNK_MS", "0")],
+    )
+    .await;
+    // A second task-generator replica on the same topics, with a view of its own.
+    let mut settings = system.settings.clone();
+    settings.view.data_dir = scratch_dir();
+    let second = task_generator::startup::App::build(settings)
+        .await
+        .expect("a second replica builds");
+    let second_base = format!("http://{}", second.local_addr().expect("address"));
+    let stop = CancellationToken::new();
+    let second_task = tokio::spawn(second.run_until_stopped(stop.clone()));
+
+    let task_id = system
+        .generate_task(json!("User: help me with my project"))
+        .await
+        .ok()
+        .task_id
+        .to_string();
+    // The whole stream, once, for reference.
+    let whole = until_result(
+        &mut SseReader::new(open(&system.http, &system.generator, &task_id, None).await),
+        500,
+    )
+    .await;
+    assert!(whole.len() > 8, "enough events to cut: {}", whole.len());
+
+    // A client reads part of it on the first replica, drops the connection, and
+    // resumes on the second with the last id it saw.
+    let cut = whole.len() / 2;
+    let mut first = SseReader::new(open(&system.http, &system.generator, &task_id, None).await);
+    let mut joined = Vec::new();
+    for _ in 0..cut {
+        joined.push(first.next(Duration::from_secs(60)).await.expect("an event"));
+    }
+    drop(first);
+    let last_id = joined.last().and_then(|e| e.id.clone()).expect("an id");
+    let resumed = open(&system.http, &second_base, &task_id, Some(&last_id)).await;
+    joined.extend(until_result(&mut SseReader::new(resumed), 500).await);
+    assert_eq!(
+        joined, whole,
+        "every event once, in order, across the two replicas"
+    );
+    assert_eq!(text_of(&joined), STANDIN_ANSWER);
+
+    stop.cancel();
+    let _ = second_task.await;
+}
