@@ -1,6 +1,7 @@
 //! Live task streams: `GET /task-result/{id}/stream` carries a task's events in order,
 //! its `token` chunks make up its result, and a dropped stream resumes on another
-//! replica by `Last-Event-ID` with every event once.
+//! replica by `Last-Event-ID` with every event once; a client that does not read is
+//! disconnected, never buffered for, and resumes by its last id.
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use e2e::{
     Broker, LlmStandIn, STANDIN_ANSWER, System, scratch_dir,
     sse::{SseEvent, SseReader},
 };
+use futures::StreamExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -243,4 +245,100 @@ async fn a_dropped_stream_resumes_on_a_second_replica_with_every_event_once() {
 
     stop.cancel();
     let _ = second_task.await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_read_is_disconnected_and_resumes_by_its_last_id() {
+    use agent_core::task::{Progress, ProgressEvent};
+    use rdkafka::{
+        ClientConfig,
+        producer::{FutureProducer, FutureRecord},
+    };
+    const FLOOD: usize = 20_000;
+    let broker = Broker::start();
+    let llm = LlmStandIn::healthy().await;
+    // No solver: the task stays pending, and its only events are the ones made here.
+    let system = System::start_without_solver(&broker.bootstrap(), &llm.base_url(), &[]).await;
+    let task_id = system
+        .generate_task(json!("User: help me with my project"))
+        .await
+        .ok()
+        .task_id;
+    let id = task_id.to_string();
+
+    // The client opens the stream and reads nothing while 20,000 token events of 1 KB
+    // (20 MB, far more than the sockets hold) are written for its task.
+    let response = open(&system.http, &system.generator, &id, None).await;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("linger.ms", "20")
+        .create()
+        .expect("producer");
+    let run_id = uuid::Uuid::new_v4();
+    let chunk = "x".repeat(1000);
+    let sends = (0..FLOOD).map(|n| {
+        let event = ProgressEvent::now(
+            task_id,
+            run_id,
+            Progress::Token {
+                node: "solve".into(),
+                chunk_id: n as u64,
+                chunk: chunk.clone(),
+            },
+        );
+        let payload = serde_json::to_vec(&event).expect("JSON");
+        let producer = producer.clone();
+        let topic = system.settings.kafka.topics.progress.clone();
+        let key = id.clone();
+        async move {
+            producer
+                .send(
+                    FutureRecord::to(&topic).key(&key).payload(&payload),
+                    Duration::from_secs(30),
+                )
+                .await
+                .expect("produced");
+        }
+    });
+    futures::stream::iter(sends)
+        .buffered(256)
+        .collect::<Vec<()>>()
+        .await;
+
+    // Reading now, the client gets what the sockets held, then the end: the generator
+    // closed the stream instead of buffering for it.
+    let mut reader = SseReader::new(response);
+    let mut received = Vec::new();
+    while let Some(event) = reader.next(Duration::from_secs(30)).await {
+        received.push(event);
+    }
+    eprintln!(
+        "{} of {FLOOD} events before the generator closed the stream",
+        received.len()
+    );
+    assert!(!received.is_empty(), "some events came before the close");
+    assert!(
+        received.len() < FLOOD,
+        "the stream was closed, not buffered"
+    );
+    assert!(received.iter().all(|e| e.event == "token"));
+    let ids: Vec<u64> = received
+        .iter()
+        .map(|e| e.json()["chunk_id"].as_u64().expect("chunk_id"))
+        .collect();
+    assert!(
+        ids.iter().enumerate().all(|(n, id)| *id == n as u64),
+        "in order, none skipped"
+    );
+
+    // Resumed by its last id, it goes on exactly where it stopped.
+    let last = received.last().and_then(|e| e.id.clone()).expect("an id");
+    let mut resumed = SseReader::new(open(&system.http, &system.generator, &id, Some(&last)).await);
+    let next = resumed
+        .next(Duration::from_secs(30))
+        .await
+        .expect("the next event");
+    assert_eq!(next.json()["chunk_id"], received.len() as u64);
+    let (health, _) = e2e::get_json(&system.http, &format!("{}/health", system.generator)).await;
+    assert_eq!(health, 200);
 }
