@@ -40,11 +40,13 @@ use std::{
     time::Duration,
 };
 
-use agent_core::task::{Progress, ProgressEvent, TaskResult};
+use agent_core::task::{NodePhase, Progress, ProgressEvent, RunStatus, TaskResult};
 use agent_runtime::kafka::{KafkaSettings, PartitionLookup, TopicReader, partition_for_key};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use rdkafka::{Message, Offset};
+use schemars::JsonSchema;
+use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -496,46 +498,177 @@ impl StreamTask {
     }
 }
 
-/// The `data:` of an SSE event: the event's fields without `event` and `at`; for a
-/// `token` exactly `{"task_id", "node", "chunk_id", "chunk"}`.
+/// `data:` of a `status` event.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct StatusData {
+    /// The task.
+    pub task_id: Uuid,
+    /// The run (one delivery of the task to a solver).
+    pub run_id: Uuid,
+    /// `running`, `interrupted`, `completed` or `failed`.
+    pub status: RunStatus,
+    /// Why, for `failed` and `interrupted`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `data:` of a `node` event.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct NodeData {
+    /// The task.
+    pub task_id: Uuid,
+    /// The graph node.
+    pub node: String,
+    /// The superstep it ran in, from 0.
+    pub superstep: u64,
+    /// `started` or `finished`.
+    pub phase: NodePhase,
+    /// How long it ran, in milliseconds (`finished` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+}
+
+/// `data:` of a `token` event: a piece of the model's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct TokenData {
+    /// The task.
+    pub task_id: Uuid,
+    /// The node whose model call wrote it.
+    pub node: String,
+    /// Its number in the run, from 0, without gaps: a node's chunks in this order make
+    /// up its answer (and start over when the node is retried).
+    pub chunk_id: u64,
+    /// The text.
+    pub chunk: String,
+}
+
+/// `data:` of a `custom` event: what a node emitted.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct CustomData {
+    /// The task.
+    pub task_id: Uuid,
+    /// The node.
+    pub node: String,
+    /// What it emitted (the solver's `plan` node: `{"plan": "…"}`).
+    pub value: Value,
+}
+
+/// `data:` of the `result` event, the stream's last: the task's result.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct ResultData {
+    /// The result, as on the results topic.
+    #[serde(flatten)]
+    pub result: TaskResult,
+    /// Always `true`: nothing follows.
+    pub is_final: bool,
+}
+
+/// The JSON Schemas of the events' `data:`, by event name (`status`, `node`, `token`,
+/// `custom`, `result`), as written to `docs/schemas/task-stream.json`.
+pub fn stream_schema() -> Value {
+    json!({
+        "title": "GET /task-result/{task_id}/stream: the data of each event, by event name",
+        "status": schemars::schema_for!(StatusData),
+        "node": schemars::schema_for!(NodeData),
+        "token": schemars::schema_for!(TokenData),
+        "custom": schemars::schema_for!(CustomData),
+        "result": schemars::schema_for!(ResultData),
+    })
+}
+
+/// The `data:` of an SSE event ([`StatusData`], [`NodeData`], [`TokenData`],
+/// [`CustomData`] or [`ResultData`]).
 pub fn data_of(event: &ProgressEvent) -> Value {
     let task_id = event.task_id;
-    match &event.body {
-        Progress::Status { status, reason } => {
-            let mut data = json!({"task_id": task_id, "run_id": event.run_id, "status": status});
-            if let Some(reason) = reason {
-                data["reason"] = json!(reason);
-            }
-            data
-        }
+    let data = match &event.body {
+        Progress::Status { status, reason } => serde_json::to_value(StatusData {
+            task_id,
+            run_id: event.run_id,
+            status: *status,
+            reason: reason.clone(),
+        }),
         Progress::Node {
             node,
             superstep,
             phase,
             duration_ms,
-        } => {
-            let mut data =
-                json!({"task_id": task_id, "node": node, "superstep": superstep, "phase": phase});
-            if let Some(ms) = duration_ms {
-                data["duration_ms"] = json!(ms);
-            }
-            data
-        }
+        } => serde_json::to_value(NodeData {
+            task_id,
+            node: node.clone(),
+            superstep: *superstep,
+            phase: *phase,
+            duration_ms: *duration_ms,
+        }),
         Progress::Token {
             node,
             chunk_id,
             chunk,
-        } => json!({"task_id": task_id, "node": node, "chunk_id": chunk_id, "chunk": chunk}),
-        Progress::Custom { node, value } => {
-            json!({"task_id": task_id, "node": node, "value": value})
-        }
-        Progress::Result { result } => result_data(result),
-    }
+        } => serde_json::to_value(TokenData {
+            task_id,
+            node: node.clone(),
+            chunk_id: *chunk_id,
+            chunk: chunk.clone(),
+        }),
+        Progress::Custom { node, value } => serde_json::to_value(CustomData {
+            task_id,
+            node: node.clone(),
+            value: value.clone(),
+        }),
+        Progress::Result { result } => return result_data(result),
+    };
+    data.unwrap_or_else(|_| json!({"task_id": task_id}))
 }
 
 /// A `result` event's data: the result with `"is_final": true`.
 fn result_data(result: &TaskResult) -> Value {
-    let mut data = serde_json::to_value(result).unwrap_or_else(|_| json!({}));
-    data["is_final"] = json!(true);
-    data
+    serde_json::to_value(ResultData {
+        result: result.clone(),
+        is_final: true,
+    })
+    .unwrap_or_else(|_| json!({"task_id": result.task_id, "is_final": true}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `docs/schemas/task-stream.json` matches the types; `UPDATE_SCHEMAS=1` rewrites it.
+    #[test]
+    fn the_stream_schema_in_docs_is_up_to_date() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../docs/schemas/task-stream.json");
+        let text = serde_json::to_string_pretty(&stream_schema()).expect("serializes") + "\n";
+        if std::env::var_os("UPDATE_SCHEMAS").is_some() {
+            std::fs::write(&path, &text).expect("writes the schema");
+        }
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        assert_eq!(
+            on_disk,
+            text,
+            "{} is stale: run `UPDATE_SCHEMAS=1 cargo test -p task-generator`",
+            path.display()
+        );
+    }
+
+    #[test]
+    fn a_token_s_data_is_exactly_its_four_fields_and_an_id_parses() {
+        let event = ProgressEvent::now(
+            Uuid::nil(),
+            Uuid::nil(),
+            Progress::Token {
+                node: "solve".into(),
+                chunk_id: 2,
+                chunk: "Hi".into(),
+            },
+        );
+        assert_eq!(
+            data_of(&event),
+            json!({"task_id": Uuid::nil(), "node": "solve", "chunk_id": 2, "chunk": "Hi"})
+        );
+        assert_eq!(LastEventId::parse("41"), Some(LastEventId::After(41)));
+        assert_eq!(LastEventId::parse("41.end"), Some(LastEventId::Ended));
+        assert_eq!(LastEventId::parse("view.end"), Some(LastEventId::Ended));
+        assert_eq!(LastEventId::parse("-1"), None);
+        assert_eq!(LastEventId::parse("nope"), None);
+    }
 }
