@@ -14,11 +14,8 @@ use rdkafka::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{ClosingConsumer, PartitionKey, partitions_of};
-use crate::{
-    Result,
-    kafka::{KafkaSettings, settings::millis},
-};
+use super::{ClosingConsumer, PartitionKey, ownership::member_config, reader::wait_for_partitions};
+use crate::{Result, kafka::KafkaSettings};
 
 /// What this member holds, as the rebalance callbacks left it.
 #[derive(Debug, Default)]
@@ -124,53 +121,21 @@ impl GroupReader {
         client_id: &str,
         shutdown: &CancellationToken,
     ) -> Result<Option<Self>> {
-        let session = settings.session_timeout;
         let assigned = Arc::new(Mutex::new(Assigned::default()));
-        let consumer: StreamConsumer<AssignContext> = settings
-            .client_config(client_id)
-            .set("group.id", group_id)
-            // Kafka's offsets are a hint (see above): stored by hand, committed each second.
-            .set("enable.auto.commit", "true")
-            .set("auto.commit.interval.ms", "1000")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", millis(session))
-            .set(
-                "heartbeat.interval.ms",
-                millis((session / 3).max(Duration::from_millis(100))),
-            )
-            .set("enable.partition.eof", "false")
-            // A view reads faster than it applies: a small prefetch (librdkafka's default
-            // is 64 MiB), fetched again soon after it drains, as the whole-topic reader's.
+        // Kafka's offsets are a hint (see above): stored by hand, committed each second.
+        let consumer: StreamConsumer<AssignContext> = member_config(settings, group_id, client_id)
+            // A view reads faster than it applies: a small prefetch (librdkafka's
+            // default is 64 MiB), fetched again soon after it drains, as the
+            // whole-topic reader's.
             .set("queued.max.messages.kbytes", "2048")
             .set("fetch.queue.backoff.ms", "10")
             .create_with_context(AssignContext {
                 assigned: Arc::clone(&assigned),
             })?;
-        let mut consumer = ClosingConsumer::new(consumer);
-        loop {
-            let owned = topics.to_vec();
-            let (back, found) = tokio::task::spawn_blocking(move || {
-                let found: Result<bool> = owned.iter().try_fold(true, |all, topic| {
-                    Ok(all && !partitions_of(&*consumer, topic)?.is_empty())
-                });
-                (consumer, found)
-            })
-            .await
-            .map_err(|err| crate::Error::Io(std::io::Error::other(err)))?;
-            consumer = back;
-            match found {
-                Ok(true) => break,
-                Ok(false) => tracing::info!(?topics, "waiting for the topics to exist"),
-                Err(err) => {
-                    tracing::warn!(?topics, error = %err, "broker unreachable; retrying in 1 s")
-                }
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => return Ok(None),
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-        }
+        let consumer = ClosingConsumer::new(consumer);
+        let Some((consumer, _)) = wait_for_partitions(consumer, topics, shutdown).await? else {
+            return Ok(None);
+        };
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names)?;
         tracing::info!(group = %group_id, ?topics, "view reader subscribed");

@@ -7,7 +7,7 @@ use std::{
 };
 
 use rdkafka::{
-    ClientContext, TopicPartitionList,
+    ClientConfig, ClientContext, TopicPartitionList,
     consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer},
 };
 use tokio_util::sync::CancellationToken;
@@ -137,6 +137,33 @@ impl ConsumerContext for FencingContext {
     }
 }
 
+/// The librdkafka settings of a member of `group_id`: offsets stored by hand
+/// (`enable.auto.offset.store=false`) and committed in the background each second
+/// (librdkafka's default is 5 s: a crash then redoes at most about a second of finished
+/// work); a partition with no committed offset read from its start; the session timeout
+/// of `settings`, heartbeats at a third of it.
+pub(super) fn member_config(
+    settings: &KafkaSettings,
+    group_id: &str,
+    client_id: &str,
+) -> ClientConfig {
+    let session = settings.session_timeout;
+    let mut config = settings.client_config(client_id);
+    config
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", millis(session))
+        .set(
+            "heartbeat.interval.ms",
+            millis((session / 3).max(Duration::from_millis(100))),
+        )
+        .set("enable.partition.eof", "false");
+    config
+}
+
 /// A consumer-group member with offsets stored by hand and committed in the background.
 ///
 /// # Errors
@@ -147,22 +174,7 @@ pub(crate) fn group_consumer(
     client_id: &str,
     ownership: Ownership,
 ) -> Result<StreamConsumer<FencingContext>> {
-    let session = settings.session_timeout;
-    let consumer = settings
-        .client_config(client_id)
-        .set("group.id", group_id)
-        .set("enable.auto.commit", "true")
-        // Stored offsets reach the broker within 1 s (librdkafka's default is 5 s): a
-        // crash then redoes (and republishes) at most about a second of finished work.
-        .set("auto.commit.interval.ms", "1000")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", millis(session))
-        .set(
-            "heartbeat.interval.ms",
-            millis((session / 3).max(Duration::from_millis(100))),
-        )
-        .set("enable.partition.eof", "false")
+    let consumer = member_config(settings, group_id, client_id)
         // How long the broker may hold a fetch that finds nothing new: Kafka answers it
         // as soon as data arrives, Tansu only when this runs out, so on Tansu it is added
         // to every task's latency (at 1 client, p50 22 ms of 32 at 100 ms).

@@ -44,7 +44,31 @@ pub(super) async fn assign_all(
         // as long at 1 s; a fetch is skipped, not sent, while the queue is full).
         .set("fetch.queue.backoff.ms", "10")
         .create()?;
-    let mut consumer = ClosingConsumer::new(consumer);
+    let consumer = ClosingConsumer::new(consumer);
+    let Some((consumer, found)) = wait_for_partitions(consumer, topics, shutdown).await? else {
+        return Ok(None);
+    };
+    let mut list = TopicPartitionList::new();
+    for (topic, partitions) in &found {
+        for partition in partitions {
+            list.add_partition_offset(topic, *partition, start(topic, *partition))?;
+        }
+    }
+    consumer.assign(&list)?;
+    Ok(Some(consumer))
+}
+
+/// Waits (retrying every second, logging why) until every topic of `topics` exists,
+/// asking the broker through `consumer`; then gives it back with each topic's
+/// partitions. `Ok(None)` when `shutdown` fired first.
+///
+/// # Errors
+/// [`crate::Error::Io`] when the blocking pool fails.
+pub(super) async fn wait_for_partitions<C: ConsumerContext + 'static>(
+    mut consumer: ClosingConsumer<C>,
+    topics: &[String],
+    shutdown: &CancellationToken,
+) -> Result<Option<(ClosingConsumer<C>, Vec<(String, Vec<i32>)>)>> {
     loop {
         // Metadata calls block: keep them off the async workers.
         let owned = topics.to_vec();
@@ -60,14 +84,7 @@ pub(super) async fn assign_all(
         consumer = back;
         match found {
             Ok(found) if found.iter().all(|(_, partitions)| !partitions.is_empty()) => {
-                let mut list = TopicPartitionList::new();
-                for (topic, partitions) in &found {
-                    for partition in partitions {
-                        list.add_partition_offset(topic, *partition, start(topic, *partition))?;
-                    }
-                }
-                consumer.assign(&list)?;
-                return Ok(Some(consumer));
+                return Ok(Some((consumer, found)));
             }
             Ok(found) => {
                 let missing: Vec<&str> = found
