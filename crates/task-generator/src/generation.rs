@@ -19,13 +19,14 @@ use agent_core::{
         CompiledGraph, END, GraphError, NodeError, RetryPolicy, RunContext, START, State,
         StateGraph,
     },
-    task::{Task, TaskDraft, TokenUsage, llm_task_schema},
+    task::{Task, TaskDraft, TaskStatus, TokenUsage, llm_task_schema},
 };
 use agent_runtime::{
     kafka::{CloudEvent, Delivery, Producer, headers::TASK_CREATED},
     llm::{ChatMessage, LlmClient, Role},
 };
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::SERVICE;
@@ -113,7 +114,7 @@ pub struct GenerationState {
 }
 
 /// One node's contribution to [`GenerationState`].
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum GenerationUpdate {
     /// `draft` got an answer: JSON, or why the answer was unusable.
     Drafted(Result<serde_json::Value, String>, TokenUsage),
@@ -180,6 +181,37 @@ pub struct Generated {
     pub usage: TokenUsage,
 }
 
+/// The answer of `POST /generate-task`, and the `task` event of its event stream.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Accepted {
+    /// The task's id.
+    pub task_id: Uuid,
+    /// The task as published.
+    pub task: Task,
+    /// Always `pending`: the task waits for a solver.
+    pub status: TaskStatus,
+    /// The events topic it was published to.
+    pub topic: String,
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset in that partition.
+    pub offset: i64,
+}
+
+impl Accepted {
+    /// The answer for `generated`.
+    pub fn of(generated: &Generated) -> Self {
+        Self {
+            task_id: generated.task.task_id,
+            task: generated.task.clone(),
+            status: TaskStatus::Pending,
+            topic: generated.delivery.topic.clone(),
+            partition: generated.delivery.partition,
+            offset: generated.delivery.offset,
+        }
+    }
+}
+
 /// Builds the generation graph.
 ///
 /// # Errors
@@ -244,18 +276,87 @@ pub async fn generate(
     let out = graph
         .invoke_with(input, config)
         .await
-        .map_err(|err| match err {
-            GraphError::Node { error, .. } => match error
-                .inner()
-                .and_then(|e| e.downcast_ref::<GenerationError>())
-            {
-                Some(GenerationError::Llm(m)) => GenerationError::Llm(m.clone()),
-                Some(GenerationError::Publish(m)) => GenerationError::Publish(m.clone()),
-                Some(other) => GenerationError::Graph(other.to_string()),
-                None => GenerationError::Graph(error.to_string()),
-            },
-            other => GenerationError::Graph(other.to_string()),
-        })?;
+        .map_err(generation_error)?;
+    generated(out)
+}
+
+/// A node of the generation graph starting or finishing, as [`generate_streamed`]
+/// reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStep {
+    /// `draft`, `validate` or `publish`.
+    pub node: String,
+    /// The superstep, from 0.
+    pub superstep: u64,
+    /// `None` when it started; how long it ran when it finished.
+    pub finished_after: Option<std::time::Duration>,
+}
+
+/// [`generate`] with the id the task will have (the caller may already have told it
+/// to its client), reporting each node's start and end to `on_step` as it happens.
+///
+/// # Errors
+/// As [`generate`].
+pub async fn generate_streamed(
+    graph: &CompiledGraph<GenerationState>,
+    transcript: String,
+    task_id: Uuid,
+    mut on_step: impl FnMut(NodeStep),
+) -> Result<Generated, GenerationError> {
+    use agent_core::graph::{DebugEvent, StreamEvent, StreamMode};
+    use futures::StreamExt;
+
+    let input = GenerationState {
+        transcript,
+        task_id,
+        ..GenerationState::default()
+    };
+    let config = agent_core::graph::RunConfig::thread(task_id.to_string());
+    let mut events =
+        std::pin::pin!(graph.stream(input, config, &[StreamMode::Values, StreamMode::Debug]));
+    let mut last = None;
+    while let Some(event) = events.next().await {
+        match event.map_err(generation_error)? {
+            StreamEvent::Values(state) => last = Some(state),
+            StreamEvent::Debug(DebugEvent::TaskStart { step, node, .. }) => on_step(NodeStep {
+                node,
+                superstep: step as u64,
+                finished_after: None,
+            }),
+            StreamEvent::Debug(DebugEvent::TaskEnd {
+                step,
+                node,
+                elapsed,
+                ..
+            }) => on_step(NodeStep {
+                node,
+                superstep: step as u64,
+                finished_after: Some(elapsed),
+            }),
+            _ => {}
+        }
+    }
+    generated(last.ok_or_else(|| GenerationError::Graph("the run streamed no state".into()))?)
+}
+
+/// A failed run as the step that failed.
+fn generation_error(err: GraphError) -> GenerationError {
+    match err {
+        GraphError::Node { error, .. } => match error
+            .inner()
+            .and_then(|e| e.downcast_ref::<GenerationError>())
+        {
+            Some(GenerationError::Llm(m)) => GenerationError::Llm(m.clone()),
+            Some(GenerationError::Publish(m)) => GenerationError::Publish(m.clone()),
+            Some(other) => GenerationError::Graph(other.to_string()),
+            None => GenerationError::Graph(error.to_string()),
+        },
+        other => GenerationError::Graph(other.to_string()),
+    }
+}
+
+/// The published task of a finished run, or why there is none.
+fn generated(out: GenerationState) -> Result<Generated, GenerationError> {
     match (out.task, out.delivery) {
         (Some(task), Some(delivery)) => Ok(Generated {
             task,

@@ -2,8 +2,11 @@
 //!
 //! - `POST /generate-task` `{"conversation_history": "User: …"}` (or a list of
 //!   `{role, content}`) → 200 `{"task_id", "task", "status": "pending", "topic",
-//!   "partition", "offset"}`, once the broker acknowledged the task. 4xx for bad input,
-//!   502 when the model fails, 503 when the broker does not acknowledge in time.
+//!   "partition", "offset"}` ([`Accepted`]), once the broker acknowledged the task. 4xx
+//!   for bad input, 502 when the model fails, 503 when the broker does not acknowledge
+//!   in time. With `Accept: text/event-stream`, the generation and then the task's
+//!   events on one connection, the first event carrying the task id (see
+//!   `generate_task_stream`).
 //! - `GET /task-results?status=&limit=&cursor=` → `{"count", "results": [TaskView…],
 //!   "next"}`, newest first by `(created_at, task_id)` (default limit 50, at most 1000);
 //!   `next` is the cursor of the following page (`null` on the last): pass it as
@@ -19,24 +22,32 @@
 
 use std::{sync::Arc, time::Duration};
 
-use agent_core::{graph::CompiledGraph, task::TaskStatus};
+use agent_core::{
+    graph::CompiledGraph,
+    task::{NodePhase, TaskStatus},
+};
 use agent_runtime::http::{self, ApiError, Health, Json, Path, Query, health_routes};
 use axum::{
     Router,
     extract::State,
     http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Response},
+    response::{IntoResponse, Response, sse::Event},
     routing::{get, post},
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{
-    generation::{self, Conversation, GenerationError, GenerationState},
+    generation::{self, Accepted, Conversation, Generated, GenerationError, GenerationState},
     reader::CatchUp,
     store::{Batch, Cursor, ListQuery, StoreError, TaskView, ViewRecord, ViewStore},
-    streams::{CLOCK_SKEW, LastEventId, Start, Streams},
+    streams::{
+        self, CLOCK_SKEW, ErrorBody, ErrorData, LastEventId, MetadataData, NodeData, STREAM_BUFFER,
+        Start, Streams,
+    },
 };
 
 /// Longest accepted conversation, in characters.
@@ -89,21 +100,58 @@ pub fn router(state: AppState, health: Health, request_timeout: Duration) -> Rou
 #[tracing::instrument(skip_all, fields(task_id))]
 async fn generate_task(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Json(body): Json<Value>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let conversation = conversation_of(&body)?;
+    if wants_event_stream(&headers) {
+        return generate_task_stream(state, conversation).await;
+    }
     let generated = generation::generate(&state.graph, conversation.transcript())
         .await
-        .map_err(|err| match err {
-            GenerationError::Publish(_) => ApiError::Unavailable(err.to_string()),
-            GenerationError::Llm(_) | GenerationError::InvalidTask(_) => {
-                ApiError::BadGateway(err.to_string())
-            }
-            GenerationError::Graph(_) => ApiError::Internal(err.to_string()),
-        })?;
+        .map_err(generation_error)?;
     tracing::Span::current().record("task_id", tracing::field::display(generated.task.task_id));
-    // The reader will apply the task from the topic too; recording it now lets the
-    // client read it back at once. A store that fails here only delays that.
+    record_new_task(&state, &generated).await;
+    Ok(Json(Accepted::of(&generated)).into_response())
+}
+
+/// Whether the client asked for `text/event-stream` (`Accept`, any of its types).
+fn wants_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|media| {
+            let mut parts = media.split(';').map(str::trim);
+            let is_sse = parts
+                .next()
+                .is_some_and(|t| t.eq_ignore_ascii_case("text/event-stream"));
+            // `q=0` means "not this one".
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            is_sse && !refused
+        })
+}
+
+/// A failed generation as an answer.
+fn generation_error(err: GenerationError) -> ApiError {
+    match err {
+        GenerationError::Publish(_) => ApiError::Unavailable(err.to_string()),
+        GenerationError::Llm(_) | GenerationError::InvalidTask(_) => {
+            ApiError::BadGateway(err.to_string())
+        }
+        GenerationError::Graph(_) => ApiError::Internal(err.to_string()),
+    }
+}
+
+/// Records a just-published task in the view. The reader will apply it from the topic
+/// too; recording it now lets the client read it back at once. A store that fails here
+/// only delays that.
+async fn record_new_task(state: &AppState, generated: &Generated) {
     let batch = Batch {
         records: vec![ViewRecord::Task(generated.task.clone())],
         offsets: vec![],
@@ -111,14 +159,92 @@ async fn generate_task(
     if let Err(err) = state.store.apply(batch).await {
         tracing::warn!(error = %err, "results store: the new task shows once read back from the topic");
     }
-    Ok(Json(json!({
-        "task_id": generated.task.task_id,
-        "task": generated.task,
-        "status": TaskStatus::Pending,
-        "topic": generated.delivery.topic,
-        "partition": generated.delivery.partition,
-        "offset": generated.delivery.offset,
-    })))
+}
+
+/// `POST /generate-task` with `Accept: text/event-stream`: one connection carries
+/// `metadata` `{"task_id"}` first, a `generation` event as each node of the generation
+/// graph starts and finishes, `task` (the [`Accepted`] answer) once the broker stored
+/// the task, then the task's own events as `GET /task-result/{task_id}/stream` sends
+/// them, up to `result`. A failed generation ends the stream with `error`
+/// `{"status", "error": {"code", "message"}}` (the status and body the JSON answer
+/// would have had). Only the task's events have an `id:`: a client that loses the
+/// connection resumes with `GET /task-result/{task_id}/stream` and `Last-Event-ID`
+/// (from the start when it saw none).
+async fn generate_task_stream(
+    state: AppState,
+    conversation: Conversation,
+) -> Result<Response, ApiError> {
+    let task_id = Uuid::new_v4();
+    tracing::Span::current().record("task_id", tracing::field::display(task_id));
+    // Taken before the task exists: every one of its events arrives live.
+    let subscription = state
+        .streams
+        .subscribe(task_id)
+        .await
+        .map_err(|err| ApiError::Unavailable(err.to_string()))?;
+    let (out, events) = mpsc::channel(STREAM_BUFFER);
+    let run = async move {
+        // The first events are few and fit the buffer; a client that is not reading
+        // them misses them, the task is generated all the same.
+        let _ = out.try_send(event_of("metadata", &MetadataData { task_id }));
+        let generated = generation::generate_streamed(
+            &state.graph,
+            conversation.transcript(),
+            task_id,
+            |step| {
+                let data = NodeData {
+                    task_id,
+                    node: step.node,
+                    superstep: step.superstep,
+                    phase: if step.finished_after.is_some() {
+                        NodePhase::Finished
+                    } else {
+                        NodePhase::Started
+                    },
+                    duration_ms: step
+                        .finished_after
+                        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                };
+                let _ = out.try_send(event_of("generation", &data));
+            },
+        )
+        .await;
+        match generated {
+            Ok(generated) => {
+                record_new_task(&state, &generated).await;
+                let _ = out.try_send(event_of("task", &Accepted::of(&generated)));
+                let begin = subscription.from();
+                Arc::clone(&state.streams)
+                    .follow(subscription, begin, out, Arc::clone(&state.store))
+                    .await;
+            }
+            Err(err) => {
+                let err = generation_error(err);
+                if let ApiError::Internal(cause) = &err {
+                    tracing::error!(cause = %cause, "internal error");
+                }
+                let data = ErrorData {
+                    status: err.status().as_u16(),
+                    error: serde_json::from_value(err.body()["error"].clone()).unwrap_or_else(
+                        |_| ErrorBody {
+                            code: err.code().to_owned(),
+                            message: String::new(),
+                        },
+                    ),
+                };
+                let _ = out.try_send(event_of("error", &data));
+            }
+        }
+    };
+    tokio::spawn(run.instrument(tracing::Span::current()));
+    Ok(streams::sse(events).into_response())
+}
+
+/// An SSE event without an `id:`.
+fn event_of(name: &str, data: &impl Serialize) -> Event {
+    Event::default()
+        .event(name)
+        .data(serde_json::to_string(data).unwrap_or_else(|_| "{}".into()))
 }
 
 /// Checks `conversation_history`: present, a non-empty string or a non-empty list of
@@ -319,6 +445,7 @@ mod tests {
     };
     use axum::{body::Body, http::Request};
     use http_body_util::BodyExt;
+    use serde_json::json;
     use tokio_util::sync::CancellationToken;
     use tower::ServiceExt;
 
@@ -489,6 +616,21 @@ mod tests {
         catch_up.set_behind(0);
         let (status, body) = get(app_with(&store, catch_up), &uri).await;
         assert_eq!(status, 404, "{body}");
+    }
+
+    #[test]
+    fn an_event_stream_is_what_accept_asks_for_unless_refused_with_q_0() {
+        let accept = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("accept", value.parse().expect("a header value"));
+            wants_event_stream(&headers)
+        };
+        assert!(accept("text/event-stream"));
+        assert!(accept("application/json, Text/Event-Stream;q=0.5"));
+        assert!(!accept("application/json"));
+        assert!(!accept("*/*"));
+        assert!(!accept("text/event-stream;q=0"));
+        assert!(!wants_event_stream(&HeaderMap::new()));
     }
 
     #[tokio::test]

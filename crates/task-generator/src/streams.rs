@@ -16,7 +16,12 @@
 //!   to every stream of that partition through a bounded ring ([`FEED_CAPACITY`]
 //!   records). The history a stream needs before that (a replay, or the events written
 //!   since its task started) is read by a reader of its own, up to where the shared one
-//!   began, then the stream follows the shared one.
+//!   began, then the stream follows the shared one. At most [`MAX_REPLAYS`] streams
+//!   of a replica read their history at once; the others wait their turn.
+//! - **Streams that start before their task.** `POST /generate-task` with
+//!   `Accept: text/event-stream` [subscribes](Streams::subscribe) to the partition
+//!   before the task is published, so every event of the task reaches it live, with no
+//!   replay.
 //! - **Slow clients.** A stream that falls [`FEED_CAPACITY`] records behind the shared
 //!   reader, or whose client does not take [`STREAM_BUFFER`] events, is closed; it can
 //!   resume from its last id. Memory stays bounded whatever the clients do.
@@ -52,7 +57,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{SERVICE, store::ViewStore};
+use crate::{SERVICE, generation::Accepted, store::ViewStore};
 
 /// Records of a partition the shared reader keeps for its streams (a stream further
 /// behind is closed).
@@ -68,6 +73,13 @@ pub const CLOCK_SKEW: Duration = Duration::from_secs(60);
 /// How long after reaching the live end a stream waits for the `result` event of a task
 /// the view shows finished, before sending the view's result.
 pub const RESULT_GRACE: Duration = Duration::from_secs(5);
+
+/// Streams of one replica that may read their history at once (each with a Kafka
+/// consumer of its own); more wait their turn.
+pub const MAX_REPLAYS: usize = 32;
+
+/// How often a comment is sent to keep an idle stream open through proxies.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// How often the partition count of the progress topic is asked again.
 const PARTITIONS_TTL: Duration = Duration::from_secs(60);
@@ -154,6 +166,7 @@ pub struct Streams {
     lookup: PartitionLookup,
     partitions: tokio::sync::Mutex<Option<(i32, std::time::Instant)>>,
     feeds: Mutex<HashMap<i32, Weak<Feed>>>,
+    replays: tokio::sync::Semaphore,
     shutdown: CancellationToken,
 }
 
@@ -187,6 +200,7 @@ impl Streams {
             topic,
             partitions: tokio::sync::Mutex::new(None),
             feeds: Mutex::new(HashMap::new()),
+            replays: tokio::sync::Semaphore::new(MAX_REPLAYS),
             shutdown,
         })
     }
@@ -258,8 +272,27 @@ impl Streams {
         Ok(feed)
     }
 
-    /// The SSE stream of `task_id` from `start`; `finished` is the task's result when the
-    /// view already holds it (sent if the progress topic no longer has it).
+    /// Follows the partition of `task_id`'s events from now on: every record written
+    /// after this call returns reaches the [`Subscription`]. Taken before a task is
+    /// published, it will see all of the task's events with no replay.
+    ///
+    /// # Errors
+    /// [`StreamError`] when the progress topic cannot be read.
+    pub async fn subscribe(&self, task_id: Uuid) -> Result<Subscription, StreamError> {
+        let partition = self.partition_of(task_id).await?;
+        let feed = self.feed(partition).await?;
+        let (live, from) = feed.subscribe();
+        Ok(Subscription {
+            task_id,
+            partition,
+            feed,
+            live,
+            from,
+        })
+    }
+
+    /// The SSE stream of `task_id` from `start`; the task's result is taken from `store`
+    /// when the progress topic no longer has it.
     ///
     /// # Errors
     /// [`StreamError`] when the progress topic cannot be read.
@@ -269,41 +302,40 @@ impl Streams {
         start: Start,
         store: Arc<dyn ViewStore>,
     ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>, StreamError> {
-        let partition = self.partition_of(task_id).await?;
-        let feed = self.feed(partition).await?;
-        let (live, from) = feed.subscribe();
+        let subscription = self.subscribe(task_id).await?;
         let begin = match start {
             Start::After(offset) => offset + 1,
             Start::Since(millis) => self
                 .lookup
-                .offset_at(partition, millis)
+                .offset_at(subscription.partition, millis)
                 .await
                 .map_err(|err| StreamError::Broker(err.to_string()))?
-                .unwrap_or(from)
-                .min(from),
-        };
-        let history = if begin < from {
-            let (low, _) = self
-                .lookup
-                .bounds(partition)
-                .await
-                .map_err(|err| StreamError::Broker(err.to_string()))?;
-            (low < from)
-                .then(|| {
-                    TopicReader::open_partition(
-                        &self.kafka,
-                        &self.topic,
-                        partition,
-                        Offset::Offset(begin.max(low)),
-                        &format!("{SERVICE}-replay"),
-                    )
-                })
-                .transpose()
-                .map_err(|err| StreamError::Broker(err.to_string()))?
-        } else {
-            None
+                .unwrap_or(subscription.from)
+                .min(subscription.from),
         };
         let (out, events) = mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(Arc::clone(self).follow(subscription, begin, out, store));
+        Ok(sse(events))
+    }
+
+    /// Sends the events of `subscription`'s task from offset `begin` to `out`, until
+    /// its `result`, the client leaves or falls behind, or shutdown. Events before the
+    /// subscription began are read first by a reader of their own (at most
+    /// [`MAX_REPLAYS`] at once on a replica; a stream waits its turn).
+    pub async fn follow(
+        self: Arc<Self>,
+        subscription: Subscription,
+        begin: i64,
+        out: mpsc::Sender<Event>,
+        store: Arc<dyn ViewStore>,
+    ) {
+        let Subscription {
+            task_id,
+            partition,
+            feed,
+            live,
+            from,
+        } = subscription;
         let stream = StreamTask {
             task_id,
             key: task_id.to_string().into_bytes(),
@@ -313,12 +345,129 @@ impl Streams {
             store,
             shutdown: self.shutdown.clone(),
         };
-        tokio::spawn(stream.run(feed, live, history));
-        let events = futures::stream::unfold(events, |mut events| async move {
-            events.recv().await.map(|event| (Ok(event), events))
-        });
-        Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+        // `feed` is held for as long as the stream runs: the partition stays read.
+        let _feed = feed;
+        if begin < from && !self.replay(&stream, partition).await {
+            return;
+        }
+        stream.run(live).await;
     }
+
+    /// Sends the records of `partition` from `stream.begin` up to where its
+    /// subscription began; `false` when the stream is over.
+    async fn replay(&self, stream: &StreamTask, partition: i32) -> bool {
+        let _permit = tokio::select! {
+            () = stream.shutdown.cancelled() => return false,
+            () = stream.out.closed() => return false,
+            permit = self.replays.acquire() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return false,
+            },
+        };
+        let reader = match self
+            .replay_reader(partition, stream.begin, stream.from)
+            .await
+        {
+            Ok(Some(reader)) => reader,
+            // Nothing is left of what came before (deleted by retention).
+            Ok(None) => return true,
+            Err(err) => {
+                tracing::warn!(task_id = %stream.task_id, error = %err, "stream closed: its history cannot be read (the client may resume)");
+                return false;
+            }
+        };
+        loop {
+            let message = tokio::select! {
+                () = stream.shutdown.cancelled() => return false,
+                () = stream.out.closed() => return false,
+                message = reader.recv() => message,
+            };
+            let Ok(message) = message else {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            };
+            if message.offset() >= stream.from {
+                return true;
+            }
+            let sent = stream
+                .send(
+                    message.offset(),
+                    message.key().unwrap_or_default(),
+                    message.payload().unwrap_or_default(),
+                )
+                .await;
+            if !matches!(sent, Sent::Going) {
+                return false;
+            }
+            if message.offset() + 1 >= stream.from {
+                return true;
+            }
+        }
+    }
+
+    /// A reader of `partition` from `begin` (or the log's start, when retention took
+    /// `begin`), or `None` when nothing before `until` is left.
+    async fn replay_reader(
+        &self,
+        partition: i32,
+        begin: i64,
+        until: i64,
+    ) -> Result<Option<TopicReader>, StreamError> {
+        let (low, _) = self
+            .lookup
+            .bounds(partition)
+            .await
+            .map_err(|err| StreamError::Broker(err.to_string()))?;
+        if low >= until {
+            return Ok(None);
+        }
+        TopicReader::open_partition(
+            &self.kafka,
+            &self.topic,
+            partition,
+            Offset::Offset(begin.max(low)),
+            &format!("{SERVICE}-replay"),
+        )
+        .map(Some)
+        .map_err(|err| StreamError::Broker(err.to_string()))
+    }
+}
+
+/// A stream's place in its partition's shared reader, taken by [`Streams::subscribe`]:
+/// every record from `from` on reaches it.
+pub struct Subscription {
+    task_id: Uuid,
+    partition: i32,
+    feed: Arc<Feed>,
+    live: broadcast::Receiver<Arc<Record>>,
+    from: i64,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("task_id", &self.task_id)
+            .field("partition", &self.partition)
+            .field("from", &self.from)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Subscription {
+    /// The offset from which every record reaches this subscription.
+    pub fn from(&self) -> i64 {
+        self.from
+    }
+}
+
+/// Events of `events` as an SSE answer, with a comment every 15 s.
+pub fn sse(
+    events: mpsc::Receiver<Event>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>> + use<>> {
+    let events = futures::stream::unfold(events, |mut events| async move {
+        events.recv().await.map(|event| (Ok(event), events))
+    });
+    Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
 }
 
 /// The shared reader of one partition: sends each record to the partition's streams
@@ -376,43 +525,8 @@ enum Sent {
 }
 
 impl StreamTask {
-    async fn run(
-        self,
-        feed: Arc<Feed>,
-        mut live: broadcast::Receiver<Arc<Record>>,
-        history: Option<TopicReader>,
-    ) {
-        // `feed` is held for as long as the stream runs: the partition stays read.
-        let _feed = feed;
-        if let Some(history) = history {
-            loop {
-                let message = tokio::select! {
-                    () = self.shutdown.cancelled() => return,
-                    () = self.out.closed() => return,
-                    message = history.recv() => message,
-                };
-                let Ok(message) = message else {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                };
-                if message.offset() >= self.from {
-                    break;
-                }
-                let sent = self
-                    .send(
-                        message.offset(),
-                        message.key().unwrap_or_default(),
-                        message.payload().unwrap_or_default(),
-                    )
-                    .await;
-                if !matches!(sent, Sent::Going) {
-                    return;
-                }
-                if message.offset() + 1 >= self.from {
-                    break;
-                }
-            }
-        }
+    /// Follows the shared reader until the stream is over.
+    async fn run(self, mut live: broadcast::Receiver<Arc<Record>>) {
         let mut grace: Option<tokio::time::Instant> = None;
         let mut check = tokio::time::interval(RESULT_GRACE);
         loop {
@@ -563,16 +677,49 @@ pub struct ResultData {
     pub is_final: bool,
 }
 
-/// The JSON Schemas of the events' `data:`, by event name (`status`, `node`, `token`,
-/// `custom`, `result`), as written to `docs/schemas/task-stream.json`.
+/// `data:` of the `metadata` event, the first of `POST /generate-task`'s stream.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct MetadataData {
+    /// The id the task will have.
+    pub task_id: Uuid,
+}
+
+/// `data:` of an `error` event, the last of `POST /generate-task`'s stream when the
+/// task could not be generated or stored.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct ErrorData {
+    /// The HTTP status the JSON answer would have had (502: the model failed; 503: the
+    /// broker did not store the task; 500).
+    pub status: u16,
+    /// The error, as in every JSON error answer.
+    pub error: ErrorBody,
+}
+
+/// `{"code", "message"}` of an error.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, JsonSchema)]
+pub struct ErrorBody {
+    /// Machine-readable: `bad_gateway`, `unavailable`, `internal`.
+    pub code: String,
+    /// For people.
+    pub message: String,
+}
+
+/// The JSON Schemas of the events' `data:`, by event name, as written to
+/// `docs/schemas/task-stream.json`: those of `GET /task-result/{task_id}/stream`
+/// (`status`, `node`, `token`, `custom`, `result`) and those `POST /generate-task`
+/// sends before them (`metadata`, `generation`, `task`, `error`).
 pub fn stream_schema() -> Value {
     json!({
-        "title": "GET /task-result/{task_id}/stream: the data of each event, by event name",
+        "title": "The data of each event of GET /task-result/{task_id}/stream and of POST /generate-task with Accept: text/event-stream, by event name",
         "status": schemars::schema_for!(StatusData),
         "node": schemars::schema_for!(NodeData),
         "token": schemars::schema_for!(TokenData),
         "custom": schemars::schema_for!(CustomData),
         "result": schemars::schema_for!(ResultData),
+        "metadata": schemars::schema_for!(MetadataData),
+        "generation": schemars::schema_for!(NodeData),
+        "task": schemars::schema_for!(Accepted),
+        "error": schemars::schema_for!(ErrorData),
     })
 }
 
@@ -648,6 +795,50 @@ mod tests {
             "{} is stale: run `UPDATE_SCHEMAS=1 cargo test -p task-generator`",
             path.display()
         );
+    }
+
+    /// An idle stream gets a comment every [`KEEP_ALIVE`] (15 s), nothing else.
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_stream_gets_a_keep_alive_comment_every_15_s() {
+        use axum::response::IntoResponse;
+        use http_body_util::BodyExt;
+
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let mut body = sse(rx).into_response().into_body();
+        let start = tokio::time::Instant::now();
+        for n in 1..=2u32 {
+            let frame = body
+                .frame()
+                .await
+                .expect("a frame")
+                .expect("no error")
+                .into_data()
+                .expect("data");
+            assert_eq!(
+                start.elapsed(),
+                KEEP_ALIVE * n,
+                "comment {n} at 15 s intervals"
+            );
+            let text = String::from_utf8_lossy(&frame);
+            assert!(
+                text.starts_with(':') && text.ends_with("\n\n"),
+                "a comment: {text:?}"
+            );
+        }
+        // An event is sent as it comes, and the stream ends with its sender.
+        tx.send(Event::default().event("status").id("7").data("{}"))
+            .await
+            .expect("sent");
+        drop(tx);
+        let frame = body
+            .frame()
+            .await
+            .expect("a frame")
+            .expect("ok")
+            .into_data()
+            .expect("data");
+        assert_eq!(&frame[..], b"event: status\nid: 7\ndata: {}\n\n");
+        assert!(body.frame().await.is_none(), "the stream ended");
     }
 
     #[test]

@@ -342,3 +342,147 @@ async fn a_client_that_does_not_read_is_disconnected_and_resumes_by_its_last_id(
     let (health, _) = e2e::get_json(&system.http, &format!("{}/health", system.generator)).await;
     assert_eq!(health, 200);
 }
+
+/// `POST /generate-task` asking for `text/event-stream`.
+async fn post_streamed(
+    http: &reqwest::Client,
+    base: &str,
+    body: serde_json::Value,
+) -> reqwest::Response {
+    http.post(format!("{base}/generate-task"))
+        .header("Accept", "text/event-stream")
+        .json(&body)
+        .send()
+        .await
+        .expect("the POST answers")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_asking_for_an_event_stream_streams_the_generation_then_the_task() {
+    let broker = Broker::start();
+    let llm = LlmStandIn::healthy().await;
+    let system = System::start(
+        &broker.bootstrap(),
+        &llm.base_url(),
+        &[("STREAM_CHUNK_MS", "0")],
+    )
+    .await;
+    let response = post_streamed(
+        &system.http,
+        &system.generator,
+        json!({"conversation_history": "User: help me with my project"}),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("text/event-stream")
+    );
+    let events = until_result(&mut SseReader::new(response), 500).await;
+    let kinds: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+    eprintln!("{} events: {kinds:?}", events.len());
+
+    // The first event names the task; the generation's nodes; the accepted task.
+    assert_eq!(kinds[0], "metadata");
+    let task_id = events[0].json()["task_id"]
+        .as_str()
+        .expect("a task id")
+        .to_owned();
+    let task_at = kinds
+        .iter()
+        .position(|k| *k == "task")
+        .expect("a task event");
+    let generation: Vec<(String, String)> = events[1..task_at]
+        .iter()
+        .map(|e| {
+            assert_eq!(
+                e.event, "generation",
+                "only generation events before `task`"
+            );
+            assert_eq!(e.json()["task_id"], task_id.as_str());
+            (
+                e.json()["node"].as_str().expect("node").to_owned(),
+                e.json()["phase"].as_str().expect("phase").to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = ["draft", "validate", "publish"]
+        .iter()
+        .flat_map(|node| {
+            ["started", "finished"].map(|phase| ((*node).to_owned(), phase.to_owned()))
+        })
+        .collect();
+    assert_eq!(generation, expected);
+    // Nothing of the generation can be resumed: no ids before the task's own events.
+    assert!(events[..=task_at].iter().all(|e| e.id.is_none()));
+    let accepted = events[task_at].json();
+    assert_eq!(accepted["task_id"], task_id.as_str());
+    assert_eq!(accepted["status"], "pending");
+    assert_eq!(accepted["task"]["task_name"], "Project help");
+
+    // Then the task's events, exactly as its own stream has them.
+    let task_events = &events[task_at + 1..];
+    assert_eq!(task_events[0].event, "status");
+    assert_eq!(task_events[0].json()["status"], "running");
+    assert_eq!(text_of(task_events), STANDIN_ANSWER);
+    let result = events.last().expect("a result").json();
+    assert_eq!(result["result"], STANDIN_ANSWER);
+    assert_eq!(result["is_final"], true);
+    let replay = until_result(
+        &mut SseReader::new(open(&system.http, &system.generator, &task_id, None).await),
+        500,
+    )
+    .await;
+    assert_eq!(replay, task_events, "the same events, ids and all");
+
+    // Bad input is a JSON 422 before any stream.
+    let bad = post_streamed(
+        &system.http,
+        &system.generator,
+        json!({"conversation": "x"}),
+    )
+    .await;
+    assert_eq!(bad.status(), 422);
+    let body: serde_json::Value = bad.json().await.expect("JSON");
+    assert_eq!(body["error"]["code"], "validation_failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_stream_whose_generation_fails_ends_with_an_error_event() {
+    let broker = Broker::start();
+    // No answers: every model request is a 404, which is not retried.
+    let llm = LlmStandIn::empty().await;
+    let system = System::start_without_solver(&broker.bootstrap(), &llm.base_url(), &[]).await;
+    let response = post_streamed(
+        &system.http,
+        &system.generator,
+        json!({"conversation_history": "User: help me with my project"}),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let mut reader = SseReader::new(response);
+    let mut events = Vec::new();
+    while let Some(event) = reader.next(Duration::from_secs(60)).await {
+        events.push(event);
+    }
+    let kinds: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"metadata"), "{kinds:?}");
+    assert_eq!(
+        kinds.last(),
+        Some(&"error"),
+        "the stream ends with the error: {kinds:?}"
+    );
+    assert!(!kinds.contains(&"task"), "{kinds:?}");
+    let error = events.last().expect("an error").json();
+    assert_eq!(error["status"], 502, "{error}");
+    assert_eq!(error["error"]["code"], "bad_gateway", "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{error}"
+    );
+}
