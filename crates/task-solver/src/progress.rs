@@ -70,6 +70,7 @@ impl ProgressPublisher {
             trace,
             chunk: None,
             next_chunk_id: 0,
+            last_flush: None,
         }
     }
 
@@ -89,8 +90,7 @@ impl ProgressPublisher {
 struct Chunk {
     node: String,
     text: String,
-    /// When its first piece came: it is published [`ProgressPublisher::chunk_window`]
-    /// later at the latest.
+    /// When its first piece came.
     since: Instant,
 }
 
@@ -105,6 +105,8 @@ pub struct RunProgress {
     trace: Option<TraceContext>,
     chunk: Option<Chunk>,
     next_chunk_id: u64,
+    /// When a chunk was last published.
+    last_flush: Option<Instant>,
 }
 
 impl RunProgress {
@@ -117,6 +119,7 @@ impl RunProgress {
             trace: None,
             chunk: None,
             next_chunk_id: 0,
+            last_flush: None,
         }
     }
 
@@ -179,10 +182,17 @@ impl RunProgress {
     }
 
     /// When the chunk being gathered must be published ([`RunProgress::flush_chunk`]);
-    /// `None` when there is none.
+    /// `None` when there is none. A throttle with a leading edge: a piece that comes
+    /// [`ProgressPublisher::chunk_window`] or more after the last chunk (the first piece
+    /// of the run, above all: the time to the first token) is due at once; the pieces
+    /// after it gather until a window after that.
     pub fn chunk_deadline(&self) -> Option<Instant> {
         let window = self.publisher.as_ref()?.chunk_window;
-        self.chunk.as_ref().map(|chunk| chunk.since + window)
+        let chunk = self.chunk.as_ref()?;
+        Some(
+            self.last_flush
+                .map_or(chunk.since, |at| (at + window).max(chunk.since)),
+        )
     }
 
     /// Publishes the chunk being gathered, if any.
@@ -190,6 +200,7 @@ impl RunProgress {
         let Some(Chunk { node, text, .. }) = self.chunk.take() else {
             return;
         };
+        self.last_flush = Some(Instant::now());
         let mut rest = text.as_str();
         while !rest.is_empty() {
             let end = rest
@@ -231,7 +242,8 @@ impl RunProgress {
             }
         }
         if self.chunk_deadline().is_some_and(|due| now >= due) {
-            // A zero window: every piece goes at once.
+            // The first piece after a quiet window (and, with a zero window, every
+            // piece) goes at once.
             self.flush_chunk();
         }
     }
@@ -359,7 +371,10 @@ mod tests {
         for piece in ["Hel", "lo", ", ", "world"] {
             run.on_event(&token(piece));
         }
-        assert!(run.chunk_deadline().is_some(), "a chunk is being gathered");
+        assert!(
+            run.chunk_deadline().is_some(),
+            "after the first piece, went at once, a chunk is being gathered"
+        );
         run.on_event(&StreamEvent::Custom {
             node: "solve".into(),
             value: serde_json::json!({"step": 2}),
@@ -372,15 +387,16 @@ mod tests {
         run.status(RunStatus::Completed, None);
         publisher.flush(Duration::from_secs(10));
 
-        let events = read_back(&bootstrap, 6);
+        let events = read_back(&bootstrap, 7);
         let described: Vec<String> = events.iter().map(|(_, e)| describe(e)).collect();
         assert_eq!(
             described,
             [
                 "status Running",
                 "node solve Started",
+                "token 0 Hel",
                 r#"custom {"step":2}"#,
-                "token 0 Hello, world",
+                "token 1 lo, world",
                 "node solve Finished",
                 "status Completed",
             ]
@@ -393,7 +409,7 @@ mod tests {
                     && event.task_id == task_id
                     && event.run_id == run.run_id())
         );
-        assert_eq!(publisher.stats().delivered, 6);
+        assert_eq!(publisher.stats().delivered, 7);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
