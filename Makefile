@@ -79,6 +79,10 @@ bench: ## graph-engine benches next to LangGraph's baseline, measured in the sam
 bench-view: ## results-view benchmark: time to ready, memory and lookup latency per store with N tasks on the topics (N, MEMORY_N, STORES, C)
 	@scripts/bench-view.sh
 
+.PHONY: bench-streams
+bench-streams: ## live-streams benchmark: time to first token after POST, and 1000 streams on one replica (RSS, CPU) next to 1000 clients polling (N, C, STREAMS, TOKENS)
+	@scripts/bench-streams.sh
+
 .PHONY: bench-pipeline
 bench-pipeline: ## end-to-end POST → result benchmark on Tansu + an OpenAI stand-in, next to the Python system (N, C, DELAY_MS, MODE)
 	@scripts/bench-pipeline.sh

@@ -21,6 +21,9 @@
 //!   recording send times in a [`load::Sent`].
 //! - [`report`]: the one-line JSON summary (throughput, percentiles, lost tasks); binary
 //!   `loadgen` prints it.
+//! - [`streams`]: the live-streams benchmark (`make bench-streams`, binary
+//!   `stream-bench`): time to first token after POST, and what many open streams cost a
+//!   task-generator replica next to clients polling.
 //! - [`view`]: the results-view benchmark (`make bench-view`, binary `view-bench`): time
 //!   to ready, memory and lookup latency of task-generator with many tasks on the topics.
 
@@ -29,6 +32,7 @@ pub mod report;
 pub mod results;
 pub mod schema_fill;
 pub mod stand_in;
+pub mod streams;
 pub mod view;
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -5,7 +5,10 @@
 //! - `POST /v1/chat/completions` → a `chat.completion` body. With
 //!   `response_format.type == "json_schema"` the content is a JSON document filled from
 //!   `response_format.json_schema.schema` ([`crate::schema_fill::fill`]); otherwise it is
-//!   [`PLAN_TEXT`]. Streaming (`stream: true`) is not played: the answer is never a stream.
+//!   [`PLAN_TEXT`]. A free-text request with `stream: true` is answered as OpenAI
+//!   streams (`chat.completion.chunk` server-sent events, a usage chunk, `[DONE]`): after
+//!   the delay, [`Config::stream_tokens`] words (or [`PLAN_TEXT`]'s), one chunk each,
+//!   [`Config::token_interval`] apart, like a model writing.
 //! - With a limit of `N` requests in flight, a request arriving while `N` are being served
 //!   (waiting out their delay) is answered at once `429` with `Retry-After: 1` and an
 //!   OpenAI error body of type `rate_limit_exceeded`, like OpenAI's rate limiter.
@@ -43,6 +46,10 @@ pub struct Config {
     pub delay: Duration,
     /// Requests served at once; one more is answered `429`. `None`: no limit.
     pub max_concurrent: Option<u64>,
+    /// Words of a streamed answer; 0: [`PLAN_TEXT`]'s.
+    pub stream_tokens: usize,
+    /// The pause before each word of a streamed answer after the first.
+    pub token_interval: Duration,
 }
 
 /// Counters since start, shared by every request.
@@ -171,9 +178,101 @@ async fn chat_completions(State(shared): State<Shared>, body: Bytes) -> Response
     if !shared.config.delay.is_zero() {
         tokio::time::sleep(shared.config.delay).await;
     }
-    let body = completion(&request, shared.stats.calls.load(Ordering::Relaxed));
+    let serial = shared.stats.calls.load(Ordering::Relaxed);
     shared.stats.answered.fetch_add(1, Ordering::Relaxed);
-    Json(body).into_response()
+    let streamed = request.get("stream").and_then(Value::as_bool) == Some(true)
+        && request
+            .pointer("/response_format/type")
+            .and_then(Value::as_str)
+            != Some("json_schema");
+    if streamed {
+        return stream(&shared.config, &request, serial, _in_flight);
+    }
+    Json(completion(&request, serial)).into_response()
+}
+
+/// The words of a streamed answer: `n` numbered words, or [`PLAN_TEXT`]'s when `n` is
+/// 0, each with the space after it (so they concatenate to the answer).
+pub fn stream_words(n: usize) -> Vec<String> {
+    if n == 0 {
+        return PLAN_TEXT.split_inclusive(' ').map(str::to_owned).collect();
+    }
+    (0..n)
+        .map(|i| {
+            if i + 1 == n {
+                format!("w{i}.")
+            } else {
+                format!("w{i} ")
+            }
+        })
+        .collect()
+}
+
+/// A streamed answer: a role chunk, then a word every `token_interval`, the finish
+/// reason, a usage chunk and `[DONE]`. The place among the requests in flight is held
+/// until the last word.
+fn stream(config: &Config, request: &Value, serial: u64, in_flight: InFlight) -> Response {
+    let model = request
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("gpt-4o-mini")
+        .to_owned();
+    let chunk = move |delta: Value, finish: Value, usage: Value| {
+        let choices = if usage.is_null() {
+            json!([{"index": 0, "delta": delta, "finish_reason": finish}])
+        } else {
+            json!([])
+        };
+        let chunk = json!({
+            "id": format!("chatcmpl-{serial}"),
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": model,
+            "choices": choices,
+            "usage": usage,
+        });
+        Bytes::from(format!("data: {chunk}\n\n"))
+    };
+    let words = stream_words(config.stream_tokens);
+    let completion_tokens = words.len();
+    let mut parts = vec![chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+        Value::Null,
+    )];
+    parts.extend(
+        words
+            .into_iter()
+            .map(|word| chunk(json!({"content": word}), Value::Null, Value::Null)),
+    );
+    let interval = config.token_interval;
+    let words_end = parts.len();
+    parts.push(chunk(json!({}), json!("stop"), Value::Null));
+    parts.push(chunk(
+        Value::Null,
+        Value::Null,
+        json!({"prompt_tokens": 10, "completion_tokens": completion_tokens, "total_tokens": 10 + completion_tokens}),
+    ));
+    parts.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    let body = futures::stream::unfold(
+        (parts.into_iter().enumerate(), Some(in_flight)),
+        move |(mut parts, mut in_flight)| async move {
+            let (i, part) = parts.next()?;
+            // A pause before each word after the first.
+            if (2..words_end).contains(&i) && !interval.is_zero() {
+                tokio::time::sleep(interval).await;
+            }
+            if i + 1 == words_end {
+                in_flight.take();
+            }
+            Some((Ok::<_, std::convert::Infallible>(part), (parts, in_flight)))
+        },
+    );
+    (
+        [(header::CONTENT_TYPE, "text/event-stream")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
 }
 
 /// The `chat.completion` answering `request`, with id `chatcmpl-{serial}`.
@@ -300,11 +399,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_streamed_request_gets_its_words_one_chunk_each_then_usage_and_done() {
+        let config = Config {
+            stream_tokens: 5,
+            token_interval: Duration::from_millis(2),
+            ..Config::default()
+        };
+        let app = router(config, Arc::default());
+        let response = app
+            .oneshot(post(r#"{"model": "m", "stream": true, "messages": []}"#))
+            .await
+            .expect("infallible");
+        assert_eq!(response.status(), StatusCode::OK);
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        let text = String::from_utf8(bytes.to_vec()).expect("UTF-8");
+        let datas: Vec<&str> = text
+            .split("\n\n")
+            .filter_map(|block| block.strip_prefix("data: "))
+            .collect();
+        assert_eq!(datas.last(), Some(&"[DONE]"));
+        let chunks: Vec<Value> = datas[..datas.len() - 1]
+            .iter()
+            .map(|d| serde_json::from_str(d).expect("a JSON chunk"))
+            .collect();
+        let words: String = chunks
+            .iter()
+            .filter_map(|c| {
+                c.pointer("/choices/0/delta/content")
+                    .and_then(Value::as_str)
+            })
+            .collect();
+        assert_eq!(words, "w0 w1 w2 w3 w4.");
+        assert_eq!(stream_words(5).concat(), words);
+        // role + 5 words + finish + usage.
+        assert_eq!(chunks.len(), 8);
+        assert_eq!(chunks[6]["choices"][0]["finish_reason"], "stop");
+        assert_eq!(chunks[7]["usage"]["completion_tokens"], 5);
+    }
+
+    #[tokio::test]
     async fn past_the_limit_a_request_is_answered_429_at_once() {
         let stats = Arc::new(Stats::default());
         let config = Config {
             delay: Duration::from_millis(300),
             max_concurrent: Some(1),
+            ..Config::default()
         };
         let app = router(config, Arc::clone(&stats));
         let first = tokio::spawn(call(app.clone(), post("{}")));

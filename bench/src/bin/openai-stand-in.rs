@@ -19,6 +19,12 @@ struct Args {
     /// Requests served at once; one more is answered 429 with `Retry-After: 1`. 0: no limit.
     #[arg(long, env = "MAX_CONCURRENT", default_value_t = 0)]
     max_concurrent: u64,
+    /// Words of an answer streamed to a `stream: true` request; 0: a short plan's.
+    #[arg(long, env = "STREAM_TOKENS", default_value_t = 0)]
+    stream_tokens: usize,
+    /// Milliseconds between the words of a streamed answer.
+    #[arg(long, env = "TOKEN_INTERVAL_MS", default_value_t = 0)]
+    token_interval_ms: u64,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
@@ -27,6 +33,8 @@ async fn main() -> anyhow::Result<()> {
     let config = Config {
         delay: Duration::from_millis(args.delay_ms),
         max_concurrent: (args.max_concurrent > 0).then_some(args.max_concurrent),
+        stream_tokens: args.stream_tokens,
+        token_interval: Duration::from_millis(args.token_interval_ms),
     };
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await?;
     println!("listening {}", listener.local_addr()?);
