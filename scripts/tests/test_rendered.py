@@ -264,6 +264,18 @@ def test_the_notes_tell_how_to_port_forward_and_post_a_conversation(dev):
     assert "curl -X POST localhost:8001/generate-task" in dev.notes
 
 
+def test_cors_origins_reach_the_services_only_when_set(render, production, k8s_check, tmp_path):
+    assert "CORS_ALLOW_ORIGINS" not in production.of_kind("ConfigMap")[0]["data"]
+    origins = "https://app.example.com, http://localhost:3000"
+    values = tmp_path / "cors.yaml"
+    values.write_text(yaml.safe_dump({"env": {"corsAllowOrigins": origins}}), encoding="utf-8")
+    with_cors = render("--values", str(values))
+    assert with_cors.of_kind("ConfigMap")[0]["data"]["CORS_ALLOW_ORIGINS"] == origins
+    rc, out = k8s_check("render", "--set", "env.corsAllowOrigins=https://app.example.com/")
+    assert rc != 0, out
+    assert "corsAllowOrigins" in out, out
+
+
 def test_the_production_defaults_run_three_kafka_brokers_with_persistence(production):
     broker = production.of_kind("StatefulSet")[0]
     assert broker["spec"]["replicas"] == 3

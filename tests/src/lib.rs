@@ -18,11 +18,15 @@
 //!   results view), each answering an [`Answer`] with the status, the JSON body and the
 //!   body read as the route's type ([`TaskView`], [`LastMessage`], …).
 //! - [`raw`]: raw HTTP/1.1 on a socket, for requests no well-behaved client sends.
+//! - [`Browser`]: headless Chromium over WebDriver (chromedriver), skipped loudly when it
+//!   is not installed (a failure under `CI=true`); [`artifacts_dir`] for the screenshots
+//!   a test leaves.
 //!
 //! Tansu comes from the project's venv (`scripts/bootstrap.sh`, run by `make test`):
 //! `$TANSU_BIN`, else `$LGK_VENV` or `<repo>/.venv`.
 
 mod broker;
+mod browser;
 mod host;
 mod kafka;
 mod llm;
@@ -34,6 +38,7 @@ pub mod sse;
 mod system;
 
 pub use broker::Broker;
+pub use browser::{Browser, artifacts_dir};
 pub use host::{free_port, repo_root, site_package_file, venv, wait_for_port};
 pub use kafka::{produce_tasks, read_topic, read_topic_settled};
 pub use llm::{LlmStandIn, STANDIN_ANSWER, STANDIN_TASK, completion, event_stream, openai_error};

@@ -53,6 +53,9 @@ pub struct AppState {
     pub api_keys: Option<http::ApiKeys>,
     /// The per-client limit on `POST /send_event`; `None`: unlimited.
     pub rate_limit: Option<http::RateLimit>,
+    /// The browser origins that may call the routes (`CORS_ALLOW_ORIGINS`); `None`: no
+    /// CORS headers.
+    pub cors: Option<http::Cors>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -65,6 +68,7 @@ impl std::fmt::Debug for AppState {
 /// needs a key of [`AppState::api_keys`] when there are keys.
 pub fn router(state: AppState, health: Health) -> Router {
     let api_keys = state.api_keys.clone();
+    let cors = state.cors.clone();
     let posts = Router::new()
         .route("/send_event", post(send_event))
         .with_state(state.clone());
@@ -73,7 +77,11 @@ pub fn router(state: AppState, health: Health) -> Router {
         .with_state(state.clone())
         .merge(http::rate_limited(posts, state.rate_limit));
     let api = http::require_api_key(api, api_keys, SERVICE);
-    http::with_common_layers(api.merge(health_routes(health)), Duration::from_secs(60))
+    http::with_common_layers(
+        api.merge(health_routes(health)),
+        Duration::from_secs(60),
+        cors,
+    )
 }
 
 /// The body of `POST /send_event`.

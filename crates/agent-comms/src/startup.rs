@@ -66,6 +66,7 @@ impl App {
                 policy: policy.clone(),
                 api_keys: http::ApiKeys::from_settings(&settings.http)?,
                 rate_limit: http::RateLimit::from_settings(&settings.http),
+                cors: http::Cors::from_settings(&settings.http)?,
             },
             health,
         );

@@ -70,6 +70,9 @@ pub struct AppState {
     pub api_keys: Option<http::ApiKeys>,
     /// The per-client limit on `POST /generate-task`; `None`: unlimited.
     pub rate_limit: Option<http::RateLimit>,
+    /// The browser origins that may call the routes (`CORS_ALLOW_ORIGINS`); `None`: no
+    /// CORS headers.
+    pub cors: Option<http::Cors>,
     /// The live task streams.
     pub streams: Arc<Streams>,
 }
@@ -84,6 +87,7 @@ impl std::fmt::Debug for AppState {
 /// needs a key of [`AppState::api_keys`] when there are keys.
 pub fn router(state: AppState, health: Health, request_timeout: Duration) -> Router {
     let api_keys = state.api_keys.clone();
+    let cors = state.cors.clone();
     let posts = Router::new()
         .route("/generate-task", post(generate_task))
         .with_state(state.clone());
@@ -94,7 +98,7 @@ pub fn router(state: AppState, health: Health, request_timeout: Duration) -> Rou
         .with_state(state.clone())
         .merge(http::rate_limited(posts, state.rate_limit));
     let api = http::require_api_key(api, api_keys, crate::SERVICE);
-    http::with_common_layers(api.merge(health_routes(health)), request_timeout)
+    http::with_common_layers(api.merge(health_routes(health)), request_timeout, cors)
 }
 
 #[tracing::instrument(skip_all, fields(task_id))]
@@ -486,6 +490,7 @@ mod tests {
                 catch_up,
                 api_keys: None,
                 rate_limit: None,
+                cors: None,
                 streams: Arc::new(
                     Streams::new(
                         &agent_runtime::kafka::KafkaSettings::for_brokers("127.0.0.1:1"),

@@ -110,6 +110,7 @@ impl App {
                 catch_up: catch_up.clone(),
                 api_keys: http::ApiKeys::from_settings(&settings.http)?,
                 rate_limit: http::RateLimit::from_settings(&settings.http),
+                cors: http::Cors::from_settings(&settings.http)?,
                 streams,
             },
             health,

@@ -94,7 +94,11 @@ impl App {
         let checkpointed = checkpointer.is_some();
         let graph = solver::graph(llm, checkpointer)
             .map_err(|err| agent_runtime::Error::Task(err.into()))?;
-        let router = http::with_common_layers(health_routes(health), Duration::from_secs(10));
+        let router = http::with_common_layers(
+            health_routes(health),
+            Duration::from_secs(10),
+            http::Cors::from_settings(&settings.http)?,
+        );
         let listener = http::bind(
             &settings.http.bind_address,
             settings.http.port_or(DEFAULT_PORT),

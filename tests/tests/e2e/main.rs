@@ -10,6 +10,7 @@ mod access;
 mod bad_input;
 mod broker_down;
 mod broker_pause;
+mod browser;
 mod crash;
 mod faults;
 mod hostile_model;

@@ -84,6 +84,8 @@ pub(super) struct Flat {
     pub(super) rate_limit_loopback: bool,
     #[serde(deserialize_with = "non_empty_secret")]
     pub(super) api_keys: Option<SecretString>,
+    #[serde(deserialize_with = "non_empty")]
+    pub(super) cors_allow_origins: Option<String>,
     pub(super) database_url: Option<SecretString>,
 
     pub(super) solver_id: Option<String>,
@@ -146,6 +148,7 @@ impl Default for Flat {
             checkpointer: "memory".into(),
             database_url: None,
             api_keys: None,
+            cors_allow_origins: None,
             comms_publish_topics: None,
             rate_limit_per_second: 100,
             rate_limit_burst: 200,
@@ -188,6 +191,7 @@ impl Flat {
                     burst: self.rate_limit_burst,
                     loopback: self.rate_limit_loopback,
                 },
+                cors_allow_origins: self.cors_allow_origins,
             },
             kafka: KafkaSettings {
                 topics: Topics::new(

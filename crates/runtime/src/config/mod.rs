@@ -2,12 +2,12 @@
 //!
 //! [`Settings`] has one typed section a concern, each owned by the module that uses it
 //! and passed to it alone: [`HttpSettings`] (`PORT`, `BIND_ADDRESS`, `HTTP_*`, `API_KEYS`,
-//! `RATE_LIMIT_*`), [`KafkaSettings`] (`KAFKA_*`), [`LlmSettings`] (`OPENAI_*`),
-//! [`SolverSettings`] (the solver's) and [`CommsSettings`] (agent-comms'). Each field's
-//! doc names its variable. The variables are read flat (a private layer, `flat`, one
-//! field a variable in lower case, `kafka_bootstrap_servers` ← `KAFKA_BOOTSTRAP_SERVERS`),
-//! then sorted into the sections; the file named by `CONFIG_FILE`, when set, may hold the
-//! same keys in lower case. A bad value stops the
+//! `RATE_LIMIT_*`, `CORS_ALLOW_ORIGINS`), [`KafkaSettings`] (`KAFKA_*`), [`LlmSettings`]
+//! (`OPENAI_*`), [`SolverSettings`] (the solver's) and [`CommsSettings`] (agent-comms').
+//! Each field's doc names its variable. The variables are read flat (a private layer,
+//! `flat`, one field a variable in lower case, `kafka_bootstrap_servers` ←
+//! `KAFKA_BOOTSTRAP_SERVERS`), then sorted into the sections; the file named by
+//! `CONFIG_FILE`, when set, may hold the same keys in lower case. A bad value stops the
 //! process with a message naming the variable. Secrets (`OPENAI_API_KEY`,
 //! `KAFKA_SASL_PASSWORD`) are [`SecretString`]s: never logged, never returned by `/health`.
 //!
@@ -37,7 +37,7 @@ use crate::{
 /// [`Settings::default`] is what an empty environment gives.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// The HTTP server: port, address, limits, API keys, rate limit.
+    /// The HTTP server: port, address, limits, API keys, rate limit, CORS origins.
     pub http: HttpSettings,
     /// The Kafka clients: brokers, topics, timeouts, security.
     pub kafka: KafkaSettings,

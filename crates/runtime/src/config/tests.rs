@@ -368,3 +368,32 @@ fn a_bad_prefix_is_blamed_on_the_prefix_and_a_bad_name_on_its_variable() {
         .to_string();
     assert!(err.contains("KAFKA_RESULTS_TOPIC must be"), "{err}");
 }
+
+#[test]
+fn cors_origins_are_off_by_default_read_from_the_environment_and_checked() {
+    for vars in [vec![], vec![("CORS_ALLOW_ORIGINS", "")]] {
+        let s = Settings::from_vars(vars).expect("valid");
+        assert_eq!(s.http.cors_allow_origins, None, "no CORS headers");
+    }
+    let s = Settings::from_vars([(
+        "CORS_ALLOW_ORIGINS",
+        "http://localhost:3000,https://app.example.com",
+    )])
+    .expect("valid");
+    assert_eq!(
+        s.http.cors_allow_origins.as_deref(),
+        Some("http://localhost:3000,https://app.example.com")
+    );
+    let s = Settings::from_vars([("CORS_ALLOW_ORIGINS", "*")]).expect("any origin");
+    assert_eq!(s.http.cors_allow_origins.as_deref(), Some("*"));
+    assert_eq!(
+        config_error(&[("CORS_ALLOW_ORIGINS", "http://localhost:3000/")]),
+        "configuration error: CORS_ALLOW_ORIGINS: entry 1 (`http://localhost:3000/`) must be \
+         an origin as a browser sends it: scheme://host[:port], in lower case, without path, \
+         trailing slash or default port: `http://localhost:3000`?"
+    );
+    assert_eq!(
+        config_error(&[("CORS_ALLOW_ORIGINS", "http://a.test,,")]),
+        "configuration error: CORS_ALLOW_ORIGINS: entry 2 is empty"
+    );
+}

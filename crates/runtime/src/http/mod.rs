@@ -20,10 +20,13 @@
 //! - `auth`: [`ApiKeys`] and [`require_api_key`] — `API_KEYS`, `Authorization: Bearer`.
 //! - `rate_limit`: [`RateLimit`] and [`rate_limited`] — per-client limits on the POST
 //!   routes, a JSON 429 with `Retry-After`.
+//! - `cors`: [`Cors`] — `CORS_ALLOW_ORIGINS`, which browser pages on other origins may
+//!   call the routes.
 //! - [`HttpSettings`] (`settings`): the section of the settings the HTTP layer reads.
 //! - [`ApiError`] (`error`), the extractors (`extract`), health routes (`health`).
 
 mod auth;
+mod cors;
 mod error;
 mod extract;
 mod health;
@@ -34,6 +37,7 @@ mod settings;
 mod timeout;
 
 pub use auth::{ApiKeys, require_api_key};
+pub use cors::{Cors, PREFLIGHT_MAX_AGE};
 pub use error::ApiError;
 pub use extract::{Json, Path, Query};
 pub use health::{Health, HealthReport, health_routes};
@@ -60,15 +64,24 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// a request timeout (`request_timeout`, answered with a JSON 408), an `x-request-id` on every
 /// request (generated when absent, echoed in the answer, recorded on the request's
 /// span), a trace span per request, and panics turned into a bare JSON 500.
-pub fn with_common_layers(router: Router, request_timeout: Duration) -> Router {
-    router
+///
+/// With `cors` ([`Cors::from_settings`]), the CORS headers of its origins on every answer
+/// (the error answers of the layers inside it included) and preflight requests answered
+/// before any route's own layers (API keys, rate limit); with `None`, no CORS header.
+pub fn with_common_layers(router: Router, request_timeout: Duration, cors: Option<Cors>) -> Router {
+    let router = router
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(axum::middleware::from_fn(move |request, next| {
             timeout::request_timeout(request_timeout, request, next)
-        }))
+        }));
+    let router = match cors {
+        Some(cors) => router.layer(cors.layer()),
+        None => router,
+    };
+    router
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {

@@ -1,15 +1,15 @@
 //! [`HttpSettings`]: the HTTP section of the settings (`PORT`, `BIND_ADDRESS`, `HTTP_*`,
-//! `API_KEYS`, `RATE_LIMIT_*`) and its checks.
+//! `API_KEYS`, `RATE_LIMIT_*`, `CORS_ALLOW_ORIGINS`) and its checks.
 
 use std::time::Duration;
 
 use secrecy::SecretString;
 
-use super::{ApiKeys, HttpLimits};
+use super::{ApiKeys, Cors, HttpLimits};
 use crate::{Error, Result};
 
 /// The HTTP section of the settings: where the service listens, the server's limits, who
-/// may call it and how often.
+/// may call it, how often, and from which browser pages.
 ///
 /// [`HttpSettings::default`] is what an empty environment gives.
 #[derive(Debug, Clone)]
@@ -44,6 +44,10 @@ pub struct HttpSettings {
     pub api_keys: Option<SecretString>,
     /// `RATE_LIMIT_*`: the per-client limit on the POST routes.
     pub rate_limit: RateLimitSettings,
+    /// `CORS_ALLOW_ORIGINS`: comma-separated origins (`http://localhost:3000`, exactly as
+    /// a browser sends `Origin`), or `*`, whose pages may call the service from a browser
+    /// ([`Cors`]); unset or empty sends no CORS header.
+    pub cors_allow_origins: Option<String>,
 }
 
 /// The rate-limit part of [`HttpSettings`] (`RATE_LIMIT_*`), made into a
@@ -80,18 +84,21 @@ impl Default for HttpSettings {
             limits: HttpLimits::default(),
             api_keys: None,
             rate_limit: RateLimitSettings::default(),
+            cors_allow_origins: None,
         }
     }
 }
 
 impl HttpSettings {
-    /// Checks the limits' ranges, the rate limit, and that `API_KEYS` parses.
+    /// Checks the limits' ranges, the rate limit, and that `API_KEYS` and
+    /// `CORS_ALLOW_ORIGINS` parse.
     ///
     /// # Errors
     /// [`Error::Config`] naming the variable (never quoting a key).
     pub fn validate(&self) -> Result<()> {
         let bad = |var: &str, why: &str| Err(Error::Config(format!("{var} {why}")));
         ApiKeys::from_settings(self)?;
+        Cors::from_settings(self)?;
         if self.rate_limit.per_second > 0 && self.rate_limit.burst == 0 {
             return bad("RATE_LIMIT_BURST", "must be at least 1");
         }

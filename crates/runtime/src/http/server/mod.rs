@@ -101,7 +101,8 @@ impl Default for HttpLimits {
 /// use tokio_util::sync::CancellationToken;
 ///
 /// let listener = http::bind("127.0.0.1", 0).await?;
-/// let router = http::with_common_layers(axum::Router::new(), std::time::Duration::from_secs(30));
+/// let router =
+///     http::with_common_layers(axum::Router::new(), std::time::Duration::from_secs(30), None);
 /// http::serve(listener, router, &HttpLimits::default(), CancellationToken::new()).await;
 /// # Ok(())
 /// # }

@@ -46,7 +46,7 @@ async fn server(limits: HttpLimits) -> (String, CancellationToken, JoinHandle<()
             "/echo",
             post(|body: Bytes| async move { body.len().to_string() }),
         );
-    let router = with_common_layers(router, Duration::from_secs(30));
+    let router = with_common_layers(router, Duration::from_secs(30), None);
     let listener = bind("127.0.0.1", 0).await.expect("bound");
     let address = listener.local_addr().expect("address").to_string();
     let shutdown = CancellationToken::new();
