@@ -13,8 +13,9 @@
 //!   `offsets_for_times`), so a stream opened after the task ended replays it whole.
 //! - **One reader per partition.** A replica reads a partition only while a stream needs
 //!   it: one consumer (no group, nothing committed) from the partition's end, fanned out
-//!   to every stream of that partition through a bounded ring ([`FEED_CAPACITY`]
-//!   records). The history a stream needs before that (a replay, or the events written
+//!   by key: a record goes only to the streams of its task, each through a bounded
+//!   queue ([`LIVE_BUFFER`] records); records of tasks no stream follows are dropped
+//!   unread, so a thousand streams cost no more per record than one. The history a stream needs before that (a replay, or the events written
 //!   since its task started) is read by a reader of its own, up to where the shared one
 //!   began, then the stream follows the shared one. At most [`MAX_REPLAYS`] streams
 //!   of a replica read their history at once; the others wait their turn.
@@ -22,8 +23,9 @@
 //!   `Accept: text/event-stream` [subscribes](Streams::subscribe) to the partition
 //!   before the task is published, so every event of the task reaches it live, with no
 //!   replay.
-//! - **Slow clients.** A stream that falls [`FEED_CAPACITY`] records behind the shared
-//!   reader, or whose client does not take [`STREAM_BUFFER`] events, is closed; it can
+//! - **Slow clients.** A stream that falls [`LIVE_BUFFER`] of its task's records behind
+//!   the shared reader, or whose client does not take [`STREAM_BUFFER`] events, is
+//!   closed; it can
 //!   resume from its last id. Memory stays bounded whatever the clients do.
 //! - **The end.** The `result` event is the last; its `id` ends with `.end`, and a
 //!   reconnection with such an id answers 204 (which tells `EventSource` to stop). Since
@@ -53,15 +55,15 @@ use rdkafka::{Message, Offset};
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{SERVICE, generation::Accepted, store::ViewStore};
 
-/// Records of a partition the shared reader keeps for its streams (a stream further
-/// behind is closed).
-pub const FEED_CAPACITY: usize = 4096;
+/// Records of its task the shared reader holds for a stream that has not taken them
+/// yet (a stream further behind is closed).
+pub const LIVE_BUFFER: usize = 1024;
 
 /// Events a stream holds for a client that does not read them (it is closed past that).
 pub const STREAM_BUFFER: usize = 256;
@@ -102,7 +104,20 @@ struct Feed {
 struct FeedState {
     /// The offset after the last record sent: where a new stream's share begins.
     next: i64,
-    tx: broadcast::Sender<Arc<Record>>,
+    /// The queues of the streams following each task, by key.
+    streams: HashMap<Vec<u8>, Vec<mpsc::Sender<Arc<Record>>>>,
+}
+
+impl FeedState {
+    /// Forgets the streams of `key` that have ended.
+    fn prune(&mut self, key: &[u8]) {
+        if let Some(senders) = self.streams.get_mut(key) {
+            senders.retain(|tx| !tx.is_closed());
+            if senders.is_empty() {
+                self.streams.remove(key);
+            }
+        }
+    }
 }
 
 impl Drop for Feed {
@@ -112,10 +127,32 @@ impl Drop for Feed {
 }
 
 impl Feed {
-    /// A receiver of the records from now on, and the offset where they begin.
-    fn subscribe(&self) -> (broadcast::Receiver<Arc<Record>>, i64) {
-        let state = lock(&self.state);
-        (state.tx.subscribe(), state.next)
+    /// The records of `key` from now on, and the offset where they begin.
+    fn subscribe(self: &Arc<Self>, key: &[u8]) -> (Live, i64) {
+        let (tx, rx) = mpsc::channel(LIVE_BUFFER);
+        let mut state = lock(&self.state);
+        state.streams.entry(key.to_vec()).or_default().push(tx);
+        let live = Live {
+            rx,
+            key: key.to_vec(),
+            feed: Arc::clone(self),
+        };
+        (live, state.next)
+    }
+}
+
+/// One stream's queue of its task's records from the shared reader. It holds the feed
+/// (the partition stays read while it lives) and leaves it when dropped.
+struct Live {
+    rx: mpsc::Receiver<Arc<Record>>,
+    key: Vec<u8>,
+    feed: Arc<Feed>,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.rx.close();
+        lock(&self.feed.state).prune(&self.key);
     }
 }
 
@@ -261,8 +298,10 @@ impl Streams {
             &format!("{SERVICE}-stream"),
         )
         .map_err(|err| StreamError::Broker(err.to_string()))?;
-        let (tx, _) = broadcast::channel(FEED_CAPACITY);
-        let state = Arc::new(Mutex::new(FeedState { next: end, tx }));
+        let state = Arc::new(Mutex::new(FeedState {
+            next: end,
+            streams: HashMap::new(),
+        }));
         let stop = self.shutdown.child_token();
         tokio::spawn(follow(reader, Arc::clone(&state), stop.clone()));
         let feed = Arc::new(Feed { state, stop });
@@ -281,11 +320,10 @@ impl Streams {
     pub async fn subscribe(&self, task_id: Uuid) -> Result<Subscription, StreamError> {
         let partition = self.partition_of(task_id).await?;
         let feed = self.feed(partition).await?;
-        let (live, from) = feed.subscribe();
+        let (live, from) = feed.subscribe(task_id.to_string().as_bytes());
         Ok(Subscription {
             task_id,
             partition,
-            feed,
             live,
             from,
         })
@@ -332,7 +370,6 @@ impl Streams {
         let Subscription {
             task_id,
             partition,
-            feed,
             live,
             from,
         } = subscription;
@@ -345,8 +382,7 @@ impl Streams {
             store,
             shutdown: self.shutdown.clone(),
         };
-        // `feed` is held for as long as the stream runs: the partition stays read.
-        let _feed = feed;
+        // `live` holds the feed for as long as the stream runs: the partition stays read.
         if begin < from && !self.replay(&stream, partition).await {
             return;
         }
@@ -438,8 +474,7 @@ impl Streams {
 pub struct Subscription {
     task_id: Uuid,
     partition: i32,
-    feed: Arc<Feed>,
-    live: broadcast::Receiver<Arc<Record>>,
+    live: Live,
     from: i64,
 }
 
@@ -480,15 +515,30 @@ async fn follow(reader: TopicReader, state: Arc<Mutex<FeedState>>, stop: Cancell
         };
         match message {
             Ok(message) => {
+                let key = message.key().unwrap_or_default();
+                let mut state = lock(&state);
+                state.next = message.offset() + 1;
+                // A task no stream follows: nothing to copy.
+                let Some(streams) = state.streams.get_mut(key) else {
+                    continue;
+                };
                 let record = Arc::new(Record {
                     offset: message.offset(),
-                    key: message.key().unwrap_or_default().to_vec(),
+                    key: key.to_vec(),
                     payload: message.payload().unwrap_or_default().to_vec(),
                 });
-                let mut state = lock(&state);
-                state.next = record.offset + 1;
-                // No receiver: no stream right now, fine.
-                let _ = state.tx.send(record);
+                let before = streams.len();
+                // A stream whose queue is full has fallen behind: dropping its sender
+                // ends it (it may resume from its last id).
+                streams.retain(|tx| tx.try_send(Arc::clone(&record)).is_ok());
+                if streams.len() < before {
+                    tracing::info!(
+                        offset = record.offset,
+                        closed = before - streams.len(),
+                        "streams closed: they fell {LIVE_BUFFER} records of their task behind, or ended (they may resume from their last id)"
+                    );
+                }
+                state.prune(key);
             }
             Err(err) => {
                 tracing::warn!(error = %err, "progress reader error; retrying in 1 s");
@@ -526,7 +576,7 @@ enum Sent {
 
 impl StreamTask {
     /// Follows the shared reader until the stream is over.
-    async fn run(self, mut live: broadcast::Receiver<Arc<Record>>) {
+    async fn run(self, mut live: Live) {
         let mut grace: Option<tokio::time::Instant> = None;
         let mut check = tokio::time::interval(RESULT_GRACE);
         loop {
@@ -545,8 +595,8 @@ impl StreamTask {
                         grace = Some(tokio::time::Instant::now() + RESULT_GRACE);
                     }
                 }
-                record = live.recv() => match record {
-                    Ok(record) => {
+                record = live.rx.recv() => match record {
+                    Some(record) => {
                         if record.offset < self.begin {
                             continue;
                         }
@@ -555,11 +605,8 @@ impl StreamTask {
                             Sent::Ended | Sent::Closed => return,
                         }
                     }
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::info!(task_id = %self.task_id, missed, "stream closed: its client fell behind (it may resume from its last id)");
-                        return;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
+                    // Fell behind (the feed dropped it), or shutdown.
+                    None => return,
                 },
             }
         }
@@ -839,6 +886,80 @@ mod tests {
             .expect("data");
         assert_eq!(&frame[..], b"event: status\nid: 7\ndata: {}\n\n");
         assert!(body.frame().await.is_none(), "the stream ended");
+    }
+
+    /// The shared reader hands each stream only its own task's records, in order, and
+    /// forgets a stream once it ends; a partition no stream holds is read no more.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_shared_reader_hands_each_stream_only_its_task_s_records() {
+        use rdkafka::{
+            ClientConfig,
+            mocking::MockCluster,
+            producer::{FutureProducer, FutureRecord},
+        };
+
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        let settings = KafkaSettings::for_brokers(&cluster.bootstrap_servers());
+        cluster
+            .create_topic(&settings.topics.progress, 1, 1)
+            .expect("topic");
+        let streams = Arc::new(Streams::new(&settings, CancellationToken::new()).expect("streams"));
+        let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let mut first = streams.subscribe(a).await.expect("a's subscription");
+        let mut second = streams.subscribe(b).await.expect("b's subscription");
+        assert_eq!(streams.feeds(), 1, "one reader for the partition");
+        assert_eq!(first.from(), 0);
+
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .create()
+            .expect("producer");
+        for (n, key) in [a, c, b, a, c, c, b, a].iter().enumerate() {
+            let (key, payload) = (key.to_string(), n.to_string());
+            producer
+                .send(
+                    FutureRecord::to(&settings.topics.progress)
+                        .key(&key)
+                        .payload(&payload),
+                    Duration::from_secs(5),
+                )
+                .await
+                .expect("produced");
+        }
+        let take = async |live: &mut Live, n: usize| {
+            let mut got = Vec::new();
+            for _ in 0..n {
+                let record = tokio::time::timeout(Duration::from_secs(10), live.rx.recv())
+                    .await
+                    .expect("a record in time")
+                    .expect("the feed goes on");
+                got.push((
+                    record.offset,
+                    String::from_utf8_lossy(&record.payload).into_owned(),
+                ));
+            }
+            got
+        };
+        let of = |pairs: &[(i64, &str)]| -> Vec<(i64, String)> {
+            pairs.iter().map(|(o, p)| (*o, (*p).to_owned())).collect()
+        };
+        assert_eq!(
+            take(&mut first.live, 3).await,
+            of(&[(0, "0"), (3, "3"), (7, "7")])
+        );
+        assert_eq!(take(&mut second.live, 2).await, of(&[(2, "2"), (6, "6")]));
+
+        let feed = Arc::clone(&first.live.feed);
+        drop(first);
+        assert!(
+            !lock(&feed.state)
+                .streams
+                .contains_key(a.to_string().as_bytes()),
+            "an ended stream is forgotten"
+        );
+        drop(feed);
+        drop(second);
+        assert_eq!(streams.feeds(), 0, "no stream, no reader");
     }
 
     #[test]

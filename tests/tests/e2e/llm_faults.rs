@@ -364,6 +364,7 @@ async fn a_provider_that_refuses_past_eight_requests_at_once_gets_the_limit_it_s
         Config {
             delay: Duration::from_millis(100),
             max_concurrent: Some(PROVIDER_CAPACITY),
+            ..Config::default()
         },
         Arc::clone(&stats),
     );
