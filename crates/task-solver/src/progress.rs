@@ -183,7 +183,7 @@ impl RunProgress {
 
     /// When the chunk being gathered must be published ([`RunProgress::flush_chunk`]);
     /// `None` when there is none. A throttle with a leading edge: a piece that comes
-    /// [`ProgressPublisher::chunk_window`] or more after the last chunk (the first piece
+    /// the chunk window (`STREAM_CHUNK_MS`) or more after the last chunk (the first piece
     /// of the run, above all: the time to the first token) is due at once; the pieces
     /// after it gather until a window after that.
     pub fn chunk_deadline(&self) -> Option<Instant> {
