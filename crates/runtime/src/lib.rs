@@ -21,8 +21,9 @@
 //!   for every error the HTTP layer answers; the `Json`, `Path` and `Query` extractors,
 //!   health routes and the tower layers every service uses.
 //! - [`checkpoint`]: [`PostgresSaver`](checkpoint::PostgresSaver), the graph engine's
-//!   checkpointer in PostgreSQL (sqlx, migrations in `migrations/`, state stored as
-//!   content-addressed blobs so unchanged fields are not copied at every superstep).
+//!   checkpointer in PostgreSQL (sqlx, migrations in `migrations/postgres`, state
+//!   stored as content-addressed blobs so unchanged fields are not copied at every
+//!   superstep).
 //! - [`redact`]: removes every configured secret (and any URL's userinfo) from text
 //!   before it reaches a log line, an HTTP answer, a result or the dead-letter topic.
 //! - [`shutdown`]: one `CancellationToken` fired by SIGTERM or Ctrl-C.

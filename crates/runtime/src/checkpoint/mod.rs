@@ -10,8 +10,8 @@
 //! The state is not copied whole at every step: it is cut into content-addressed blobs
 //! (one per top-level field, array fields in chunks of ~4 KiB), so a 50-message history
 //! that does not change is stored once per thread, and an appended message stores only
-//! the last chunk of the history again. The schema comes from the crate's `migrations/`
-//! ([`PostgresSaver::setup`]).
+//! the last chunk of the history again. The schema comes from the crate's
+//! `migrations/postgres` ([`PostgresSaver::setup`]).
 
 mod blob;
 mod postgres;

@@ -169,13 +169,13 @@ impl PostgresSaver {
         }
     }
 
-    /// Creates or upgrades the tables (the crate's `migrations/`, recorded in
+    /// Creates or upgrades the tables (the crate's `migrations/postgres`, recorded in
     /// `_agent_checkpoint_migrations`). Idempotent; concurrent callers wait on a lock.
     ///
     /// # Errors
     /// [`CheckpointError::Backend`] when a migration fails.
     pub async fn setup(&self) -> Result<(), CheckpointError> {
-        let mut migrator: Migrator = sqlx::migrate!("./migrations");
+        let mut migrator: Migrator = sqlx::migrate!("./migrations/postgres");
         migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
         migrator
             .run(&self.pool)
