@@ -15,5 +15,6 @@
 
 mod blob;
 mod postgres;
+mod row;
 
 pub use postgres::PostgresSaver;

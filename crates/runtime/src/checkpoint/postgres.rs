@@ -2,9 +2,7 @@
 
 use std::{fmt, str::FromStr};
 
-use agent_core::graph::{
-    Checkpoint, CheckpointError, CheckpointSource, CheckpointTuple, Checkpointer, PendingWrite,
-};
+use agent_core::graph::{Checkpoint, CheckpointError, CheckpointTuple, Checkpointer, PendingWrite};
 use futures::future::BoxFuture;
 use sqlx::{
     Connection, Row,
@@ -12,7 +10,7 @@ use sqlx::{
     postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow},
 };
 
-use super::blob::{self, Layout};
+use super::row::{self, Encoded};
 use crate::redact::UrlPassword;
 
 /// Where the applied migrations are recorded: a table of its own, so the schema's
@@ -203,43 +201,6 @@ impl PostgresSaver {
     }
 }
 
-/// The columns of a checkpoint row to save.
-struct Encoded {
-    checkpoint_id: String,
-    parent_id: Option<String>,
-    step: i64,
-    source: &'static str,
-    created_at: chrono::DateTime<chrono::Utc>,
-    body: Vec<u8>,
-    split: blob::Split,
-}
-
-impl Encoded {
-    fn encode(mut checkpoint: Checkpoint) -> Result<Self, CheckpointError> {
-        let corrupt = |e: serde_json::Error| {
-            CheckpointError::Corrupt(format!("encoding checkpoint {}: {e}", checkpoint.id))
-        };
-        let split = blob::split(&checkpoint.state).map_err(corrupt)?;
-        checkpoint.state = serde_json::to_value(&split.layout).map_err(corrupt)?;
-        let step = i64::try_from(checkpoint.step).map_err(|_| {
-            CheckpointError::Corrupt(format!("step {} out of range", checkpoint.step))
-        })?;
-        Ok(Self {
-            body: checkpoint.encode()?,
-            step,
-            source: match checkpoint.source {
-                CheckpointSource::Input => "input",
-                CheckpointSource::Loop => "loop",
-                CheckpointSource::Update => "update",
-            },
-            created_at: checkpoint.created_at,
-            checkpoint_id: checkpoint.id,
-            parent_id: checkpoint.parent_id,
-            split,
-        })
-    }
-}
-
 /// Reads a checkpoint from its row: `checkpoint` and `blob_values`.
 fn decode(row: &PgRow, redact: &Redact) -> Result<Checkpoint, CheckpointError> {
     let body: Vec<u8> = row
@@ -248,18 +209,7 @@ fn decode(row: &PgRow, redact: &Redact) -> Result<Checkpoint, CheckpointError> {
     let blobs: Vec<Option<Vec<u8>>> = row
         .try_get("blob_values")
         .map_err(|e| redact.backend("reading a checkpoint row", e))?;
-    let mut checkpoint = Checkpoint::decode(&body)?;
-    let corrupt =
-        |what: String| CheckpointError::Corrupt(format!("checkpoint {}: {what}", checkpoint.id));
-    let layout: Layout = serde_json::from_value(std::mem::take(&mut checkpoint.state))
-        .map_err(|e| corrupt(format!("state layout: {e}")))?;
-    let values = blobs
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| v.ok_or_else(|| corrupt(format!("state blob {i} is missing"))))
-        .collect::<Result<Vec<_>, _>>()?;
-    checkpoint.state = blob::join(layout, values).map_err(corrupt)?;
-    Ok(checkpoint)
+    row::decode(&body, blobs)
 }
 
 impl Checkpointer for PostgresSaver {
@@ -307,22 +257,11 @@ impl Checkpointer for PostgresSaver {
         Box::pin(async move {
             // A task written twice in one call: its last write, in its last place (one
             // statement cannot update a row twice).
-            let mut kept: Vec<PendingWrite> = Vec::with_capacity(writes.len());
-            for write in writes {
-                kept.retain(|w| w.task_id != write.task_id);
-                kept.push(write);
-            }
-            if kept.is_empty() {
+            let writes = row::encode_writes(writes)?;
+            if writes.is_empty() {
                 return Ok(());
             }
-            let mut task_ids = Vec::with_capacity(kept.len());
-            let mut encoded = Vec::with_capacity(kept.len());
-            for write in &kept {
-                encoded.push(serde_json::to_vec(write).map_err(|e| {
-                    CheckpointError::Corrupt(format!("encoding a write of {}: {e}", write.task_id))
-                })?);
-                task_ids.push(write.task_id.clone());
-            }
+            let (task_ids, encoded): (Vec<String>, Vec<Vec<u8>>) = writes.into_iter().unzip();
             sqlx::query(PUT_WRITES)
                 .bind(&thread)
                 .bind(&checkpoint_id)
@@ -356,17 +295,7 @@ impl Checkpointer for PostgresSaver {
             let writes: Vec<Vec<u8>> = row
                 .try_get("writes")
                 .map_err(|e| redact.backend("reading pending writes", e))?;
-            let pending_writes = writes
-                .iter()
-                .map(|w| {
-                    serde_json::from_slice(w).map_err(|e| {
-                        CheckpointError::Corrupt(format!(
-                            "pending write of checkpoint {}: {e}",
-                            checkpoint.id
-                        ))
-                    })
-                })
-                .collect::<Result<_, _>>()?;
+            let pending_writes = row::decode_writes(&checkpoint.id, &writes)?;
             Ok(Some(CheckpointTuple {
                 checkpoint,
                 pending_writes,
