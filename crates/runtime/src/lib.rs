@@ -20,10 +20,11 @@
 //!   connection limit, graceful shutdown); [`ApiError`](http::ApiError) with JSON bodies
 //!   for every error the HTTP layer answers; the `Json`, `Path` and `Query` extractors,
 //!   health routes and the tower layers every service uses.
-//! - [`checkpoint`]: [`PostgresSaver`](checkpoint::PostgresSaver), the graph engine's
-//!   checkpointer in PostgreSQL (sqlx, migrations in `migrations/postgres`, state
-//!   stored as content-addressed blobs so unchanged fields are not copied at every
-//!   superstep).
+//! - [`checkpoint`]: the graph engine's durable checkpointers,
+//!   [`SqliteSaver`](checkpoint::SqliteSaver) in an SQLite file and
+//!   [`PostgresSaver`](checkpoint::PostgresSaver) in PostgreSQL (sqlx, migrations in
+//!   `migrations/sqlite` and `migrations/postgres`, state stored as content-addressed
+//!   blobs so unchanged fields are not copied at every superstep).
 //! - [`redact`]: removes every configured secret (and any URL's userinfo) from text
 //!   before it reaches a log line, an HTTP answer, a result or the dead-letter topic.
 //! - [`shutdown`]: one `CancellationToken` fired by SIGTERM or Ctrl-C.

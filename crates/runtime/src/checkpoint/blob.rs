@@ -1,5 +1,6 @@
-//! Content-addressed state blobs: how [`PostgresSaver`](super::PostgresSaver) cuts a
-//! checkpoint's state so that what did not change between supersteps is stored once.
+//! Content-addressed state blobs: how [`PostgresSaver`](super::PostgresSaver) and
+//! [`SqliteSaver`](super::SqliteSaver) cut a checkpoint's state so that what did not
+//! change between supersteps is stored once.
 //!
 //! A state that is a JSON object (as `agent_core::state!` makes) is cut by top-level
 //! field, one blob each; an array field (a message history) is cut further into chunks
@@ -14,6 +15,9 @@ use sha2::{Digest, Sha256};
 /// An array field is cut into chunks of about this many bytes of JSON (a chunk closes
 /// after the element that reaches it): ~16 chat messages of 200 characters.
 pub(crate) const CHUNK_BYTES: usize = 4096;
+
+/// The length of a blob's hash (SHA-256), in bytes.
+pub(crate) const HASH_BYTES: usize = 32;
 
 /// How a state was cut into blobs, stored in the checkpoint row in place of the state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,7 +43,7 @@ pub(crate) struct Field {
 /// A blob to store: its hash, the field it belongs to, its JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Blob {
-    /// SHA-256 of `value`.
+    /// SHA-256 of `value` ([`HASH_BYTES`] bytes).
     pub(crate) hash: Vec<u8>,
     /// The top-level field, or `""` for a non-object state.
     pub(crate) key: String,

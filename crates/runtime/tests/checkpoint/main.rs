@@ -1,7 +1,9 @@
 //! The durable checkpointers against real databases: one suite of behaviour (`suite`)
-//! run for `PostgresSaver` on a real PostgreSQL (`postgres`), and the saver's own tests.
+//! run for `SqliteSaver` on files in a temporary folder (`sqlite`) and for
+//! `PostgresSaver` on a real PostgreSQL (`postgres`), and each saver's own tests.
 
 mod postgres;
+mod sqlite;
 mod suite;
 
 use agent_core::graph::{
