@@ -24,8 +24,9 @@ pub(crate) fn test_vars<'a>(bootstrap: &'a str, llm_url: &'a str) -> Vec<(&'a st
 }
 
 /// The settings of [`System::start`]: the test settings, `PORT=0` and `extra`; unless
-/// `extra` sets `DATA_DIR`, the results view's SQLite file goes to a folder of its own
-/// under the system's temporary folder ([`scratch_dir`]).
+/// `extra` sets `DATA_DIR`, the services' SQLite files (the results view's, and the
+/// solver's checkpoints with `CHECKPOINTER=sqlite`) go to a folder of their own under
+/// the system's temporary folder ([`scratch_dir`]).
 ///
 /// # Panics
 /// When they are not valid.
@@ -35,7 +36,7 @@ pub fn test_settings(bootstrap: &str, llm_url: &str, extra: &[(&str, &str)]) -> 
     vars.extend_from_slice(extra);
     let mut settings = Settings::from_vars(vars).expect("valid test settings");
     if !extra.iter().any(|(var, _)| *var == "DATA_DIR") {
-        settings.view.data_dir = scratch_dir();
+        settings.data_dir = scratch_dir();
     }
     settings
 }
@@ -177,9 +178,9 @@ impl System {
 impl Drop for System {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        // The results view's folder, when the harness made it (best effort: the
-        // generator may still hold the file open a moment).
-        let data = &self.settings.view.data_dir;
+        // The folder of the services' SQLite files, when the harness made it (best
+        // effort: a service may still hold a file open a moment).
+        let data = &self.settings.data_dir;
         if data.starts_with(std::env::temp_dir().join("langgraph-kafka-e2e")) {
             let _ = std::fs::remove_dir_all(data);
         }

@@ -202,7 +202,7 @@ async fn open_store(settings: &Settings) -> Result<Arc<dyn ViewStore>> {
         ResultsStoreKind::Sqlite => {
             // One file a set of topics: a view is of the topics it was read from.
             let file = format!("results-{}.sqlite", settings.kafka.topics.events);
-            let path = settings.view.data_dir.join(file);
+            let path = settings.data_dir.join(file);
             Arc::new(
                 SqliteStore::open(&path)
                     .await

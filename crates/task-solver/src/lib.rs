@@ -26,3 +26,5 @@ pub const SERVICE: &str = "task-solver";
 pub const DEFAULT_PORT: u16 = 8002;
 /// The consumer group every solver replica joins.
 pub const CONSUMER_GROUP: &str = "task-solver";
+/// The file of the checkpoints under `DATA_DIR` with `CHECKPOINTER=sqlite`.
+pub const CHECKPOINTS_FILE: &str = "checkpoints.sqlite";

@@ -10,9 +10,11 @@
 //!
 //! The memory is the last [`SEEN_CAPACITY`] task ids this replica took (the oldest
 //! forgotten first). Tasks are keyed by id, so every delivery of one id lands on one
-//! partition and so on one replica while it owns it. With `CHECKPOINTER=postgres` the
-//! stored checkpoints also hold each task's body, and a conflict with them is caught
-//! whatever this memory has forgotten (see [`crate::worker::process`]).
+//! partition and so on one replica while it owns it. With a durable checkpointer the
+//! stored checkpoints also hold each task's body — every replica's tasks with
+//! `CHECKPOINTER=postgres`, those solved with the replica's own file with `sqlite` —
+//! and a conflict with them is caught whatever this memory has forgotten (see
+//! [`crate::worker::process`]).
 
 use std::{
     collections::{HashMap, VecDeque},

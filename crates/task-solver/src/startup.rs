@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use agent_core::graph::{Checkpointer, InMemorySaver};
-use agent_runtime::checkpoint::PostgresSaver;
+use agent_runtime::checkpoint::{PostgresSaver, SqliteSaver};
 use secrecy::ExposeSecret;
 
 use agent_runtime::{
@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    CONSUMER_GROUP, DEFAULT_PORT, SERVICE,
+    CHECKPOINTS_FILE, CONSUMER_GROUP, DEFAULT_PORT, SERVICE,
     progress::ProgressPublisher,
     seen::SeenTasks,
     solver,
@@ -196,7 +196,12 @@ impl App {
 }
 
 /// The solver graph's checkpointer from `DISABLECHECKPOINTER`, `CHECKPOINTER` and
-/// `DATABASE_URL`; the in-memory one is also returned to drop finished threads.
+/// `DATABASE_URL` or `DATA_DIR`; the in-memory one is also returned to drop finished
+/// threads.
+///
+/// # Errors
+/// [`agent_runtime::Error::Config`] naming `DATABASE_URL` or `DATA_DIR` when the
+/// checkpoint database cannot be used.
 async fn checkpointer(
     settings: &Settings,
 ) -> Result<(Option<Arc<dyn Checkpointer>>, Option<InMemorySaver>)> {
@@ -215,6 +220,16 @@ async fn checkpointer(
                         "DATABASE_URL: cannot use the checkpoint database: {err}"
                     ))
                 })?;
+            Ok((Some(Arc::new(saver)), None))
+        }
+        CheckpointerKind::Sqlite => {
+            let path = settings.data_dir.join(CHECKPOINTS_FILE);
+            let saver = SqliteSaver::open(&path).await.map_err(|err| {
+                agent_runtime::Error::Config(format!(
+                    "DATA_DIR: cannot use the checkpoint file: {err}"
+                ))
+            })?;
+            tracing::info!(file = %path.display(), "checkpoints in SQLite");
             Ok((Some(Arc::new(saver)), None))
         }
         CheckpointerKind::Memory => {

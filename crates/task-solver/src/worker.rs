@@ -168,7 +168,8 @@ pub async fn process(deps: &Deps, message: OwnedMessage) -> Result<Outcome> {
 }
 
 /// Why `task` may not run under its id, if another body owns the id: in the memory of
-/// this replica, or in the task's checkpoints when they are durable (PostgreSQL).
+/// this replica, or in the task's checkpoints when they are durable (SQLite,
+/// PostgreSQL).
 ///
 /// # Errors
 /// The checkpoint store cannot be read (the loop retries the message).

@@ -125,7 +125,7 @@ async fn a_replica_catching_up_or_restarted_never_answers_404_for_a_known_task()
     // A new replica with an empty store reads both topics from their start, while
     // clients poll the tasks they know.
     let mut settings = system.settings.clone();
-    settings.view.data_dir = scratch_dir();
+    settings.data_dir = scratch_dir();
     let fresh = Replica::start(settings.clone()).await;
     let answers =
         poll_until_caught_up(&system.http, &fresh.base, &ids, Duration::from_secs(120)).await;
@@ -150,7 +150,6 @@ async fn a_replica_catching_up_or_restarted_never_answers_404_for_a_known_task()
     // Stopped, its store holds where it stopped: the ends of both topics.
     fresh.stop().await;
     let file = settings
-        .view
         .data_dir
         .join(format!("results-{}.sqlite", topics.events));
     let stored = stored_offsets(&file).await;

@@ -203,7 +203,7 @@ async fn a_dropped_stream_resumes_on_a_second_replica_with_every_event_once() {
     .await;
     // A second task-generator replica on the same topics, with a view of its own.
     let mut settings = system.settings.clone();
-    settings.view.data_dir = scratch_dir();
+    settings.data_dir = scratch_dir();
     let second = task_generator::startup::App::build(settings)
         .await
         .expect("a second replica builds");

@@ -237,10 +237,10 @@ impl Flat {
             },
             view: ViewSettings {
                 store: self.results_store.parse()?,
-                data_dir: self.data_dir.into(),
                 retention: Duration::from_secs(u64::from(self.results_retention_days) * 86_400),
             },
             database_url: self.database_url,
+            data_dir: self.data_dir.into(),
             comms: CommsSettings {
                 publish_topics: self.comms_publish_topics,
                 read_topics: self.comms_read_topics,

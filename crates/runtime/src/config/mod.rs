@@ -52,6 +52,13 @@ pub struct Settings {
     /// `DATABASE_URL`: PostgreSQL for `CHECKPOINTER=postgres` and
     /// `RESULTS_STORE=postgres`, e.g. `postgres://user:password@host:5432/db` (secret).
     pub database_url: Option<SecretString>,
+    /// `DATA_DIR`: the folder of a service's SQLite files, created when missing — the
+    /// solver's checkpoints with `CHECKPOINTER=sqlite` (`checkpoints.sqlite`) and
+    /// task-generator's results view with `RESULTS_STORE=sqlite`
+    /// (`results-<events topic>.sqlite`); default `data` under the working directory
+    /// (the chart mounts a volume at `/data`). Shared by the sections as `DATABASE_URL`
+    /// is, since one variable names the folder for both.
+    pub data_dir: std::path::PathBuf,
     /// `LOG_FORMAT`: `pretty` (default) or `json`.
     pub log_format: LogFormat,
     /// `SHUTDOWN_DRAIN_SECS`: how long work in flight may finish after SIGTERM; default
@@ -94,7 +101,7 @@ pub struct SolverSettings {
     /// comes); default 50 ms. A chunk also ends at its node's end.
     pub stream_chunk: Duration,
     /// `CHECKPOINTER` and `DISABLECHECKPOINTER`: where the solver checkpoints each task's
-    /// graph.
+    /// graph (with `sqlite`, a file under [`Settings::data_dir`]).
     pub checkpointer: CheckpointerKind,
 }
 
@@ -153,16 +160,22 @@ pub enum CheckpointerKind {
     /// `CHECKPOINTER=memory` (the default): in the process; survives retries within it.
     #[default]
     Memory,
-    /// `CHECKPOINTER=postgres`: in PostgreSQL at `DATABASE_URL`; survives crashes.
+    /// `CHECKPOINTER=sqlite`: in an SQLite file under `DATA_DIR`, nothing to install;
+    /// survives crashes and restarts of a solver that finds the file again (the same
+    /// machine or volume), but is one replica's own.
+    Sqlite,
+    /// `CHECKPOINTER=postgres`: in PostgreSQL at `DATABASE_URL`; survives crashes and is
+    /// shared by every replica.
     Postgres,
 }
 
 impl CheckpointerKind {
-    /// `disabled`, `memory` or `postgres`, as `/health` shows it.
+    /// `disabled`, `memory`, `sqlite` or `postgres`, as `/health` shows it.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Disabled => "disabled",
             Self::Memory => "memory",
+            Self::Sqlite => "sqlite",
             Self::Postgres => "postgres",
         }
     }
@@ -171,7 +184,7 @@ impl CheckpointerKind {
 impl std::str::FromStr for CheckpointerKind {
     type Err = Error;
 
-    /// `memory` or `postgres`, as `CHECKPOINTER` is written (`disabled` is
+    /// `memory`, `sqlite` or `postgres`, as `CHECKPOINTER` is written (`disabled` is
     /// `DISABLECHECKPOINTER`'s).
     ///
     /// # Errors
@@ -179,24 +192,22 @@ impl std::str::FromStr for CheckpointerKind {
     fn from_str(text: &str) -> Result<Self> {
         match text {
             "memory" => Ok(Self::Memory),
+            "sqlite" => Ok(Self::Sqlite),
             "postgres" => Ok(Self::Postgres),
             _ => Err(Error::Config(
-                "CHECKPOINTER must be `memory` or `postgres`".into(),
+                "CHECKPOINTER must be `memory`, `sqlite` or `postgres`".into(),
             )),
         }
     }
 }
 
-/// task-generator's results view (`RESULTS_STORE`, `DATA_DIR`, `RESULTS_RETENTION_DAYS`).
+/// task-generator's results view (`RESULTS_STORE`, `RESULTS_RETENTION_DAYS`; its SQLite
+/// file is under [`Settings::data_dir`]).
 #[derive(Debug, Clone)]
 pub struct ViewSettings {
-    /// `RESULTS_STORE`: where the view is kept — `sqlite` (default), `postgres` or
-    /// `memory`.
+    /// `RESULTS_STORE`: where the view is kept — `sqlite` (default, a file under
+    /// `DATA_DIR`), `postgres` or `memory`.
     pub store: ResultsStoreKind,
-    /// `DATA_DIR`: the folder of the SQLite view (`results-<events topic>.sqlite`);
-    /// default `data` under the working directory (the chart mounts a volume at
-    /// `/data`).
-    pub data_dir: std::path::PathBuf,
     /// `RESULTS_RETENTION_DAYS`: finished tasks older than this leave the view; default
     /// 30 days; 0 keeps them for ever.
     pub retention: Duration,
@@ -206,7 +217,6 @@ impl Default for ViewSettings {
     fn default() -> Self {
         Self {
             store: ResultsStoreKind::Sqlite,
-            data_dir: "data".into(),
             retention: Duration::from_secs(30 * 86_400),
         }
     }
@@ -277,6 +287,7 @@ impl Default for Settings {
             comms: CommsSettings::default(),
             view: ViewSettings::default(),
             database_url: None,
+            data_dir: "data".into(),
             log_format: LogFormat::default(),
             shutdown_drain: Duration::from_secs(20),
             hostname: None,

@@ -78,7 +78,7 @@ fn a_bad_value_names_the_variable() {
     let err = Settings::from_vars([("CHECKPOINTER", "redis")]).expect_err("bad choice");
     assert_eq!(
         err.to_string(),
-        "configuration error: CHECKPOINTER must be `memory` or `postgres`"
+        "configuration error: CHECKPOINTER must be `memory`, `sqlite` or `postgres`"
     );
     let err = Settings::from_vars([("CHECKPOINTER", "postgres")]).expect_err("no URL");
     assert_eq!(
@@ -335,6 +335,17 @@ fn the_sasl_password_stays_out_of_debug() {
 fn an_empty_environment_gives_the_sections_defaults() {
     let read = Settings::from_vars([]).expect("defaults are valid");
     assert_eq!(format!("{read:?}"), format!("{:?}", Settings::default()));
+}
+
+#[test]
+fn checkpointer_sqlite_needs_no_database_and_data_dir_is_shared_by_the_services() {
+    let s = Settings::from_vars([("CHECKPOINTER", "sqlite")]).expect("valid");
+    assert_eq!(s.solver.checkpointer, CheckpointerKind::Sqlite);
+    assert_eq!(s.solver.checkpointer.as_str(), "sqlite");
+    assert_eq!(s.data_dir, std::path::Path::new("data"));
+    let s = Settings::from_vars([("CHECKPOINTER", "sqlite"), ("DATA_DIR", "/var/lib/lgk")])
+        .expect("valid");
+    assert_eq!(s.data_dir, std::path::Path::new("/var/lib/lgk"));
 }
 
 #[test]
