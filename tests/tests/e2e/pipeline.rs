@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use agent_core::task::TaskStatus;
-use e2e::{Broker, LlmStandIn, STANDIN_ANSWER, System, completion};
+use e2e::{Broker, LlmStandIn, STANDIN_ANSWER, System, completion, read_topic_settled};
 use rdkafka::{
     ClientConfig,
     producer::{FutureProducer, FutureRecord},
@@ -255,6 +255,81 @@ async fn the_solver_checkpoints_each_task_in_postgres() {
         history[0].next.is_empty(),
         "the newest checkpoint is the finished run"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_solver_restarted_on_its_data_dir_answers_a_solved_task_from_its_sqlite_checkpoints() {
+    use agent_core::{
+        graph::Checkpointer,
+        task::{Task, TaskResult},
+    };
+    use rdkafka::Message;
+
+    let broker = Broker::start();
+    let llm = LlmStandIn::healthy().await;
+    // A folder of the test's own: the harness removes the one it makes when a system stops.
+    let data = tempfile::tempdir().expect("a folder");
+    let data_dir = data.path().display().to_string();
+    let vars = [("CHECKPOINTER", "sqlite"), ("DATA_DIR", data_dir.as_str())];
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .create()
+        .expect("producer");
+    let topics = e2e::test_settings(&broker.bootstrap(), &llm.base_url(), &vars)
+        .kafka
+        .topics;
+    let task = Task::new("Project help", "Help with my project.", "").expect("a valid task");
+    let id = task.task_id.to_string();
+    let send = || async {
+        producer
+            .send(
+                FutureRecord::to(&topics.events)
+                    .key(&id)
+                    .payload(&serde_json::to_vec(&task).expect("JSON")),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("produced");
+    };
+
+    let first = System::start(&broker.bootstrap(), &llm.base_url(), &vars).await;
+    let health = first.health(&first.solver).await.ok();
+    assert_eq!(health.details["checkpointer"], "sqlite", "{health:?}");
+    send().await;
+    let view = first.wait_for_result(&id, RESULT_TIMEOUT).await;
+    assert_eq!(view.status, TaskStatus::Completed, "{view:?}");
+    let calls = llm.calls().await;
+    assert_eq!(calls, 2, "plan and solve");
+    // Thread id = task id, in <DATA_DIR>/checkpoints.sqlite: the input and one
+    // checkpoint per superstep (plan, solve, format).
+    let file = data.path().join(task_solver::CHECKPOINTS_FILE);
+    let saver = agent_runtime::checkpoint::SqliteSaver::open(&file)
+        .await
+        .expect("the solver's file opens");
+    assert_eq!(saver.list(&id, None).await.expect("history").len(), 4);
+    drop(first);
+
+    // The services again on the same folder, and the task delivered again: the solver
+    // finds it solved in its file and answers it with no call to the model.
+    let second = System::start(&broker.bootstrap(), &llm.base_url(), &vars).await;
+    send().await;
+    let results = read_topic_settled(&broker.bootstrap(), &topics.results, 2, RESULT_TIMEOUT).await;
+    let answers: Vec<TaskResult> = results
+        .iter()
+        .filter(|m| m.key() == Some(id.as_bytes()))
+        .map(|m| serde_json::from_slice(m.payload().unwrap_or_default()).expect("a result"))
+        .collect();
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    for answer in &answers {
+        assert_eq!(answer.status, TaskStatus::Completed, "{answer:?}");
+        assert_eq!(answer.result.as_deref(), Some(STANDIN_ANSWER));
+    }
+    assert_eq!(
+        llm.calls().await,
+        calls,
+        "no call to the model the second time"
+    );
+    drop(second);
 }
 
 /// The broker's answer to DescribeConfigs for `topic`: config name → value.
