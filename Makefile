@@ -29,7 +29,7 @@ build-local: ## cargo build --release of the three services
 	cargo build --release --locked $(addprefix -p ,$(SERVICES))
 
 .PHONY: run-local
-run-local: build-local ## start broker, local model and the three services in the background (logs in .local/)
+run-local: build-local ## start broker, local model and the three services in the background (logs and data in .local/; CHECKPOINTER=sqlite unless set)
 	@scripts/run-local.sh
 
 .PHONY: stop-local

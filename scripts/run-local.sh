@@ -9,6 +9,12 @@
 #   KAFKA_PORT=9092  MODEL_PORT=8080  BIN_DIR=<repo>/target/release  LOCAL_DIR=<repo>/.local
 #   LGK_VENV=<repo>/.venv  MODEL_CTX_SIZE=4096  BIND_ADDRESS=127.0.0.1
 #   KAFKA_WAIT_SECS=15  MODEL_WAIT_SECS=120  SERVICE_WAIT_SECS=60
+#   CHECKPOINTER=sqlite: the solver checkpoints each task in $LOCAL_DIR/data/checkpoints.sqlite,
+#                        so a solver restarted while the broker runs resumes its tasks
+#                        (memory or postgres as the services take them; postgres needs
+#                        DATABASE_URL)
+# Data ($LOCAL_DIR/data: the results view, the checkpoints) lives as long as the broker
+# it describes: kept while our tansu runs, removed when a new one starts.
 # LLM:
 #   default                        local SmolLM2 (OPENAI_MODEL=smollm2, OPENAI_API_KEY=local)
 #   OPENAI_API_KEY set, no BASE_URL OpenAI itself; no local model (OPENAI_MODEL as set, or
@@ -79,18 +85,21 @@ command -v setsid >/dev/null 2>&1 || die "setsid (util-linux) is required"
 "$SCRIPTS/bootstrap.sh"
 eval "$("$SCRIPTS/paths.sh")"   # TANSU_BIN, SMOLLM2_GGUF, LGK_PYTHON
 mkdir -p "$LOCAL_DIR"
-# The broker keeps nothing across runs, so neither does the results view (DATA_DIR): a
-# view of the last run's topics would show tasks this broker never had.
-rm -rf "$LOCAL_DIR/data"
 
 # --- kafka (tansu) ----------------------------------------------------------
+# The broker keeps nothing across its runs, so neither does DATA_DIR: a results view or
+# checkpoints of the last broker's topics would show tasks this broker never had. While
+# our broker runs they stay, so a service started again (a solver that crashed or was
+# stopped) resumes where it was.
 t0="$(now)"
 if pid="$(live_pid tansu)" && [[ -n "$pid" ]]; then
-    line kafka "already running (pid $pid) on 127.0.0.1:$KAFKA_PORT"
+    line kafka "already running (pid $pid) on 127.0.0.1:$KAFKA_PORT; keeping $LOCAL_DIR/data"
 elif port_open 127.0.0.1 "$KAFKA_PORT"; then
     rm -f "$LOCAL_DIR/tansu.pid"
+    rm -rf "$LOCAL_DIR/data"
     line kafka "something already listens on 127.0.0.1:$KAFKA_PORT; using it (not managed by stop-local)"
 else
+    rm -rf "$LOCAL_DIR/data"
     start tansu "$TANSU_BIN" broker \
         --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
         --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
@@ -107,6 +116,8 @@ SERVICE_ENV=(
     # Finish draining before stop-local's 10 s TERM->KILL deadline.
     "SHUTDOWN_DRAIN_SECS=${SHUTDOWN_DRAIN_SECS:-8}"
     "DATA_DIR=$LOCAL_DIR/data"
+    # A review or a half-solved task survives a restart of the solver.
+    "CHECKPOINTER=${CHECKPOINTER:-sqlite}"
 )
 if [[ -n "${OPENAI_BASE_URL:-}" ]]; then
     line model "using OPENAI_BASE_URL=$OPENAI_BASE_URL (model ${OPENAI_MODEL:-<service default>}); no local model"
