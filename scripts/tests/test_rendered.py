@@ -315,3 +315,9 @@ def test_image_repository_and_tag_name_the_image_of_every_service(k8s_check):
         for c in o["spec"]["template"]["spec"]["containers"]
     )
     assert images == ["R/agent-comms:T", "R/task-generator:T", "R/task-solver:T"]
+
+
+def test_the_sqlite_checkpointer_is_refused_since_a_pod_could_not_keep_its_file(k8s_check):
+    rc, out = k8s_check("render", "--set", "checkpointer.backend=sqlite")
+    assert rc != 0
+    assert "at '/checkpointer/backend': value must be one of 'memory', 'postgres'" in out
