@@ -590,7 +590,7 @@ impl StreamTask {
                             return;
                         }
                     } else if let Ok(Some(view)) = self.store.get(self.task_id).await
-                        && view.result.is_some()
+                        && view.status.is_final()
                     {
                         grace = Some(tokio::time::Instant::now() + RESULT_GRACE);
                     }
@@ -648,6 +648,10 @@ impl StreamTask {
         let Ok(Some(view)) = self.store.get(self.task_id).await else {
             return;
         };
+        // A task waiting for review is not over: its stream goes on.
+        if !view.status.is_final() {
+            return;
+        }
         let Some(result) = view.result.as_ref().and_then(|r| r.decode().ok()) else {
             return;
         };

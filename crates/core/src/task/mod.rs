@@ -20,7 +20,9 @@ pub use progress::{
     MAX_CHUNK_CHARS, MAX_CUSTOM_BYTES, MAX_PROGRESS_BYTES, NodePhase, Progress, ProgressEvent,
     RunStatus, progress_schema,
 };
-pub use result::{MAX_OUTPUT_CHARS, TaskResult, TaskStatus, TokenUsage};
+pub use result::{
+    MAX_INTERRUPT_VALUE_BYTES, MAX_OUTPUT_CHARS, TaskInterrupt, TaskResult, TaskStatus, TokenUsage,
+};
 pub use schema::{llm_task_schema, task_result_schema, task_schema};
 
 use chrono::{DateTime, Utc};

@@ -21,16 +21,26 @@ pub enum TaskStatus {
     Completed,
     /// Given up; the result carries the reason.
     Failed,
+    /// Paused for a person (human review); the result carries the
+    /// [`interrupt`](TaskResult::interrupt) to answer. Not final: a resumed task
+    /// ends `completed` or `failed`, or pauses again.
+    Interrupted,
 }
 
 impl TaskStatus {
-    /// The wire name: `pending`, `completed` or `failed`.
+    /// The wire name: `pending`, `completed`, `failed` or `interrupted`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
             Self::Completed => "completed",
             Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
         }
+    }
+
+    /// Whether the task is over: `completed` or `failed`.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed)
     }
 }
 
@@ -42,9 +52,10 @@ impl std::str::FromStr for TaskStatus {
             "pending" => Ok(Self::Pending),
             "completed" => Ok(Self::Completed),
             "failed" => Ok(Self::Failed),
+            "interrupted" => Ok(Self::Interrupted),
             other => Err(Error::Invalid {
                 field: "status",
-                reason: format!("{other:?} is not one of pending, completed, failed"),
+                reason: format!("{other:?} is not one of pending, completed, failed, interrupted"),
             }),
         }
     }
@@ -69,10 +80,29 @@ impl std::ops::AddAssign for TokenUsage {
     }
 }
 
+/// Largest `interrupt.value` of a result, as JSON bytes.
+pub const MAX_INTERRUPT_VALUE_BYTES: usize = 64 * 1024;
+
+/// Where a run paused for a person (LangGraph's `Interrupt`): the `interrupt` of an
+/// `interrupted` [`TaskResult`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TaskInterrupt {
+    /// Names this pause: a resume may name it, and is refused when the task has since
+    /// paused again (strict resume).
+    pub id: String,
+    /// The graph node that paused, e.g. `review`.
+    pub node: String,
+    /// What the node shows for review, e.g. `{"plan": "1. …"}` (at most
+    /// [`MAX_INTERRUPT_VALUE_BYTES`] as JSON).
+    pub value: serde_json::Value,
+}
+
 /// The outcome of one task: the value of a message on the results topic, keyed by
 /// `task_id`.
 ///
-/// `status` is `completed` (with `result`) or `failed` (with `error`); never `pending`.
+/// `status` is `completed` (with `result`), `failed` (with `error`) or `interrupted`
+/// (with `interrupt`: the task waits for a person, and a later result follows); never
+/// `pending`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct TaskResult {
     /// The task this answers.
@@ -80,7 +110,7 @@ pub struct TaskResult {
     /// The task's name, for listings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_name: Option<String>,
-    /// `completed` or `failed`.
+    /// `completed`, `failed` or `interrupted`.
     pub status: TaskStatus,
     /// The answer, when completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,6 +118,9 @@ pub struct TaskResult {
     /// Why it failed, when failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Where it paused, when interrupted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupt: Option<TaskInterrupt>,
     /// Which solver instance produced this result.
     pub solver_id: String,
     /// How many times the task was attempted (1 on the first delivery).
@@ -124,6 +157,29 @@ impl TaskResult {
         Self::finished(task, solver_id, started_at, usage, Err(error.into()))
     }
 
+    /// An `interrupted` result for `task`: it waits at `interrupt` for a person.
+    pub fn interrupted(
+        task: &Task,
+        interrupt: TaskInterrupt,
+        solver_id: impl Into<String>,
+        started_at: DateTime<Utc>,
+        usage: TokenUsage,
+    ) -> Self {
+        Self {
+            task_id: task.task_id,
+            task_name: Some(task.task_name.clone()),
+            status: TaskStatus::Interrupted,
+            result: None,
+            error: None,
+            interrupt: Some(interrupt),
+            solver_id: solver_id.into(),
+            attempts: 1,
+            started_at,
+            finished_at: Utc::now(),
+            usage,
+        }
+    }
+
     fn finished(
         task: &Task,
         solver_id: impl Into<String>,
@@ -141,6 +197,7 @@ impl TaskResult {
             status,
             result,
             error,
+            interrupt: None,
             solver_id: solver_id.into(),
             attempts: 1,
             started_at,
@@ -161,15 +218,44 @@ impl TaskResult {
     }
 
     /// Checks the status and its companion field: `completed` needs `result`, `failed`
-    /// needs `error`, `pending` is not a result; texts are bounded.
+    /// needs `error`, `interrupted` needs `interrupt` (and only it has one), `pending`
+    /// is not a result; texts and the interrupt are bounded.
     ///
     /// # Errors
     /// [`Error::Invalid`] naming the field.
     pub fn validate(&self) -> Result<()> {
+        match (&self.interrupt, self.status) {
+            (None, TaskStatus::Interrupted) => {
+                return Err(Error::Invalid {
+                    field: "interrupt",
+                    reason: "an interrupted result needs an interrupt".into(),
+                });
+            }
+            (Some(_), status) if status != TaskStatus::Interrupted => {
+                return Err(Error::Invalid {
+                    field: "interrupt",
+                    reason: "only an interrupted result has an interrupt".into(),
+                });
+            }
+            (Some(interrupt), _) => {
+                check_text("interrupt.id", &interrupt.id, 1, super::MAX_TAG_CHARS)?;
+                check_text("interrupt.node", &interrupt.node, 1, super::MAX_TAG_CHARS)?;
+                let bytes = serde_json::to_vec(&interrupt.value).map_or(usize::MAX, |v| v.len());
+                if bytes > MAX_INTERRUPT_VALUE_BYTES {
+                    return Err(Error::Invalid {
+                        field: "interrupt.value",
+                        reason: format!(
+                            "is {bytes} bytes of JSON, at most {MAX_INTERRUPT_VALUE_BYTES} are allowed"
+                        ),
+                    });
+                }
+            }
+            (None, _) => {}
+        }
         match (self.status, &self.result, &self.error) {
             (TaskStatus::Pending, ..) => Err(Error::Invalid {
                 field: "status",
-                reason: "a result is completed or failed, not pending".into(),
+                reason: "a result is completed, failed or interrupted, not pending".into(),
             }),
             (TaskStatus::Completed, None, _) => Err(Error::Invalid {
                 field: "result",

@@ -102,11 +102,59 @@ fn results_validate_status_and_companion_field() {
 }
 
 #[test]
+fn an_interrupted_result_carries_its_interrupt_and_only_it_does() {
+    let task = Task::new("n", "d", "").expect("valid");
+    let interrupt = TaskInterrupt {
+        id: "review:1#0".into(),
+        node: "review".into(),
+        value: serde_json::json!({"plan": "1. Do it."}),
+    };
+    let paused = TaskResult::interrupted(
+        &task,
+        interrupt.clone(),
+        "solver-1",
+        Utc::now(),
+        TokenUsage::default(),
+    );
+    paused.validate().expect("interrupted is valid");
+    assert!(!paused.status.is_final());
+    let json = serde_json::to_value(&paused).expect("serializes");
+    assert_eq!(json["status"], "interrupted");
+    assert_eq!(json["interrupt"]["value"]["plan"], "1. Do it.");
+    assert!(
+        json.get("result").is_none() && json.get("error").is_none(),
+        "{json}"
+    );
+    let bytes = serde_json::to_vec(&paused).expect("serializes");
+    assert_eq!(TaskResult::from_json(&bytes).expect("parses"), paused);
+
+    let mut bare = paused.clone();
+    bare.interrupt = None;
+    let err = bare.validate().expect_err("no interrupt").to_string();
+    assert!(err.contains("interrupt"), "{err}");
+    let mut done = TaskResult::completed(&task, "42", "s", Utc::now(), TokenUsage::default());
+    done.interrupt = Some(interrupt.clone());
+    let err = done
+        .validate()
+        .expect_err("a final result with an interrupt")
+        .to_string();
+    assert!(err.contains("only an interrupted result"), "{err}");
+    let mut huge = paused;
+    huge.interrupt = Some(TaskInterrupt {
+        value: serde_json::json!("x".repeat(MAX_INTERRUPT_VALUE_BYTES)),
+        ..interrupt
+    });
+    let err = huge.validate().expect_err("too large").to_string();
+    assert!(err.contains("interrupt.value"), "{err}");
+}
+
+#[test]
 fn status_parses_from_its_wire_name() {
     for status in [
         TaskStatus::Pending,
         TaskStatus::Completed,
         TaskStatus::Failed,
+        TaskStatus::Interrupted,
     ] {
         assert_eq!(
             status.as_str().parse::<TaskStatus>().expect("parses"),

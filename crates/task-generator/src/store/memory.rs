@@ -189,7 +189,7 @@ impl ViewStore for MemoryStore {
         let was = inner.tasks.len();
         inner
             .tasks
-            .retain(|_, v| v.status == TaskStatus::Pending || v.created_at >= before);
+            .retain(|_, v| !v.status.is_final() || v.created_at >= before);
         ready(Ok((was - inner.tasks.len()) as u64)).boxed()
     }
 }

@@ -8,8 +8,11 @@
 //! anyway: a redelivered task or result never shows twice.
 //!
 //! Which result wins when several arrive for one task (a redelivered task solved
-//! twice): a `completed` result beats a `failed` one; between two of the same status the
-//! first in the log stays — by position in the partition, since every result of a task
+//! twice): a `completed` result beats a `failed` one, and either beats an `interrupted`
+//! one (a task paused for review, which a later result settles); between two
+//! `interrupted` results the later in the log wins (the task paused again, after a
+//! rejected plan); between two final results of the same status the first in the log
+//! stays — by position in the partition, since every result of a task
 //! is keyed by the task id and so shares one partition. A later one (the duplicate of a
 //! redelivered task, or a forgery by whoever may write the results topic) never
 //! replaces it, nor does one from another partition. The results' own `finished_at` is
@@ -53,7 +56,7 @@ pub use sqlite::SqliteStore;
 pub struct TaskView {
     /// The task id.
     pub task_id: Uuid,
-    /// `pending`, `completed` or `failed`.
+    /// `pending`, `completed`, `failed` or `interrupted` (waiting for a person).
     pub status: TaskStatus,
     /// The task, when its event was seen; `null` for a result whose task the view has
     /// not seen.
@@ -76,14 +79,29 @@ impl TaskView {
         match (&self.result, self.result_at) {
             (Some(_), Some(old_at)) => {
                 old_at.partition == at.partition
-                    && match (self.status, result.status) {
-                        (TaskStatus::Completed, TaskStatus::Failed) => false,
-                        (TaskStatus::Failed, TaskStatus::Completed) => true,
-                        _ => at.offset < old_at.offset,
+                    && match rank(result.status).cmp(&rank(self.status)) {
+                        std::cmp::Ordering::Greater => true,
+                        std::cmp::Ordering::Less => false,
+                        // A newer pause replaces an older one; a final result stays.
+                        std::cmp::Ordering::Equal if result.status == TaskStatus::Interrupted => {
+                            at.offset > old_at.offset
+                        }
+                        std::cmp::Ordering::Equal => at.offset < old_at.offset,
                     }
             }
             _ => true,
         }
+    }
+}
+
+/// How strongly a result of `status` holds the view: `completed` beats `failed`, which
+/// beats `interrupted` (the stores' SQL spells the same order).
+fn rank(status: TaskStatus) -> u8 {
+    match status {
+        TaskStatus::Completed => 3,
+        TaskStatus::Failed => 2,
+        TaskStatus::Interrupted => 1,
+        TaskStatus::Pending => 0,
     }
 }
 
@@ -334,7 +352,7 @@ pub trait ViewStore: Send + Sync + fmt::Debug {
 pub struct StoredRow {
     /// `task_id`, 16 bytes.
     pub task_id: Vec<u8>,
-    /// `status`: `pending`, `completed` or `failed`.
+    /// `status`: `pending`, `completed`, `failed` or `interrupted`.
     pub status: String,
     /// `task` as JSON.
     pub task: Option<String>,

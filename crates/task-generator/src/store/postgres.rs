@@ -51,9 +51,13 @@ const UPSERT_RESULT: &str = "
         result_offset = excluded.result_offset
     WHERE results_view_tasks.result IS NULL
        OR (results_view_tasks.result_partition = excluded.result_partition
-           AND ((results_view_tasks.status = 'failed' AND excluded.status = 'completed')
-                OR (NOT (results_view_tasks.status = 'completed' AND excluded.status = 'failed')
-                    AND excluded.result_offset < results_view_tasks.result_offset)))";
+           AND (CASE excluded.status WHEN 'completed' THEN 3 WHEN 'failed' THEN 2 WHEN 'interrupted' THEN 1 ELSE 0 END
+                  > CASE results_view_tasks.status WHEN 'completed' THEN 3 WHEN 'failed' THEN 2 WHEN 'interrupted' THEN 1 ELSE 0 END
+                OR (CASE excluded.status WHEN 'completed' THEN 3 WHEN 'failed' THEN 2 WHEN 'interrupted' THEN 1 ELSE 0 END
+                      = CASE results_view_tasks.status WHEN 'completed' THEN 3 WHEN 'failed' THEN 2 WHEN 'interrupted' THEN 1 ELSE 0 END
+                    AND CASE WHEN excluded.status = 'interrupted'
+                             THEN excluded.result_offset > results_view_tasks.result_offset
+                             ELSE excluded.result_offset < results_view_tasks.result_offset END)))";
 
 /// Stores where reading resumes; never moves it back, so that a late batch of a replica
 /// that has just lost the partition to another (a rebalance of the view's consumer
@@ -70,7 +74,7 @@ const UPSERT_OFFSET: &str = "
 const PRUNE: &str = "
     DELETE FROM results_view_tasks WHERE task_id = ANY(ARRAY(
         SELECT task_id FROM results_view_tasks
-        WHERE created_at < $1 AND status <> 'pending'
+        WHERE created_at < $1 AND status IN ('completed', 'failed')
         LIMIT $2
         FOR UPDATE SKIP LOCKED))";
 

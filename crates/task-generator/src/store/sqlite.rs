@@ -55,9 +55,13 @@ const UPSERT_RESULT: &str = "
         result_offset = excluded.result_offset
     WHERE task_views.result IS NULL
        OR (task_views.result_partition = excluded.result_partition
-           AND ((task_views.status = 'failed' AND excluded.status = 'completed')
-                OR (NOT (task_views.status = 'completed' AND excluded.status = 'failed')
-                    AND excluded.result_offset < task_views.result_offset)))";
+           AND (CASE excluded.status WHEN 'completed' THEN 3 WHEN 'failed' THEN 2 WHEN 'interrupted' THEN 1 ELSE 0 END
+                  > CASE task_views.status WHEN 'completed' THEN 3 WHEN 'failed' THEN 2 WHEN 'interrupted' THEN 1 ELSE 0 END
+                OR (CASE excluded.status WHEN 'completed' THEN 3 WHEN 'failed' THEN 2 WHEN 'interrupted' THEN 1 ELSE 0 END
+                      = CASE task_views.status WHEN 'completed' THEN 3 WHEN 'failed' THEN 2 WHEN 'interrupted' THEN 1 ELSE 0 END
+                    AND CASE WHEN excluded.status = 'interrupted'
+                             THEN excluded.result_offset > task_views.result_offset
+                             ELSE excluded.result_offset < task_views.result_offset END)))";
 
 const UPSERT_OFFSET: &str = "
     INSERT INTO view_offsets (topic, partition, next_offset) VALUES (?1, ?2, ?3)
@@ -212,7 +216,7 @@ impl ViewStore for SqliteStore {
                 let done = sqlx::query(
                     "DELETE FROM task_views WHERE task_id IN (
                          SELECT task_id FROM task_views
-                         WHERE created_at < ?1 AND status != 'pending' LIMIT ?2)",
+                         WHERE created_at < ?1 AND status IN ('completed', 'failed') LIMIT ?2)",
                 )
                 .bind(nanos(before))
                 .bind(PRUNE_CHUNK)

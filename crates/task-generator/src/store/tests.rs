@@ -400,3 +400,98 @@ fn a_stored_row_whose_task_or_result_is_not_json_is_corrupt() {
         assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
     }
 }
+
+/// An `interrupted` result for `t` pausing at `id`.
+fn paused(t: &Task, id: &str) -> TaskResult {
+    TaskResult::interrupted(
+        t,
+        agent_core::task::TaskInterrupt {
+            id: id.into(),
+            node: "review".into(),
+            value: serde_json::json!({"plan": format!("plan {id}")}),
+        },
+        "s",
+        Utc::now(),
+        TokenUsage::default(),
+    )
+}
+
+#[tokio::test]
+async fn a_paused_task_shows_its_newest_interrupt_until_a_final_result_settles_it() {
+    for (store, _dir) in stores().await {
+        let store = &*store;
+        let t = Task::new("n", "d", "").expect("valid");
+        task(store, &t).await;
+        let interrupt = async || {
+            let view = get(store, t.task_id).await.expect("known");
+            (
+                view.status,
+                result_of(&view).and_then(|r| r.interrupt).map(|i| i.id),
+            )
+        };
+        settle(store, paused(&t, "a#0"), at(2)).await;
+        assert_eq!(
+            interrupt().await,
+            (TaskStatus::Interrupted, Some("a#0".into())),
+            "{store:?}"
+        );
+        let waiting = list(store, Some(TaskStatus::Interrupted), 10).await;
+        assert_eq!(waiting.results.len(), 1, "{store:?}: listed as waiting");
+        // Paused again after a rejected plan: the newer interrupt shows; the older one,
+        // read again (a redelivery), does not come back.
+        settle(store, paused(&t, "b#0"), at(5)).await;
+        settle(store, paused(&t, "a#0"), at(2)).await;
+        assert_eq!(
+            interrupt().await,
+            (TaskStatus::Interrupted, Some("b#0".into())),
+            "{store:?}"
+        );
+        // A final result settles it, and no pause read after it takes its place.
+        settle(store, result(&t, true), at(8)).await;
+        settle(store, paused(&t, "c#0"), at(9)).await;
+        assert_eq!(
+            interrupt().await,
+            (TaskStatus::Completed, None),
+            "{store:?}"
+        );
+        assert!(
+            list(store, Some(TaskStatus::Interrupted), 10)
+                .await
+                .results
+                .is_empty(),
+            "{store:?}"
+        );
+        // A failed result settles a pause too, and a completed one still beats it.
+        let u = Task::new("u", "d", "").expect("valid");
+        settle(store, paused(&u, "a#0"), at(1)).await;
+        settle(store, result(&u, false), at(3)).await;
+        settle(store, paused(&u, "b#0"), at(4)).await;
+        assert_eq!(
+            get(store, u.task_id).await.expect("known").status,
+            TaskStatus::Failed
+        );
+        settle(store, result(&u, true), at(6)).await;
+        assert_eq!(
+            get(store, u.task_id).await.expect("known").status,
+            TaskStatus::Completed
+        );
+    }
+}
+
+#[tokio::test]
+async fn prune_keeps_a_task_waiting_for_review_however_old() {
+    for (store, _dir) in stores().await {
+        let store = &*store;
+        let mut old = Task::new("old", "d", "").expect("valid");
+        old.created_at = DateTime::from_timestamp(1_600_000_000, 0).expect("time");
+        task(store, &old).await;
+        settle(store, paused(&old, "a#0"), at(1)).await;
+        let removed = store.prune(Utc::now()).await.expect("pruned");
+        assert_eq!(removed, 0, "{store:?}");
+        assert_eq!(
+            get(store, old.task_id).await.expect("kept").status,
+            TaskStatus::Interrupted,
+            "{store:?}"
+        );
+    }
+}
