@@ -5,7 +5,9 @@
 //!   Python system wrote (`{"task_name", "task_description", "context"}`, no id).
 //! - [`TaskResult`]: the outcome of a task, keyed by `task_id` on
 //!   `{prefix}-langgraph-task-results`.
-//! - [`TaskStatus`]: `pending`, `completed` or `failed`.
+//! - [`TaskStatus`]: `pending`, `completed`, `failed` or `interrupted`.
+//! - [`ResumeRequest`]: a person's [`Review`] of a task paused for review, keyed by
+//!   `task_id` on the events topic.
 //! - [`ProgressEvent`]: what a task's run reports while it goes, keyed by `task_id` on
 //!   `{prefix}-langgraph-task-progress`.
 //!
@@ -14,6 +16,7 @@
 
 mod progress;
 mod result;
+mod resume;
 mod schema;
 
 pub use progress::{
@@ -23,6 +26,7 @@ pub use progress::{
 pub use result::{
     MAX_INTERRUPT_VALUE_BYTES, MAX_OUTPUT_CHARS, TaskInterrupt, TaskResult, TaskStatus, TokenUsage,
 };
+pub use resume::{MAX_FEEDBACK_CHARS, MAX_PLAN_CHARS, ResumeRequest, Review};
 pub use schema::{llm_task_schema, task_result_schema, task_schema};
 
 use chrono::{DateTime, Utc};

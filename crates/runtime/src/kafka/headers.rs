@@ -14,6 +14,9 @@ use crate::telemetry::TraceContext;
 pub const TASK_CREATED: &str = "io.langgraph-kafka.task.created";
 /// CloudEvents `type` of a result on the results topic.
 pub const TASK_FINISHED: &str = "io.langgraph-kafka.task.finished";
+/// CloudEvents `type` of a resume of a task paused for review
+/// ([`agent_core::task::ResumeRequest`]) on the events topic.
+pub const TASK_RESUMED: &str = "io.langgraph-kafka.task.resumed";
 /// CloudEvents `type` of a payload published through agent-comms.
 pub const EVENT_PUBLISHED: &str = "io.langgraph-kafka.event.published";
 
