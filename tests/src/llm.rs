@@ -166,6 +166,17 @@ impl LlmStandIn {
         format!("{}/v1", self.server.uri())
     }
 
+    /// The JSON bodies of the chat requests received, oldest first.
+    pub async fn request_bodies(&self) -> Vec<Value> {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|r| serde_json::from_slice(&r.body).ok())
+            .collect()
+    }
+
     /// How many chat requests were received.
     pub async fn calls(&self) -> usize {
         self.server

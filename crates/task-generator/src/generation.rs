@@ -99,6 +99,8 @@ pub struct GenerationState {
     pub transcript: String,
     /// The task id to assign (input), so the caller knows it up front.
     pub task_id: Uuid,
+    /// Whether the task asks for human review (input; see `Task::human_review`).
+    pub human_review: bool,
     /// Drafts asked so far.
     pub drafts: u32,
     /// The last draft, when not yet validated.
@@ -265,11 +267,13 @@ pub fn graph(deps: Deps) -> Result<CompiledGraph<GenerationState>, GraphError> {
 pub async fn generate(
     graph: &CompiledGraph<GenerationState>,
     transcript: String,
+    human_review: bool,
 ) -> Result<Generated, GenerationError> {
     let task_id = Uuid::new_v4();
     let input = GenerationState {
         transcript,
         task_id,
+        human_review,
         ..GenerationState::default()
     };
     let config = agent_core::graph::RunConfig::thread(task_id.to_string());
@@ -300,6 +304,7 @@ pub struct NodeStep {
 pub async fn generate_streamed(
     graph: &CompiledGraph<GenerationState>,
     transcript: String,
+    human_review: bool,
     task_id: Uuid,
     mut on_step: impl FnMut(NodeStep),
 ) -> Result<Generated, GenerationError> {
@@ -309,6 +314,7 @@ pub async fn generate_streamed(
     let input = GenerationState {
         transcript,
         task_id,
+        human_review,
         ..GenerationState::default()
     };
     let config = agent_core::graph::RunConfig::thread(task_id.to_string());
@@ -409,6 +415,7 @@ fn validate(s: &GenerationState) -> GenerationUpdate {
             task_id: Some(s.task_id),
             source: Some(SERVICE.to_owned()),
             created_at: None,
+            human_review: s.human_review,
             ..d
         }
         .into_task(Uuid::new_v4)

@@ -108,10 +108,11 @@ async fn generate_task(
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
     let conversation = conversation_of(&body)?;
+    let human_review = human_review_of(&body)?;
     if wants_event_stream(&headers) {
-        return generate_task_stream(state, conversation).await;
+        return generate_task_stream(state, conversation, human_review).await;
     }
-    let generated = generation::generate(&state.graph, conversation.transcript())
+    let generated = generation::generate(&state.graph, conversation.transcript(), human_review)
         .await
         .map_err(generation_error)?;
     tracing::Span::current().record("task_id", tracing::field::display(generated.task.task_id));
@@ -177,6 +178,7 @@ async fn record_new_task(state: &AppState, generated: &Generated) {
 async fn generate_task_stream(
     state: AppState,
     conversation: Conversation,
+    human_review: bool,
 ) -> Result<Response, ApiError> {
     let task_id = Uuid::new_v4();
     tracing::Span::current().record("task_id", tracing::field::display(task_id));
@@ -194,6 +196,7 @@ async fn generate_task_stream(
         let generated = generation::generate_streamed(
             &state.graph,
             conversation.transcript(),
+            human_review,
             task_id,
             |step| {
                 let data = NodeData {
@@ -285,6 +288,17 @@ fn conversation_of(body: &Value) -> Result<Conversation, ApiError> {
         )));
     }
     Ok(conversation)
+}
+
+/// `human_review` of a `POST /generate-task` body: `false` when absent, else a boolean.
+fn human_review_of(body: &Value) -> Result<bool, ApiError> {
+    match body.get("human_review") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(review)) => Ok(*review),
+        Some(_) => Err(ApiError::Unprocessable(
+            "`human_review` must be true or false".into(),
+        )),
+    }
 }
 
 /// Query of `GET /task-results`; kept as text so bad values get our own error.

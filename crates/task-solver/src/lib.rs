@@ -7,7 +7,9 @@
 //! - [`worker`]: [`process`](worker::process), one message's work: parse the task (or send
 //!   it to the dead-letter topic), solve it, publish the result and only then let the
 //!   loop store the offset.
-//! - [`solver`]: the solver graph — plan → solve → format.
+//! - [`solver`]: the solver graph — plan → (review) → solve → format.
+//! - [`review`]: human review — a task paused after `plan` resumed by a person's
+//!   decision from the events topic, on whichever replica owns it.
 //! - [`progress`]: [`RunProgress`](progress::RunProgress) — a run's `status`, `node`,
 //!   `token`, `custom` and `result` events on the progress topic, never holding up the
 //!   task.
@@ -15,6 +17,7 @@
 //!   different body under a known id is dead-lettered.
 
 pub mod progress;
+pub mod review;
 pub mod seen;
 pub mod solver;
 pub mod startup;

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use agent_core::{
     graph::{DebugEvent, StreamEvent},
-    task::{MAX_CHUNK_CHARS, NodePhase, Progress, ProgressEvent, RunStatus, TaskResult},
+    task::{
+        MAX_CHUNK_CHARS, NodePhase, Progress, ProgressEvent, RunStatus, TaskInterrupt, TaskResult,
+    },
 };
 use agent_runtime::{
     Result,
@@ -132,6 +134,21 @@ impl RunProgress {
     pub fn status(&mut self, status: RunStatus, reason: Option<String>) {
         self.flush_chunk();
         self.publish(Progress::Status { status, reason });
+    }
+
+    /// Publishes that the run paused for review: a `custom` event of the pausing node
+    /// `{"interrupt": {"id", "node", "value"}}` (what a stream's client shows the
+    /// reviewer), then `status: interrupted` naming the interrupt in `reason`.
+    pub fn interrupted(&mut self, interrupt: &TaskInterrupt) {
+        self.flush_chunk();
+        self.publish(Progress::Custom {
+            node: interrupt.node.clone(),
+            value: serde_json::json!({ "interrupt": interrupt }),
+        });
+        self.publish(Progress::Status {
+            status: RunStatus::Interrupted,
+            reason: Some(format!("waiting for review at {}", interrupt.id)),
+        });
     }
 
     /// Publishes the `result` event (the run's last).

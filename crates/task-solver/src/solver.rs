@@ -1,5 +1,13 @@
-//! The solver graph: plan → solve → format.
+//! The solver graph: plan → (review) → solve → format.
 //!
+//! ```text
+//! START → plan ─(human_review)→ review ─(approved, or an edited plan)→ solve → format → END
+//!           ▲  └──────────────────────────────────────────────────────┘▲
+//!           └────────────(rejected: plan again, with the feedback)──┘
+//! ```
+//!
+//! `review` runs only for a task with `human_review`: it pauses the run with
+//! `interrupt({"plan": …})` until a person's [`Review`] resumes it ([`crate::review`]).
 //! `plan` asks the LLM for a short numbered plan (and emits it as a `custom` event
 //! `{"plan": …}`); `solve` asks it to carry the plan out and answer, streaming the answer
 //! as the model writes it (`ctx.emit_token`: the run's `messages` stream, published as
@@ -15,7 +23,7 @@ use agent_core::{
         Checkpointer, CompiledGraph, END, GraphError, NodeError, RetryPolicy, RunContext, START,
         State, StateGraph,
     },
-    task::{Task, TokenUsage},
+    task::{Review, Task, TokenUsage},
 };
 use agent_runtime::llm::{ChatMessage, LlmClient};
 use serde::{Deserialize, Serialize};
@@ -28,8 +36,15 @@ const SOLVE_MAX_TOKENS: u32 = 320;
 pub struct SolverState {
     /// The task (input).
     pub task: Task,
-    /// The plan, after `plan`.
+    /// The plan, after `plan` (or as the reviewer edited it).
     pub plan: Option<String>,
+    /// The reviewer's last decision, after `review`.
+    #[serde(default)]
+    pub review: Option<Review>,
+    /// The plans the reviewer rejected, each with its feedback, oldest first: what
+    /// `plan` is told when it plans again.
+    #[serde(default)]
+    pub rejected: Vec<(String, Option<String>)>,
     /// The answer, after `solve`.
     pub answer: Option<String>,
     /// The result text, after `format`.
@@ -44,6 +59,8 @@ impl SolverState {
         Self {
             task,
             plan: None,
+            review: None,
+            rejected: Vec::new(),
             answer: None,
             result: None,
             usage: TokenUsage::default(),
@@ -56,6 +73,8 @@ impl SolverState {
 pub enum SolverUpdate {
     /// `plan` answered.
     Planned(String, TokenUsage),
+    /// `review` got a person's decision.
+    Reviewed(Review),
     /// `solve` answered.
     Solved(String, TokenUsage),
     /// `format` assembled the result.
@@ -69,7 +88,19 @@ impl State for SolverState {
         match update {
             SolverUpdate::Planned(plan, usage) => {
                 self.plan = Some(plan);
+                self.review = None;
                 self.usage += usage;
+            }
+            SolverUpdate::Reviewed(review) => {
+                match &review {
+                    Review::Approved => {}
+                    Review::Rejected { feedback } => {
+                        let plan = self.plan.take().unwrap_or_default();
+                        self.rejected.push((plan, feedback.clone()));
+                    }
+                    Review::Edited { plan } => self.plan = Some(plan.clone()),
+                }
+                self.review = Some(review);
             }
             SolverUpdate::Solved(answer, usage) => {
                 self.answer = Some(answer);
@@ -119,12 +150,18 @@ pub fn graph(
     g.add_node("plan", move |s: SolverState, ctx: RunContext| {
         let llm = Arc::clone(&l);
         async move {
-            let messages = [
+            let mut messages = vec![
                 ChatMessage::system(
                     "You are a careful planner. Write a short numbered plan (at most 5 steps) to solve the task.",
                 ),
                 ChatMessage::user(describe(&s.task)),
             ];
+            for (plan, feedback) in &s.rejected {
+                messages.push(ChatMessage::user(format!(
+                    "A reviewer rejected this plan:\n{plan}\nTheir feedback: {}\nWrite a new plan.",
+                    feedback.as_deref().unwrap_or("(none given)")
+                )));
+            }
             let answer = llm
                 .chat(&messages, PLAN_MAX_TOKENS)
                 .await
@@ -151,12 +188,38 @@ pub fn graph(
             Ok::<_, NodeError>(SolverUpdate::Solved(answer.content, answer.usage))
         }
     });
+    g.add_node("review", |s: SolverState, ctx: RunContext| async move {
+        let decision = ctx.interrupt(serde_json::json!({ "plan": s.plan }))?;
+        // The resume was checked when it was read (`ResumeRequest`); a value that is not
+        // a decision cannot come from it.
+        let review = Review::try_from(decision)
+            .map_err(|err| NodeError::permanent(format!("the review's answer: {err}")))?;
+        Ok::<_, NodeError>(SolverUpdate::Reviewed(review))
+    });
     g.add_node("format", |s: SolverState, _ctx: RunContext| async move {
         let answer = s.answer.unwrap_or_default();
         Ok::<_, NodeError>(SolverUpdate::Formatted(answer.trim().to_owned()))
     });
     g.add_edge(START, "plan")
-        .add_edge("plan", "solve")
+        .add_conditional_edges(
+            "plan",
+            |s: &SolverState| {
+                if s.task.human_review {
+                    "review"
+                } else {
+                    "solve"
+                }
+            },
+            [("review", "review"), ("solve", "solve")],
+        )
+        .add_conditional_edges(
+            "review",
+            |s: &SolverState| match s.review {
+                Some(Review::Rejected { .. }) => "plan",
+                _ => "solve",
+            },
+            [("plan", "plan"), ("solve", "solve")],
+        )
         .add_edge("solve", "format")
         .add_edge("format", END)
         .retry_policy("plan", llm_retry())

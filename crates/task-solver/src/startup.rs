@@ -119,6 +119,7 @@ impl App {
                 max_result_bytes,
                 seen: SeenTasks::default(),
                 progress: Some(publisher),
+                review_locks: Default::default(),
             },
             watch_stop,
             progress,

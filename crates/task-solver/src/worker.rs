@@ -7,7 +7,7 @@ use agent_core::{
         Command, CompiledGraph, GraphError, InMemorySaver, Input, RunConfig, StreamEvent,
         StreamMode,
     },
-    task::{RunStatus, Task, TaskResult, TaskStatus},
+    task::{ResumeRequest, RunStatus, Task, TaskInterrupt, TaskResult, TaskStatus},
 };
 use agent_runtime::{
     Result,
@@ -52,6 +52,16 @@ pub struct Deps {
     pub seen: SeenTasks,
     /// Where runs' progress goes; `None`: nowhere.
     pub progress: Option<ProgressPublisher>,
+    /// One resume at a time per task ([`crate::review`]).
+    pub review_locks: crate::review::ReviewLocks,
+}
+
+impl Deps {
+    /// Whether the checkpoints outlive this process (SQLite, PostgreSQL): what a task
+    /// paused for review needs.
+    pub fn durable(&self) -> bool {
+        self.checkpointed && self.memory_saver.is_none()
+    }
 }
 
 impl std::fmt::Debug for Deps {
@@ -62,6 +72,11 @@ impl std::fmt::Debug for Deps {
 
 /// Handles one message of the events topic.
 ///
+/// - A resume of a task paused for review ([`crate::review::is_resume`]): see
+///   [`resume`].
+/// - A task with `human_review` on a solver whose checkpoints would not outlive it
+///   (memory, none): a `failed` result saying so, at once — never a pause no one could
+///   resume.
 /// - Not a task (not JSON, wrong shape, invalid fields): [`Outcome::DeadLetter`] with the
 ///   reason.
 /// - A task whose id is known with a different body ([`SeenTasks`], and with a durable
@@ -80,6 +95,9 @@ impl std::fmt::Debug for Deps {
 /// The result could not be published (the loop retries the message).
 #[tracing::instrument(skip_all, fields(task_id, topic = message.topic(), partition = message.partition(), offset = message.offset()))]
 pub async fn process(deps: &Deps, message: OwnedMessage) -> Result<Outcome> {
+    if crate::review::is_resume(&message) {
+        return resume(deps, &message).await;
+    }
     let payload = message.payload().unwrap_or_default();
     let id = || Task::id_for_offset(message.topic(), message.partition(), message.offset());
     let task = match Task::from_json(payload, id) {
@@ -93,43 +111,110 @@ pub async fn process(deps: &Deps, message: OwnedMessage) -> Result<Outcome> {
     }
     let trace = trace_of(message.headers());
     let started_at = Utc::now();
-    tracing::info!(task_name = %task.task_name, "solving task");
     let mut progress = match &deps.progress {
         Some(publisher) => publisher.run(task.task_id, trace),
         None => RunProgress::silent(task.task_id),
     };
+    if task.human_review && !deps.durable() {
+        // A pause that no other process could resume, nor this one after a restart.
+        let reason = "human_review needs a durable checkpointer (CHECKPOINTER=sqlite or \
+                      postgres): with this solver's the task could never be resumed"
+            .to_owned();
+        return finish(
+            deps,
+            &task,
+            Ran::Failed(reason),
+            started_at,
+            trace,
+            progress,
+        )
+        .await;
+    }
+    tracing::info!(task_name = %task.task_name, human_review = task.human_review, "solving task");
     progress.status(RunStatus::Running, None);
-    // The run's final state, or why the task failed.
-    let solving = solve(deps, &task, &thread, &mut progress);
-    let run = match tokio::time::timeout(deps.deadline, solving).await {
+    let ran = timed(deps, solve(deps, &task, &thread, &mut progress)).await?;
+    finish(deps, &task, ran, started_at, trace, progress).await
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub(crate) enum Ran {
+    /// With its final state.
+    Done(SolverState),
+    /// Paused for a person at this interrupt.
+    Paused(agent_core::graph::Interrupt),
+    /// Given up, for this reason.
+    Failed(String),
+}
+
+/// Waits for `run` up to [`Deps::deadline`]: how it ended.
+///
+/// # Errors
+/// The checkpoint store failed: not the task's fault; the message is retried later.
+pub(crate) async fn timed(
+    deps: &Deps,
+    run: impl Future<Output = Result<SolverState, GraphError>>,
+) -> Result<Ran> {
+    Ok(match tokio::time::timeout(deps.deadline, run).await {
+        Ok(Ok(state)) => Ran::Done(state),
         Ok(Err(GraphError::Checkpoint(err))) => {
-            // The checkpoint store is down: not the task's fault. Retry the message later.
             return Err(agent_runtime::Error::Task(agent_core::Error::Graph(
                 GraphError::Checkpoint(err),
             )));
         }
-        Ok(run) => run.map_err(|err| match err {
-            GraphError::Node { node, error } => format!("{node}: {error}"),
-            other => other.to_string(),
-        }),
-        Err(_elapsed) => Err(format!(
+        Ok(Err(GraphError::Interrupted { mut interrupts })) if !interrupts.is_empty() => {
+            Ran::Paused(interrupts.swap_remove(0))
+        }
+        Ok(Err(GraphError::Node { node, error })) => Ran::Failed(format!("{node}: {error}")),
+        Ok(Err(other)) => Ran::Failed(other.to_string()),
+        Err(_elapsed) => Ran::Failed(format!(
             "deadline: the task did not finish within TASK_DEADLINE_SECS ({} s)",
             deps.deadline.as_secs()
         )),
-    };
-    let result = match run {
-        Ok(state) => TaskResult::completed(
-            &task,
+    })
+}
+
+/// Publishes what became of `task`'s run: a `completed`, `failed` or `interrupted`
+/// result keyed by its id, continuing `trace`, and its last progress events; returns
+/// [`Outcome::Done`] once the broker acknowledged the result.
+///
+/// # Errors
+/// The result could not be published (the loop retries the message).
+pub(crate) async fn finish(
+    deps: &Deps,
+    task: &Task,
+    ran: Ran,
+    started_at: chrono::DateTime<Utc>,
+    trace: Option<agent_runtime::telemetry::TraceContext>,
+    mut progress: RunProgress,
+) -> Result<Outcome> {
+    let result = match ran {
+        Ran::Done(state) => TaskResult::completed(
+            task,
             state.result.unwrap_or_default(),
             &deps.solver_id,
             started_at,
             state.usage,
         ),
-        Err(reason) => {
+        Ran::Paused(interrupt) => {
+            tracing::info!(interrupt_id = %interrupt.id, node = %interrupt.node, "task paused for review");
+            TaskResult::interrupted(
+                task,
+                TaskInterrupt {
+                    id: interrupt.id,
+                    node: interrupt.node,
+                    value: interrupt.value,
+                },
+                &deps.solver_id,
+                started_at,
+                Default::default(),
+            )
+        }
+        Ran::Failed(reason) => {
             let reason = agent_runtime::redact::redact(&reason).into_owned();
             tracing::warn!(reason = %reason, "task failed");
             TaskResult::failed(
-                &task,
+                task,
                 reason,
                 &deps.solver_id,
                 started_at,
@@ -137,10 +222,13 @@ pub async fn process(deps: &Deps, message: OwnedMessage) -> Result<Outcome> {
             )
         }
     };
-    let result = bounded_result(result, &task, deps.max_result_bytes);
+    let result = bounded_result(result, task, deps.max_result_bytes);
     progress.flush_chunk();
-    match result.status {
-        TaskStatus::Completed => progress.status(RunStatus::Completed, None),
+    match (result.status, &result.interrupt) {
+        (TaskStatus::Completed, _) => progress.status(RunStatus::Completed, None),
+        (TaskStatus::Interrupted, Some(interrupt)) => {
+            progress.interrupted(interrupt);
+        }
         _ => progress.status(RunStatus::Failed, result.error.clone()),
     }
     let event = CloudEvent::new(SERVICE, TASK_FINISHED, trace);
@@ -160,11 +248,87 @@ pub async fn process(deps: &Deps, message: OwnedMessage) -> Result<Outcome> {
         trace_id = %event.trace.trace_id_hex(),
         "result published"
     );
-    progress.result(&result);
-    if let Some(saver) = &deps.memory_saver {
-        saver.delete_thread(&task.task_id.to_string());
+    if result.status.is_final() {
+        progress.result(&result);
+        if let Some(saver) = &deps.memory_saver {
+            saver.delete_thread(&task.task_id.to_string());
+        }
     }
     Ok(Outcome::Done)
+}
+
+/// Handles a [`ResumeRequest`] (see [`crate::review`]).
+///
+/// - Not a valid request, a checkpointer that does not keep the pause, or a task of
+///   which there is no checkpoint: [`Outcome::DeadLetter`] with the reason.
+/// - Stale, or the task already finished: [`Outcome::Done`], nothing run.
+/// - Else the run goes on, and its result (`completed`, `failed`, or `interrupted`
+///   again) is published as for a task.
+///
+/// # Errors
+/// The checkpoint store cannot be read, or the result cannot be published (the loop
+/// retries the message).
+#[tracing::instrument(skip_all, fields(task_id, topic = message.topic(), partition = message.partition(), offset = message.offset()))]
+pub async fn resume(deps: &Deps, message: &OwnedMessage) -> Result<Outcome> {
+    let request = match ResumeRequest::from_json(message.payload().unwrap_or_default()) {
+        Ok(request) => request,
+        Err(err) => return Ok(Outcome::DeadLetter(format!("not a valid resume: {err}"))),
+    };
+    tracing::Span::current().record("task_id", tracing::field::display(request.task_id));
+    if !deps.durable() {
+        return Ok(Outcome::DeadLetter(
+            "a resume needs a durable checkpointer (CHECKPOINTER=sqlite or postgres); this \
+             solver's keeps no paused task"
+                .into(),
+        ));
+    }
+    let _one_at_a_time = deps.review_locks.lock(request.task_id).await;
+    let thread = RunConfig::thread(request.task_id.to_string());
+    let snapshot = deps
+        .graph
+        .get_state(&thread)
+        .await
+        .map_err(|err| agent_runtime::Error::Task(agent_core::Error::Graph(err)))?;
+    let Some(snapshot) = snapshot else {
+        return Ok(Outcome::DeadLetter(format!(
+            "no checkpoint of task {}: nothing to resume",
+            request.task_id
+        )));
+    };
+    let input: Input<SolverState> = if snapshot.interrupts.is_empty() {
+        if snapshot.next.is_empty() {
+            tracing::info!(
+                "resume of a task that is no longer paused (it finished): nothing to do"
+            );
+            return Ok(Outcome::Done);
+        }
+        // Resumed before, and stopped mid-way (a crash): carry on from there.
+        tracing::info!(next = ?snapshot.next, "carrying on a resumed run from its checkpoint");
+        Command::default().into()
+    } else if let Some(id) = request
+        .interrupt_id
+        .as_ref()
+        .filter(|id| !snapshot.interrupts.iter().any(|i| &i.id == *id))
+    {
+        tracing::info!(
+            interrupt_id = %id,
+            waiting_at = ?snapshot.interrupts.iter().map(|i| &i.id).collect::<Vec<_>>(),
+            "stale resume: the task no longer waits at this interrupt; no effect"
+        );
+        return Ok(Outcome::Done);
+    } else {
+        tracing::info!(review = %serde_json::Value::from(request.resume.clone()), "resuming task");
+        Command::resume(serde_json::Value::from(request.resume.clone())).into()
+    };
+    let task = snapshot.values.task;
+    let trace = trace_of(message.headers());
+    let mut progress = match &deps.progress {
+        Some(publisher) => publisher.run(task.task_id, trace),
+        None => RunProgress::silent(task.task_id),
+    };
+    progress.status(RunStatus::Running, None);
+    let ran = timed(deps, run(deps, input, &thread, &mut progress)).await?;
+    finish(deps, &task, ran, Utc::now(), trace, progress).await
 }
 
 /// Why `task` may not run under its id, if another body owns the id: in the memory of
@@ -362,6 +526,7 @@ mod tests {
             max_result_bytes: 512 * 1024,
             seen: SeenTasks::default(),
             progress: None,
+            review_locks: Default::default(),
         }
     }
 
@@ -558,5 +723,71 @@ mod tests {
         .await
         .expect("solved again");
         assert_eq!(calls(&server).await, 4, "plan and solve, twice");
+    }
+
+    /// The review gate, run in process on an in-memory checkpointer: a task with
+    /// `human_review` pauses after `plan` showing the plan; a rejection plans again with
+    /// the feedback and pauses at a new interrupt; an edited plan is the one solved.
+    #[tokio::test]
+    async fn a_reviewed_task_pauses_after_plan_and_goes_where_the_review_says() {
+        use agent_core::task::Review;
+
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(answer("1. plan"))
+            .mount(&server)
+            .await;
+        let deps = deps(&server, Some(InMemorySaver::new())).await;
+        let mut task = Task::new("n", "d", "").expect("task");
+        task.human_review = true;
+        let thread = RunConfig::thread(task.task_id.to_string());
+        let mut progress = RunProgress::silent(task.task_id);
+
+        let paused = |ran: Ran| match ran {
+            Ran::Paused(interrupt) => interrupt,
+            other => panic!("not paused: {other:?}"),
+        };
+        let first = paused(
+            timed(&deps, solve(&deps, &task, &thread, &mut progress))
+                .await
+                .expect("ran"),
+        );
+        assert_eq!(first.node, "review");
+        assert_eq!(first.value, json!({"plan": "1. plan"}));
+        assert_eq!(calls(&server).await, 1, "only plan asked");
+
+        let reject = Review::Rejected {
+            feedback: Some("More tests.".into()),
+        };
+        let input = Command::resume(serde_json::Value::from(reject)).into();
+        let second = paused(
+            timed(&deps, run(&deps, input, &thread, &mut progress))
+                .await
+                .expect("ran"),
+        );
+        assert_ne!(second.id, first.id, "a new pause");
+        let requests = server.received_requests().await.unwrap_or_default();
+        assert_eq!(requests.len(), 2, "planned again");
+        let asked = String::from_utf8_lossy(&requests[1].body).into_owned();
+        assert!(
+            asked.contains("More tests.") && asked.contains("1. plan"),
+            "{asked}"
+        );
+
+        let edit = Review::Edited {
+            plan: "EDITED PLAN".into(),
+        };
+        let input = Command::resume(serde_json::Value::from(edit)).into();
+        match timed(&deps, run(&deps, input, &thread, &mut progress))
+            .await
+            .expect("ran")
+        {
+            Ran::Done(state) => assert_eq!(state.plan.as_deref(), Some("EDITED PLAN")),
+            other => panic!("not done: {other:?}"),
+        }
+        let requests = server.received_requests().await.unwrap_or_default();
+        assert_eq!(requests.len(), 3, "solve asked once more, no third plan");
+        let solved = String::from_utf8_lossy(&requests[2].body).into_owned();
+        assert!(solved.contains("EDITED PLAN"), "{solved}");
     }
 }

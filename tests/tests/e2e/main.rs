@@ -15,6 +15,7 @@ mod crash;
 mod faults;
 mod hostile_model;
 mod http_limits;
+mod human_review;
 mod last_message;
 mod llm_faults;
 mod llm_stream;

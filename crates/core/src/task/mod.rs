@@ -68,6 +68,11 @@ pub struct Task {
     /// The conversation the task came from, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversation_id: Option<String>,
+    /// Whether a person reviews the solver's plan before it is carried out: the task
+    /// pauses after `plan` (an `interrupted` result) until resumed with a
+    /// [`ResumeRequest`]. Written only when `true`; absent is `false`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub human_review: bool,
 }
 
 impl Task {
@@ -158,6 +163,9 @@ pub struct TaskDraft {
     /// See [`Task::conversation_id`].
     #[serde(default)]
     pub conversation_id: Option<String>,
+    /// See [`Task::human_review`].
+    #[serde(default)]
+    pub human_review: bool,
 }
 
 impl TaskDraft {
@@ -175,6 +183,7 @@ impl TaskDraft {
             created_at: self.created_at.unwrap_or_else(Utc::now),
             source: self.source,
             conversation_id: self.conversation_id,
+            human_review: self.human_review,
         };
         task.validate()?;
         Ok(task)

@@ -149,6 +149,34 @@ fn an_interrupted_result_carries_its_interrupt_and_only_it_does() {
 }
 
 #[test]
+fn human_review_is_read_when_given_and_written_only_when_true() {
+    let plain = Task::from_json(
+        br#"{"task_name": "n", "task_description": "d"}"#,
+        Uuid::new_v4,
+    )
+    .expect("the Python system's task");
+    assert!(!plain.human_review);
+    let json = serde_json::to_value(&plain).expect("serializes");
+    assert!(json.get("human_review").is_none(), "{json}");
+    let reviewed = Task::from_json(
+        br#"{"task_name": "n", "task_description": "d", "human_review": true}"#,
+        Uuid::new_v4,
+    )
+    .expect("a task asking for review");
+    assert!(reviewed.human_review);
+    let json = serde_json::to_value(&reviewed).expect("serializes");
+    assert_eq!(json["human_review"], true);
+    assert!(
+        Task::from_json(
+            br#"{"task_name": "n", "task_description": "d", "human_review": "yes"}"#,
+            Uuid::new_v4
+        )
+        .is_err(),
+        "only a boolean"
+    );
+}
+
+#[test]
 fn status_parses_from_its_wire_name() {
     for status in [
         TaskStatus::Pending,
