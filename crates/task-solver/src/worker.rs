@@ -130,6 +130,11 @@ pub async fn process(deps: &Deps, message: OwnedMessage) -> Result<Outcome> {
         )
         .await;
     }
+    // A redelivered reviewed task and a resume of it never run the thread at once.
+    let _one_at_a_time = match task.human_review {
+        true => Some(deps.review_locks.lock(task.task_id).await),
+        false => None,
+    };
     tracing::info!(task_name = %task.task_name, human_review = task.human_review, "solving task");
     progress.status(RunStatus::Running, None);
     let ran = timed(deps, solve(deps, &task, &thread, &mut progress)).await?;
