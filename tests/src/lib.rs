@@ -44,8 +44,8 @@ pub use kafka::{produce_tasks, read_topic, read_topic_settled};
 pub use llm::{LlmStandIn, STANDIN_ANSWER, STANDIN_TASK, completion, event_stream, openai_error};
 pub use postgres::{FreshDatabase, postgres_or_skip};
 pub use routes::{
-    Answer, BrokerCheck, Delivery, GeneratedTask, Health, LastMessage, TaskResults, TaskView,
-    get_json,
+    Answer, BrokerCheck, Delivery, GeneratedTask, Health, LastMessage, Resuming, TaskResults,
+    TaskView, get_json,
 };
 pub use solver_process::{ServiceProcess, SolverProcess, service_binary, solver_binary};
 pub use system::{System, scratch_dir, test_settings, wait_until_healthy};

@@ -2,7 +2,8 @@
 //! `system.task_result(id)`, not the URL. Each answers an [`Answer`]: the status and the
 //! JSON body as sent, for the checks of error answers, and [`Answer::ok`] for a 200 body
 //! read as the route's type ([`GeneratedTask`], [`TaskView`], [`TaskResults`],
-//! [`Delivery`], [`LastMessage`], [`Health`]). The types are the project's own where they
+//! [`Delivery`], [`LastMessage`], [`Health`]), [`Answer::accepted`] a 202 body
+//! ([`Resuming`]). The types are the project's own where they
 //! deserialize ([`Task`], [`TaskResult`], [`TaskStatus`]); the services' answer types that
 //! only serialize are mirrored here, with the fields the tests read.
 //!
@@ -51,6 +52,16 @@ impl<T: DeserializeOwned> Answer<T> {
         serde_json::from_value(self.body.clone())
             .unwrap_or_else(|err| panic!("not the route's answer ({err}): {}", self.body))
     }
+
+    /// The body of a 202 answer as `T`.
+    ///
+    /// # Panics
+    /// When the status is not 202 or the body is not a `T`; the message holds the body.
+    pub fn accepted(&self) -> T {
+        assert_eq!(self.status, 202, "{}", self.body);
+        serde_json::from_value(self.body.clone())
+            .unwrap_or_else(|err| panic!("not the route's answer ({err}): {}", self.body))
+    }
 }
 
 /// The 200 body of `POST /generate-task`: the published task and where it is stored.
@@ -77,7 +88,7 @@ pub struct GeneratedTask {
 pub struct TaskView {
     /// The task id.
     pub task_id: Uuid,
-    /// `pending`, `completed` or `failed`.
+    /// `pending`, `completed`, `failed` or `interrupted`.
     pub status: TaskStatus,
     /// The task, `None` for a result whose task the view has not seen.
     pub task: Option<Task>,
@@ -91,6 +102,18 @@ impl TaskView {
     pub fn is_finished(&self) -> bool {
         matches!(self.status, TaskStatus::Completed | TaskStatus::Failed)
     }
+}
+
+/// The 202 body of `POST /task-result/{task_id}/resume`: the resume is stored
+/// (task-generator's `resume::Resuming`, which only serializes).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Resuming {
+    /// The task.
+    pub task_id: Uuid,
+    /// The pause answered.
+    pub interrupt_id: String,
+    /// `resuming`.
+    pub status: String,
 }
 
 /// The body of `GET /task-results`: the views, newest first.
@@ -300,6 +323,16 @@ impl System {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// `POST /task-result/{task_id}/resume` with `body` as it is (`{"interrupt_id"?,
+    /// "resume"}`, well-formed or not).
+    pub async fn resume_task(&self, task_id: impl Display, body: &Value) -> Answer<Resuming> {
+        self.post(
+            &format!("{}/task-result/{task_id}/resume", self.generator),
+            body,
+        )
+        .await
     }
 
     /// `POST /send_event` of agent-comms with `body` as it is.

@@ -6,7 +6,10 @@
 //! - [`startup`]: [`App::build`](startup::App::build) wires settings, Kafka, the LLM and
 //!   the routes, binds the port (0 in tests) and runs until the shutdown signal.
 //! - [`routes`]: `POST /generate-task`, `GET /task-results`, `GET /task-result/{task_id}`,
-//!   `GET /task-result/{task_id}/stream`, plus `/health` and `/ready`.
+//!   `GET /task-result/{task_id}/stream`, `POST /task-result/{task_id}/resume`, plus
+//!   `/health` and `/ready`.
+//! - [`resume`]: resuming a task paused for review — the body, the check that the task
+//!   waits at the pause answered, the resume published on the events topic.
 //! - [`generation`]: the generation graph — normalize the conversation, ask the LLM for a
 //!   task under the task schema, validate (re-asking on an invalid answer), publish keyed
 //!   by `task_id`.
@@ -20,6 +23,7 @@
 
 pub mod generation;
 pub mod reader;
+pub mod resume;
 pub mod routes;
 pub mod startup;
 pub mod store;

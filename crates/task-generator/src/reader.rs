@@ -33,7 +33,9 @@ use std::{
 
 use agent_core::task::{Task, TaskResult};
 use agent_runtime::kafka::{
-    AssignmentWatch, GroupReader, KafkaSettings, LogBounds, TopicReader, Topics, log_bounds,
+    AssignmentWatch, GroupReader, KafkaSettings, LogBounds, TopicReader, Topics,
+    headers::{TASK_RESUMED, header_str},
+    log_bounds,
 };
 use rdkafka::{Message, Offset, message::BorrowedMessage};
 use tokio_util::sync::CancellationToken;
@@ -338,16 +340,32 @@ impl ViewReader {
         Some(false)
     }
 
-    /// What a record says, or `None` (logged) for one the view skips: an invalid task or
-    /// result, or a result not keyed by its own `task_id` (the key puts every result of a
-    /// task in one partition, which is what makes positions comparable).
+    /// What a record says, or `None` for one the view skips: a resume of a paused task
+    /// on the events topic ([`is_resume`], logged at debug: it is not a task, and the
+    /// view learns of its effect from the results), an invalid task, or (logged) an
+    /// invalid result or a result not keyed by its own `task_id` (the key puts every
+    /// result of a task in one partition, which is what makes positions comparable).
     fn record_of(&self, message: &BorrowedMessage<'_>) -> Option<ViewRecord> {
         let payload = message.payload().unwrap_or_default();
         let offset = message.offset();
         if message.topic() == self.topics.events {
+            let ce_type = header_str(message.headers(), "ce_type");
+            let skip_resume = || {
+                tracing::debug!(
+                    partition = message.partition(),
+                    offset,
+                    "skipping a resume on the events topic: not a task"
+                );
+                None
+            };
+            if ce_type == Some(TASK_RESUMED) {
+                return skip_resume();
+            }
             let id = || Task::id_for_offset(message.topic(), message.partition(), offset);
             return match Task::from_json(payload, id) {
                 Ok(task) => Some(ViewRecord::Task(task)),
+                // Read only once a record is not a task: tasks are not parsed twice.
+                Err(_) if is_resume(ce_type, payload) => skip_resume(),
                 Err(_) => None, // the solver dead-letters it; nothing to show
             };
         }
@@ -372,6 +390,19 @@ impl ViewReader {
                 None
             }
         }
+    }
+}
+
+/// Whether an events-topic record with CloudEvent type `ce_type` (its `ce_type` header)
+/// and value `payload` is a resume of a paused task
+/// ([`ResumeRequest`](agent_core::task::ResumeRequest)), not a task: its type is
+/// [`TASK_RESUMED`]; or, without a type (a producer that sets no headers), its value is a
+/// JSON object with `resume` and no `task_name`.
+pub fn is_resume(ce_type: Option<&str>, payload: &[u8]) -> bool {
+    match ce_type {
+        Some(ce_type) => ce_type == TASK_RESUMED,
+        None => serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(payload)
+            .is_ok_and(|fields| fields.contains_key("resume") && !fields.contains_key("task_name")),
     }
 }
 
@@ -414,5 +445,33 @@ async fn retry<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(
             () = shutdown.cancelled() => return None,
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use agent_core::task::{ResumeRequest, Review, Task};
+    use agent_runtime::kafka::headers::TASK_CREATED;
+
+    use super::*;
+
+    #[test]
+    fn a_resume_is_told_from_a_task_by_its_type_or_else_its_fields() {
+        let resume = serde_json::to_vec(&ResumeRequest {
+            task_id: uuid::Uuid::new_v4(),
+            interrupt_id: Some("review#0".into()),
+            resume: Review::Approved,
+            requested_at: chrono::Utc::now(),
+        })
+        .expect("JSON");
+        let task = serde_json::to_vec(&Task::new("t", "d", "").expect("task")).expect("JSON");
+        assert!(is_resume(Some(TASK_RESUMED), &resume));
+        assert!(is_resume(None, &resume));
+        assert!(!is_resume(Some(TASK_CREATED), &resume));
+        assert!(!is_resume(None, &task));
+        assert!(!is_resume(Some(TASK_CREATED), &task));
+        assert!(!is_resume(None, br#"{"resume": {}, "task_name": "t"}"#));
+        assert!(!is_resume(None, b"not json"));
+        assert!(!is_resume(None, br#"["resume"]"#));
     }
 }

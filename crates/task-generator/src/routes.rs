@@ -19,14 +19,24 @@
 //!   `node`, `token`, `custom` and `result` events (see [`crate::streams`]), resumable
 //!   with `Last-Event-ID` (or `?last_event_id=`) on any replica; 204 once the stream
 //!   ended; 404 / 503 `catching_up` as above before the stream starts.
+//! - `POST /task-result/{task_id}/resume` `{"interrupt_id"?: "…", "resume": {"approved":
+//!   true} | {"approved": false, "feedback"?: "…"} | {"plan": "…"}}` → 202
+//!   `{"task_id", "interrupt_id", "status": "resuming"}` ([`Resuming`]) once the broker
+//!   acknowledged the [`ResumeRequest`] on the events topic (see [`crate::resume`]). 422
+//!   for a bad body, 400 / 404 / 503 `catching_up` as above, 409 `conflict` when the task
+//!   is not `interrupted` or `interrupt_id` is not its current pause, 503 when the broker
+//!   does not acknowledge in time.
 
 use std::{sync::Arc, time::Duration};
 
 use agent_core::{
     graph::CompiledGraph,
-    task::{NodePhase, TaskStatus},
+    task::{NodePhase, ResumeRequest, TaskStatus},
 };
-use agent_runtime::http::{self, ApiError, Health, Json, Path, Query, health_routes};
+use agent_runtime::{
+    http::{self, ApiError, Health, Json, Path, Query, health_routes},
+    kafka::Producer,
+};
 use axum::{
     Router,
     extract::State,
@@ -43,6 +53,7 @@ use uuid::Uuid;
 use crate::{
     generation::{self, Accepted, Conversation, Generated, GenerationError, GenerationState},
     reader::CatchUp,
+    resume::{self, ResumeBody, Resuming},
     store::{Batch, Cursor, ListQuery, StoreError, TaskView, ViewRecord, ViewStore},
     streams::{
         self, CLOCK_SKEW, ErrorBody, ErrorData, LastEventId, MetadataData, NodeData, STREAM_BUFFER,
@@ -62,13 +73,17 @@ pub const MAX_LIMIT: usize = 1000;
 pub struct AppState {
     /// The generation graph.
     pub graph: CompiledGraph<GenerationState>,
+    /// The producer of resumes (the generation graph's own).
+    pub producer: Producer,
+    /// The events topic, where resumes go.
+    pub events_topic: String,
     /// The results view's store.
     pub store: Arc<dyn ViewStore>,
     /// Whether the view has caught up with the topics.
     pub catch_up: CatchUp,
     /// The accepted API keys (`API_KEYS`); `None` leaves the routes open.
     pub api_keys: Option<http::ApiKeys>,
-    /// The per-client limit on `POST /generate-task`; `None`: unlimited.
+    /// The per-client limit on the POST routes; `None`: unlimited.
     pub rate_limit: Option<http::RateLimit>,
     /// The browser origins that may call the routes (`CORS_ALLOW_ORIGINS`); `None`: no
     /// CORS headers.
@@ -90,6 +105,7 @@ pub fn router(state: AppState, health: Health, request_timeout: Duration) -> Rou
     let cors = state.cors.clone();
     let posts = Router::new()
         .route("/generate-task", post(generate_task))
+        .route("/task-result/{task_id}/resume", post(resume_task))
         .with_state(state.clone());
     let api = Router::new()
         .route("/task-results", get(task_results))
@@ -399,6 +415,36 @@ async fn view_of(state: &AppState, id: Uuid) -> Result<TaskView, ApiError> {
     }
 }
 
+/// `POST /task-result/{task_id}/resume`: checks the body, then that the task waits at
+/// the pause answered, then publishes the resume and answers 202 once it is stored.
+#[tracing::instrument(skip_all, fields(task_id))]
+async fn resume_task(
+    State(state): State<AppState>,
+    Path(task_id): Path<String>,
+    Json(body): Json<Value>,
+) -> Result<(StatusCode, Json<Resuming>), ApiError> {
+    let id = task_id_of(&task_id)?;
+    tracing::Span::current().record("task_id", tracing::field::display(id));
+    let body = ResumeBody::parse(body)?;
+    let view = view_of(&state, id).await?;
+    let interrupt_id = resume::current_pause(&view, body.interrupt_id.as_deref())?;
+    let request = ResumeRequest {
+        task_id: id,
+        interrupt_id: Some(interrupt_id.clone()),
+        resume: body.resume,
+        requested_at: chrono::Utc::now(),
+    };
+    resume::publish(&state.producer, &state.events_topic, &request).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Resuming {
+            task_id: id,
+            interrupt_id,
+            status: "resuming",
+        }),
+    ))
+}
+
 #[derive(Debug, Deserialize)]
 struct StreamQuery {
     /// For clients that cannot set `Last-Event-ID`.
@@ -455,7 +501,7 @@ async fn task_stream(
 
 #[cfg(test)]
 mod tests {
-    use agent_core::task::{Task, TaskResult, TokenUsage};
+    use agent_core::task::{Task, TaskInterrupt, TaskResult, TokenUsage};
     use agent_runtime::{
         config::Settings,
         kafka::{BrokerWatch, Producer},
@@ -490,7 +536,11 @@ mod tests {
             events_topic: "events".into(),
         })
         .expect("graph");
-        let watch = BrokerWatch::spawn(producer, Duration::from_secs(60), CancellationToken::new());
+        let watch = BrokerWatch::spawn(
+            producer.clone(),
+            Duration::from_secs(60),
+            CancellationToken::new(),
+        );
         let health = Health::new(
             "task-generator",
             watch,
@@ -500,6 +550,8 @@ mod tests {
         router(
             AppState {
                 graph,
+                producer,
+                events_topic: "events".into(),
                 store: Arc::new(store.clone()),
                 catch_up,
                 api_keys: None,
@@ -555,6 +607,136 @@ mod tests {
             .expect("body")
             .to_bytes();
         (status, serde_json::from_slice(&bytes).expect("JSON body"))
+    }
+
+    async fn post(app: Router, uri: &str, body: &Value) -> (u16, Value) {
+        let request = Request::post(uri)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request");
+        let response = app.oneshot(request).await.expect("response");
+        let status = response.status().as_u16();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (status, serde_json::from_slice(&bytes).expect("JSON body"))
+    }
+
+    /// A task in `store` that paused for review at interrupt `id`.
+    async fn paused_task(store: &MemoryStore, id: &str) -> Task {
+        let task = Task::new("Review me", "A plan to review", "").expect("task");
+        apply(store, ViewRecord::Task(task.clone())).await;
+        let interrupt = TaskInterrupt {
+            id: id.into(),
+            node: "review".into(),
+            value: json!({"plan": "1. Do it."}),
+        };
+        let paused = TaskResult::interrupted(
+            &task,
+            interrupt,
+            "solver-1",
+            chrono::Utc::now(),
+            TokenUsage::default(),
+        );
+        apply(store, ViewRecord::Result(paused, at(0))).await;
+        task
+    }
+
+    fn says(body: &Value, code: &str, words: &[&str]) -> bool {
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        body["error"]["code"] == code && words.iter().all(|w| message.contains(w))
+    }
+
+    #[tokio::test]
+    async fn a_resume_of_an_unknown_or_malformed_task_id_is_404_or_400() {
+        let store = MemoryStore::new();
+        let approve = json!({"resume": {"approved": true}});
+        let uri = format!("/task-result/{}/resume", Uuid::new_v4());
+        let (status, body) = post(app(&store), &uri, &approve).await;
+        assert_eq!(status, 404, "{body}");
+        assert_eq!(body["error"]["code"], "not_found");
+        let (status, body) = post(app(&store), "/task-result/nope/resume", &approve).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(says(&body, "bad_request", &["not a UUID"]), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_resume_of_a_task_not_waiting_for_review_is_409_naming_its_status() {
+        let store = MemoryStore::new();
+        let task = Task::new("Write docs", "Document the API", "").expect("task");
+        apply(&store, ViewRecord::Task(task.clone())).await;
+        let uri = format!("/task-result/{}/resume", task.task_id);
+        let approve = json!({"resume": {"approved": true}});
+        let (status, body) = post(app(&store), &uri, &approve).await;
+        assert_eq!(status, 409, "{body}");
+        assert!(
+            says(&body, "conflict", &["is pending, not waiting for review"]),
+            "{body}"
+        );
+        let done = TaskResult::completed(
+            &task,
+            "Done.",
+            "solver-1",
+            chrono::Utc::now(),
+            TokenUsage::default(),
+        );
+        apply(&store, ViewRecord::Result(done, at(1))).await;
+        let (status, body) = post(app(&store), &uri, &approve).await;
+        assert_eq!(status, 409, "{body}");
+        assert!(
+            says(&body, "conflict", &["is completed, not waiting for review"]),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_resume_of_an_earlier_pause_is_409_naming_both_pauses() {
+        let store = MemoryStore::new();
+        let task = paused_task(&store, "b#0").await;
+        let uri = format!("/task-result/{}/resume", task.task_id);
+        let stale = json!({"interrupt_id": "a#0", "resume": {"approved": true}});
+        let (status, body) = post(app(&store), &uri, &stale).await;
+        assert_eq!(status, 409, "{body}");
+        assert!(says(&body, "conflict", &["\"b#0\"", "\"a#0\""]), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_resume_with_a_bad_body_is_422_saying_why() {
+        let store = MemoryStore::new();
+        let task = paused_task(&store, "review#0").await;
+        let uri = format!("/task-result/{}/resume", task.task_id);
+        for (body, words) in [
+            (
+                json!({"resume": {"approved": true}, "by": "me"}),
+                &["unknown field `by`"][..],
+            ),
+            (
+                json!({"resume": {"approved": "yes"}}),
+                &["resume", "true or false"][..],
+            ),
+            (
+                json!({"interrupt_id": "review#0"}),
+                &["missing field `resume`"][..],
+            ),
+            (
+                json!({"interrupt_id": "", "resume": {"approved": true}}),
+                &["`interrupt_id` must not be empty"][..],
+            ),
+            (
+                json!({"interrupt_id": "x".repeat(201), "resume": {"approved": true}}),
+                &["`interrupt_id` has 201 characters"][..],
+            ),
+        ] {
+            let (status, answer) = post(app(&store), &uri, &body).await;
+            assert_eq!(status, 422, "{body}: {answer}");
+            assert!(
+                says(&answer, "validation_failed", words),
+                "{body}: {answer}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -66,6 +66,7 @@ impl App {
             events_topic: topics.events.clone(),
         })
         .map_err(|err| agent_runtime::Error::Task(err.into()))?;
+        let events_topic = topics.events.clone();
         let store = open_store(&settings).await?;
         let catch_up = CatchUp::default();
         let streams_stop = CancellationToken::new();
@@ -106,6 +107,8 @@ impl App {
         let router = routes::router(
             AppState {
                 graph,
+                producer: producer.clone(),
+                events_topic,
                 store: Arc::clone(&store),
                 catch_up: catch_up.clone(),
                 api_keys: http::ApiKeys::from_settings(&settings.http)?,

@@ -152,6 +152,15 @@ async fn every_attempt_of_the_probe_gets_403_or_401_and_no_key_reaches_a_log_or_
         ),
         (
             reqwest::Method::POST,
+            format!(
+                "{}/task-result/{}/resume",
+                system.generator,
+                uuid::Uuid::new_v4()
+            ),
+            Some(json!({"resume": {"approved": true}})),
+        ),
+        (
+            reqwest::Method::POST,
             send.clone(),
             Some(json!({"payload": {"n": 1}})),
         ),
@@ -302,4 +311,15 @@ async fn a_client_over_its_rate_limit_gets_a_json_429_with_retry_after_on_the_po
         // Reads are not limited.
         assert_eq!(system.task_results("").await.status, 200);
     }
+    // A resume is limited too (an unknown task: 404 while the budget lasts).
+    let approve = json!({"resume": {"approved": true}});
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let task_id = uuid::Uuid::new_v4();
+        statuses.push(system.resume_task(task_id, &approve).await.status);
+    }
+    assert!(
+        statuses.contains(&429) && statuses.iter().all(|s| [404, 429].contains(s)),
+        "resume: {statuses:?}"
+    );
 }

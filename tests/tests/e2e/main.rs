@@ -22,6 +22,7 @@ mod llm_stream;
 mod local_model;
 mod pipeline;
 mod results_view;
+mod review;
 mod secure_kafka;
 mod streams;
 mod task_identity;

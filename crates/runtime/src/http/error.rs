@@ -29,6 +29,10 @@ pub enum ApiError {
     /// time (the header-read, body-read or request timeout).
     #[error("{0}")]
     RequestTimeout(String),
+    /// 409 `conflict`: the request does not fit the state of what it names (a resume of
+    /// a task that is not waiting for review, or of a pause that is no longer current).
+    #[error("{0}")]
+    Conflict(String),
     /// 413 `payload_too_large`: over [`super::MAX_BODY_BYTES`].
     #[error("request body is larger than {} bytes", super::MAX_BODY_BYTES)]
     PayloadTooLarge,
@@ -79,6 +83,7 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge | Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -100,6 +105,7 @@ impl ApiError {
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::RequestTimeout(_) => "request_timeout",
+            Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge | Self::TooLarge(_) => "payload_too_large",
             Self::UriTooLong(_) => "uri_too_long",
             Self::UnsupportedMediaType => "unsupported_media_type",
