@@ -269,8 +269,9 @@ impl System {
         self.get(&url).await
     }
 
-    /// Polls `GET /task-result/{task_id}` until the task is no longer `pending`, up to
-    /// `timeout`; the last view (still `pending` when the time ran out).
+    /// Polls `GET /task-result/{task_id}` until the task is finished (`completed` or
+    /// `failed`; a pause for review is not an end), up to `timeout`; the last view
+    /// (still `pending` or `interrupted` when the time ran out).
     ///
     /// # Panics
     /// When the view does not know the task when the time runs out.
@@ -280,7 +281,7 @@ impl System {
             let answer = self.task_result(task_id).await;
             if answer.status == 200 {
                 let view = answer.ok();
-                if view.status != TaskStatus::Pending || Instant::now() > deadline {
+                if view.is_finished() || Instant::now() > deadline {
                     return view;
                 }
             } else {
