@@ -83,6 +83,10 @@ bench-view: ## results-view benchmark: time to ready, memory and lookup latency 
 bench-streams: ## live-streams benchmark: time to first token after POST, and 1000 streams on one replica (RSS, CPU) next to 1000 clients polling (N, C, STREAMS, TOKENS)
 	@scripts/bench-streams.sh
 
+.PHONY: bench-review
+bench-review: ## human-review benchmark: solver throughput and RSS with 1000 tasks waiting for review next to none (N, WAITING)
+	@scripts/bench-review.sh
+
 .PHONY: bench-pipeline
 bench-pipeline: ## end-to-end POST → result benchmark on Tansu + an OpenAI stand-in, next to the Python system (N, C, DELAY_MS, MODE)
 	@scripts/bench-pipeline.sh

@@ -40,6 +40,10 @@ struct Args {
     /// post: POST /generate-task; topic: produce tasks onto --events-topic.
     #[arg(long, value_enum, default_value_t = Mode::Post)]
     mode: Mode,
+    /// Mode topic: tasks asking for human review; each is timed until its first result,
+    /// the `interrupted` one of its pause.
+    #[arg(long)]
+    human_review: bool,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -57,7 +61,7 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     match (args.mode, events_topic) {
         (Mode::Topic, Some(topic)) => {
-            load::topic::run(&args.bootstrap, &topic, args.n, &sent).await?
+            load::topic::run(&args.bootstrap, &topic, args.n, args.human_review, &sent).await?
         }
         _ => load::post::run(&args.url, args.n, args.c, &sent).await?,
     }

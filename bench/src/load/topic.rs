@@ -17,7 +17,8 @@ use super::Sent;
 use crate::epoch_ms;
 
 /// Produces `n` plain JSON tasks `{"task_id", "task_name": "Project {i}",
-/// "task_description": "Help the user with project {i}", "context": "bench"}`, keyed by
+/// "task_description": "Help the user with project {i}", "context": "bench"}` (with
+/// `"human_review": true` when `human_review`: each pauses after its plan), keyed by
 /// their (v4) `task_id`, onto `topic` at `bootstrap` without waiting between them; when
 /// the producer's queue is full it waits for room. A task is [`Sent::accepted`] at the
 /// moment it was handed to the producer once the broker acknowledged it (`acks=all`),
@@ -25,7 +26,13 @@ use crate::epoch_ms;
 ///
 /// # Errors
 /// When the producer cannot be created.
-pub async fn run(bootstrap: &str, topic: &str, n: usize, sent: &Sent) -> anyhow::Result<()> {
+pub async fn run(
+    bootstrap: &str,
+    topic: &str,
+    n: usize,
+    human_review: bool,
+    sent: &Sent,
+) -> anyhow::Result<()> {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("client.id", "pipeline-bench-loadgen")
@@ -36,13 +43,16 @@ pub async fn run(bootstrap: &str, topic: &str, n: usize, sent: &Sent) -> anyhow:
     let mut deliveries = FuturesUnordered::new();
     for i in 0..n {
         let id = uuid::Uuid::new_v4().to_string();
-        let payload = json!({
+        let mut payload = json!({
             "task_id": id,
             "task_name": format!("Project {i}"),
             "task_description": format!("Help the user with project {i}"),
             "context": "bench",
-        })
-        .to_string();
+        });
+        if human_review {
+            payload["human_review"] = json!(true);
+        }
+        let payload = payload.to_string();
         let mut record = FutureRecord::to(topic).key(&id).payload(&payload);
         loop {
             let at = epoch_ms();
