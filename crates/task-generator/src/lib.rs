@@ -10,6 +10,8 @@
 //!   `/health` and `/ready`.
 //! - [`resume`]: resuming a task paused for review — the body, the check that the task
 //!   waits at the pause answered, the resume published on the events topic.
+//! - [`deadline`]: `REVIEW_TIMEOUT_SECS` — a review that waited too long is timed out,
+//!   and its task fails.
 //! - [`generation`]: the generation graph — normalize the conversation, ask the LLM for a
 //!   task under the task schema, validate (re-asking on an invalid answer), publish keyed
 //!   by `task_id`.
@@ -21,6 +23,7 @@
 //! - [`streams`]: live task streams over SSE from the progress topic, one shared reader
 //!   per partition, resumable by `Last-Event-ID` on any replica.
 
+pub mod deadline;
 pub mod generation;
 pub mod reader;
 pub mod resume;

@@ -70,7 +70,14 @@ impl ResumeBody {
                     "missing field `resume`: {\"approved\": true}, {\"approved\": false, \"feedback\": \"…\"} or {\"plan\": \"…\"}".into(),
                 ));
             }
-            Some(resume) => Review::try_from(resume).map_err(ApiError::from)?,
+            Some(resume) => match Review::try_from(resume).map_err(ApiError::from)? {
+                Review::TimedOut { .. } => {
+                    return Err(ApiError::Unprocessable(
+                        "`timed_out_after_secs` is set by the review deadline (REVIEW_TIMEOUT_SECS), not by a person".into(),
+                    ));
+                }
+                review => review,
+            },
         };
         if let Some(extra) = fields.keys().next() {
             return Err(ApiError::Unprocessable(format!(
@@ -226,6 +233,10 @@ mod tests {
             (
                 json!({"resume": {"approved": true}, "interrupt_id": "x".repeat(MAX_TAG_CHARS + 1)}),
                 "at most 200",
+            ),
+            (
+                json!({"resume": {"timed_out_after_secs": 1}}),
+                "set by the review deadline",
             ),
         ] {
             let err = parse(body.clone()).expect_err("refused");

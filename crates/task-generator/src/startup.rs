@@ -175,11 +175,28 @@ impl App {
             let settings = settings.clone();
             let shutdown = shutdown.clone();
             let store = Arc::clone(&store);
+            let producer = producer.clone();
             tokio::spawn(async move {
                 kafka::ensure_service_topics(&settings.kafka, &shutdown).await;
                 let reader = ViewReader::new(Arc::clone(&store), &settings.kafka, catch_up);
-                let prune = prune(store, settings.view.retention, shutdown.clone());
-                tokio::join!(reader.run(shutdown), prune);
+                let prune = prune(
+                    Arc::clone(&store),
+                    settings.view.retention,
+                    shutdown.clone(),
+                );
+                let deadlines = async {
+                    if let Some(timeout) = settings.view.review_timeout {
+                        crate::deadline::review_deadlines(
+                            store,
+                            producer,
+                            settings.kafka.topics.events.clone(),
+                            timeout,
+                            shutdown.clone(),
+                        )
+                        .await;
+                    }
+                };
+                tokio::join!(reader.run(shutdown.clone()), prune, deadlines);
             })
         };
         http::serve(listener, router, &settings.http.limits, shutdown.clone()).await;

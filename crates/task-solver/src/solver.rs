@@ -93,7 +93,7 @@ impl State for SolverState {
             }
             SolverUpdate::Reviewed(review) => {
                 match &review {
-                    Review::Approved => {}
+                    Review::Approved | Review::TimedOut { .. } => {}
                     Review::Rejected { feedback } => {
                         let plan = self.plan.take().unwrap_or_default();
                         self.rejected.push((plan, feedback.clone()));
@@ -194,6 +194,11 @@ pub fn graph(
         // a decision cannot come from it.
         let review = Review::try_from(decision)
             .map_err(|err| NodeError::permanent(format!("the review's answer: {err}")))?;
+        if let Review::TimedOut { after_secs } = review {
+            return Err(NodeError::permanent(format!(
+                "review timed out: no decision within {after_secs} s (REVIEW_TIMEOUT_SECS)"
+            )));
+        }
         Ok::<_, NodeError>(SolverUpdate::Reviewed(review))
     });
     g.add_node("format", |s: SolverState, _ctx: RunContext| async move {

@@ -280,3 +280,44 @@ async fn review_without_a_durable_checkpointer_fails_the_task_at_once_saying_why
         .await;
     assert_eq!(status, 422, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_review_past_review_timeout_secs_fails_the_task() {
+    let broker = e2e::Broker::start();
+    let llm = LlmStandIn::healthy().await;
+    let dir = tempfile::tempdir().expect("a folder");
+    let mut vars = sqlite_vars(&dir);
+    vars.push(("REVIEW_TIMEOUT_SECS", "2".to_owned()));
+    let system = System::start(&broker.bootstrap(), &llm.base_url(), &as_refs(&vars)).await;
+
+    let task_id = post_reviewed(&system).await;
+    let paused_at = tokio::time::Instant::now();
+    let interrupt = wait_paused(&system, &task_id, None).await;
+    let view = system.wait_for_result(&task_id, WAIT).await;
+    let waited = paused_at.elapsed();
+    let result = view.result.expect("a result");
+    assert_eq!(
+        result.status,
+        agent_core::task::TaskStatus::Failed,
+        "{result:?}"
+    );
+    let reason = result.error.unwrap_or_default();
+    assert!(
+        reason.contains("review timed out") && reason.contains("2 s"),
+        "{reason}"
+    );
+    assert!(
+        waited >= Duration::from_secs(2),
+        "not before the deadline: {waited:?}"
+    );
+    let (_, solves) = plan_and_solve_requests(&llm).await;
+    assert!(solves.is_empty(), "never solved");
+    // Over: a late answer is a conflict.
+    let (status, body) = resume(
+        &system,
+        &task_id,
+        json!({"interrupt_id": interrupt["id"], "resume": {"approved": true}}),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+}

@@ -21,7 +21,10 @@ pub const MAX_PLAN_CHARS: usize = MAX_DESCRIPTION_CHARS;
 /// - `{"approved": true}`: carry the plan out;
 /// - `{"approved": false, "feedback": "…"}`: plan again, told why (`feedback` may be
 ///   left out);
-/// - `{"plan": "…"}`: carry out this plan instead.
+/// - `{"plan": "…"}`: carry out this plan instead;
+/// - `{"timed_out_after_secs": N}`: no one decided within `REVIEW_TIMEOUT_SECS` (N);
+///   the task fails. Written by task-generator's review deadline, never accepted from a
+///   person.
 ///
 /// Anything else (another field, a wrong type, an empty or too long text) is refused
 /// with a message saying what is wrong.
@@ -39,6 +42,11 @@ pub enum Review {
     Edited {
         /// The plan.
         plan: String,
+    },
+    /// No decision came within the review deadline: the task fails.
+    TimedOut {
+        /// The deadline, in seconds (`REVIEW_TIMEOUT_SECS`).
+        after_secs: u64,
     },
 }
 
@@ -68,7 +76,12 @@ impl TryFrom<Value> for Review {
                 reason: "must be a string".into(),
             }),
         };
-        let review = if fields.contains_key("plan") {
+        let review = if let Some(after) = fields.remove("timed_out_after_secs") {
+            let after_secs = after
+                .as_u64()
+                .ok_or_else(|| invalid("`timed_out_after_secs` must be a whole number"))?;
+            Self::TimedOut { after_secs }
+        } else if fields.contains_key("plan") {
             let plan = text(&mut fields, "plan", MAX_PLAN_CHARS)?
                 .ok_or_else(|| invalid("`plan` must be a non-empty string"))?;
             Self::Edited { plan }
@@ -106,6 +119,7 @@ impl From<Review> for Value {
             } => json!({"approved": false, "feedback": feedback}),
             Review::Rejected { feedback: None } => json!({"approved": false}),
             Review::Edited { plan } => json!({"plan": plan}),
+            Review::TimedOut { after_secs } => json!({"timed_out_after_secs": after_secs}),
         }
     }
 }
@@ -169,6 +183,10 @@ mod tests {
                 Review::Edited {
                     plan: "1. Do it.".into(),
                 },
+            ),
+            (
+                json!({"timed_out_after_secs": 86400}),
+                Review::TimedOut { after_secs: 86400 },
             ),
         ] {
             assert_eq!(review(value.clone()), Ok(expected.clone()));

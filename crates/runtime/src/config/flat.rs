@@ -99,6 +99,7 @@ pub(super) struct Flat {
     pub(super) results_store: String,
     pub(super) data_dir: String,
     pub(super) results_retention_days: u32,
+    pub(super) review_timeout_secs: u64,
 }
 
 impl Default for Flat {
@@ -159,6 +160,7 @@ impl Default for Flat {
             results_store: "sqlite".into(),
             data_dir: "data".into(),
             results_retention_days: 30,
+            review_timeout_secs: 0,
         }
     }
 }
@@ -238,6 +240,8 @@ impl Flat {
             view: ViewSettings {
                 store: self.results_store.parse()?,
                 retention: Duration::from_secs(u64::from(self.results_retention_days) * 86_400),
+                review_timeout: (self.review_timeout_secs > 0)
+                    .then(|| Duration::from_secs(self.review_timeout_secs)),
             },
             database_url: self.database_url,
             data_dir: self.data_dir.into(),

@@ -211,6 +211,9 @@ pub struct ViewSettings {
     /// `RESULTS_RETENTION_DAYS`: finished tasks older than this leave the view; default
     /// 30 days; 0 keeps them for ever.
     pub retention: Duration,
+    /// `REVIEW_TIMEOUT_SECS`: how long a task may wait for review before it fails with
+    /// `review timed out`; `None` (0, the default): for ever.
+    pub review_timeout: Option<Duration>,
 }
 
 impl Default for ViewSettings {
@@ -218,6 +221,7 @@ impl Default for ViewSettings {
         Self {
             store: ResultsStoreKind::Sqlite,
             retention: Duration::from_secs(30 * 86_400),
+            review_timeout: None,
         }
     }
 }
