@@ -296,6 +296,37 @@ impl System {
         }
     }
 
+    /// Polls `GET /task-result/{task_id}` until the task shows `status`, up to `timeout`;
+    /// the last view (another status when the time ran out).
+    ///
+    /// # Panics
+    /// When the view does not know the task when the time runs out.
+    pub async fn wait_for_status(
+        &self,
+        task_id: &str,
+        status: TaskStatus,
+        timeout: Duration,
+    ) -> TaskView {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let answer = self.task_result(task_id).await;
+            if answer.status == 200 {
+                let view = answer.ok();
+                if view.status == status || Instant::now() > deadline {
+                    return view;
+                }
+            } else {
+                assert!(
+                    Instant::now() <= deadline,
+                    "task {task_id} not in the view after {timeout:?}: {} {}",
+                    answer.status,
+                    answer.body
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Polls `GET /task-results?limit=1000` until `accept` holds for it, up to `timeout`;
     /// the last list.
     ///

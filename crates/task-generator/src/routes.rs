@@ -61,6 +61,10 @@ use crate::{
     },
 };
 
+/// How long `POST /task-result/{task_id}/resume` waits for a `pending` task to show its
+/// pause before answering 409.
+pub const PAUSE_GRACE: Duration = Duration::from_secs(2);
+
 /// Longest accepted conversation, in characters.
 pub const MAX_CONVERSATION_CHARS: usize = 100_000;
 /// Default and largest `limit` of `GET /task-results`.
@@ -426,7 +430,15 @@ async fn resume_task(
     let id = task_id_of(&task_id)?;
     tracing::Span::current().record("task_id", tracing::field::display(id));
     let body = ResumeBody::parse(body)?;
-    let view = view_of(&state, id).await?;
+    let mut view = view_of(&state, id).await?;
+    // A client that saw the pause on the task's live stream may ask before this view
+    // has read the pause from the results topic (the solver stores it there before it
+    // tells the stream): a task still `pending` is given a moment to show it.
+    let deadline = tokio::time::Instant::now() + PAUSE_GRACE;
+    while view.status == TaskStatus::Pending && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        view = view_of(&state, id).await?;
+    }
     let interrupt_id = resume::current_pause(&view, body.interrupt_id.as_deref())?;
     let request = ResumeRequest {
         task_id: id,

@@ -37,6 +37,7 @@
 //! Events (`event:` / `data:`): `status` `{"task_id", "run_id", "status", "reason"?}`,
 //! `node` `{"task_id", "node", "superstep", "phase", "duration_ms"?}`, `token`
 //! `{"task_id", "node", "chunk_id", "chunk"}`, `custom` `{"task_id", "node", "value"}`,
+//! `interrupt` `{"task_id", "id", "node", "value"}` (paused for review),
 //! `result` (the [`TaskResult`] with `"is_final": true`). A comment every 15 s keeps
 //! the connection open through proxies.
 
@@ -718,6 +719,20 @@ pub struct CustomData {
     pub value: Value,
 }
 
+/// `data:` of an `interrupt` event: the run paused for review (human review); the
+/// stream goes on when the task is resumed.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct InterruptData {
+    /// The task.
+    pub task_id: Uuid,
+    /// The pause: answer it with `POST /task-result/{task_id}/resume` naming this id.
+    pub id: String,
+    /// The node that paused (`review`).
+    pub node: String,
+    /// What it shows for review: `{"plan": "…"}`.
+    pub value: Value,
+}
+
 /// `data:` of the `result` event, the stream's last: the task's result.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct ResultData {
@@ -766,6 +781,7 @@ pub fn stream_schema() -> Value {
         "node": schemars::schema_for!(NodeData),
         "token": schemars::schema_for!(TokenData),
         "custom": schemars::schema_for!(CustomData),
+        "interrupt": schemars::schema_for!(InterruptData),
         "result": schemars::schema_for!(ResultData),
         "metadata": schemars::schema_for!(MetadataData),
         "generation": schemars::schema_for!(NodeData),
@@ -811,6 +827,12 @@ pub fn data_of(event: &ProgressEvent) -> Value {
             task_id,
             node: node.clone(),
             value: value.clone(),
+        }),
+        Progress::Interrupt { interrupt } => serde_json::to_value(InterruptData {
+            task_id,
+            id: interrupt.id.clone(),
+            node: interrupt.node.clone(),
+            value: interrupt.value.clone(),
         }),
         Progress::Result { result } => return result_data(result),
     };

@@ -136,14 +136,13 @@ impl RunProgress {
         self.publish(Progress::Status { status, reason });
     }
 
-    /// Publishes that the run paused for review: a `custom` event of the pausing node
-    /// `{"interrupt": {"id", "node", "value"}}` (what a stream's client shows the
-    /// reviewer), then `status: interrupted` naming the interrupt in `reason`.
+    /// Publishes that the run paused for review: an `interrupt` event (what a stream's
+    /// client shows the reviewer), then `status: interrupted` naming the interrupt in
+    /// `reason`.
     pub fn interrupted(&mut self, interrupt: &TaskInterrupt) {
         self.flush_chunk();
-        self.publish(Progress::Custom {
-            node: interrupt.node.clone(),
-            value: serde_json::json!({ "interrupt": interrupt }),
+        self.publish(Progress::Interrupt {
+            interrupt: interrupt.clone(),
         });
         self.publish(Progress::Status {
             status: RunStatus::Interrupted,
@@ -369,6 +368,7 @@ mod tests {
                 chunk_id, chunk, ..
             } => format!("token {chunk_id} {chunk}"),
             Progress::Custom { value, .. } => format!("custom {value}"),
+            Progress::Interrupt { interrupt } => format!("interrupt {}", interrupt.id),
             Progress::Result { .. } => "result".into(),
         }
     }

@@ -231,9 +231,8 @@ pub(crate) async fn finish(
     progress.flush_chunk();
     match (result.status, &result.interrupt) {
         (TaskStatus::Completed, _) => progress.status(RunStatus::Completed, None),
-        (TaskStatus::Interrupted, Some(interrupt)) => {
-            progress.interrupted(interrupt);
-        }
+        // Told once the pause is stored (below): a client that sees it may resume.
+        (TaskStatus::Interrupted, Some(_)) => {}
         _ => progress.status(RunStatus::Failed, result.error.clone()),
     }
     let event = CloudEvent::new(SERVICE, TASK_FINISHED, trace);
@@ -253,6 +252,9 @@ pub(crate) async fn finish(
         trace_id = %event.trace.trace_id_hex(),
         "result published"
     );
+    if let Some(interrupt) = &result.interrupt {
+        progress.interrupted(interrupt);
+    }
     if result.status.is_final() {
         progress.result(&result);
         if let Some(saver) = &deps.memory_saver {

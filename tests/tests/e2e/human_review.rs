@@ -321,3 +321,70 @@ async fn a_review_past_review_timeout_secs_fails_the_task() {
     .await;
     assert_eq!(status, 409, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_stream_shows_the_pause_and_goes_on_after_the_resume() {
+    use e2e::sse::SseReader;
+
+    let broker = e2e::Broker::start();
+    let llm = LlmStandIn::healthy().await;
+    let dir = tempfile::tempdir().expect("a folder");
+    let mut vars = sqlite_vars(&dir);
+    vars.push(("STREAM_CHUNK_MS", "0".to_owned()));
+    let system = System::start(&broker.bootstrap(), &llm.base_url(), &as_refs(&vars)).await;
+    let response = system
+        .http
+        .post(format!("{}/generate-task", system.generator))
+        .header("Accept", "text/event-stream")
+        .json(
+            &json!({"conversation_history": "User: help me with my project", "human_review": true}),
+        )
+        .send()
+        .await
+        .expect("the POST answers");
+    assert_eq!(response.status(), 200);
+    let mut reader = SseReader::new(response);
+    let mut next = async || reader.next(WAIT).await.expect("an event");
+    let task_id = loop {
+        let event = next().await;
+        if event.event == "metadata" {
+            break event.json()["task_id"].as_str().expect("an id").to_owned();
+        }
+    };
+    // Up to the pause: an `interrupt` event, then `status: interrupted`.
+    let interrupt = loop {
+        let event = next().await;
+        assert_ne!(event.event, "token", "nothing is solved before the review");
+        if event.event == "interrupt" {
+            break event.json();
+        }
+    };
+    assert_eq!(interrupt["task_id"], task_id.as_str());
+    assert_eq!(interrupt["node"], "review");
+    assert_eq!(interrupt["value"]["plan"], STANDIN_ANSWER);
+    let status = next().await;
+    assert_eq!(
+        (status.event.as_str(), status.json()["status"].clone()),
+        ("status", json!("interrupted"))
+    );
+    let (code, body) = resume(
+        &system,
+        &task_id,
+        json!({"interrupt_id": interrupt["id"], "resume": {"approved": true}}),
+    )
+    .await;
+    assert_eq!(code, 202, "{body}");
+    // The same stream goes on: the resumed run's tokens, then the result.
+    let mut text = String::new();
+    let result = loop {
+        let event = next().await;
+        match event.event.as_str() {
+            "token" => text.push_str(event.json()["chunk"].as_str().unwrap_or_default()),
+            "result" => break event.json(),
+            _ => {}
+        }
+    };
+    assert_eq!(result["status"], "completed", "{result}");
+    assert_eq!(result["result"], STANDIN_ANSWER);
+    assert_eq!(text, STANDIN_ANSWER, "the tokens make up the result");
+}

@@ -57,7 +57,9 @@ async fn a_paused_task_is_resumed_through_the_events_topic_and_an_earlier_pause_
     );
     let paused_json = serde_json::to_vec(&paused).expect("JSON");
     send(&producer, &topics.results, &id, &paused_json).await;
-    let view = system.wait_for_result(&id, Duration::from_secs(30)).await;
+    let view = system
+        .wait_for_status(&id, TaskStatus::Interrupted, Duration::from_secs(30))
+        .await;
     assert_eq!(view.status, TaskStatus::Interrupted, "{view:?}");
     let shown = view
         .result

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{MAX_TAG_CHARS, TaskResult};
+use super::{MAX_TAG_CHARS, TaskInterrupt, TaskResult};
 use crate::{Error, Result};
 
 /// Longest `chunk` of a `token` event, in characters (a chunk that would be longer is
@@ -87,6 +87,12 @@ pub enum Progress {
         /// What it emitted: any JSON, at most [`MAX_CUSTOM_BYTES`].
         value: Value,
     },
+    /// The run paused for a person at this interrupt (human review); a resume carries
+    /// it on in a new run.
+    Interrupt {
+        /// Where it paused and what it shows, e.g. `{"plan": "…"}`.
+        interrupt: TaskInterrupt,
+    },
     /// The task's result: the run's last event.
     Result {
         /// The result, as published on the results topic.
@@ -127,6 +133,7 @@ impl Progress {
             Self::Node { .. } => "node",
             Self::Token { .. } => "token",
             Self::Custom { .. } => "custom",
+            Self::Interrupt { .. } => "interrupt",
             Self::Result { .. } => "result",
         }
     }
@@ -182,6 +189,7 @@ impl ProgressEvent {
                 }
                 Ok(())
             }
+            Progress::Interrupt { interrupt } => interrupt.validate(),
             Progress::Result { result } if result.task_id != self.task_id => Err(Error::Invalid {
                 field: "result",
                 reason: "the result is of another task".into(),

@@ -97,6 +97,28 @@ pub struct TaskInterrupt {
     pub value: serde_json::Value,
 }
 
+impl TaskInterrupt {
+    /// Checks the bounds: `id` and `node` 1 to 200 characters, `value` at most
+    /// [`MAX_INTERRUPT_VALUE_BYTES`] of JSON.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the field.
+    pub fn validate(&self) -> Result<()> {
+        check_text("interrupt.id", &self.id, 1, super::MAX_TAG_CHARS)?;
+        check_text("interrupt.node", &self.node, 1, super::MAX_TAG_CHARS)?;
+        let bytes = serde_json::to_vec(&self.value).map_or(usize::MAX, |v| v.len());
+        if bytes > MAX_INTERRUPT_VALUE_BYTES {
+            return Err(Error::Invalid {
+                field: "interrupt.value",
+                reason: format!(
+                    "is {bytes} bytes of JSON, at most {MAX_INTERRUPT_VALUE_BYTES} are allowed"
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The outcome of one task: the value of a message on the results topic, keyed by
 /// `task_id`.
 ///
@@ -237,19 +259,7 @@ impl TaskResult {
                     reason: "only an interrupted result has an interrupt".into(),
                 });
             }
-            (Some(interrupt), _) => {
-                check_text("interrupt.id", &interrupt.id, 1, super::MAX_TAG_CHARS)?;
-                check_text("interrupt.node", &interrupt.node, 1, super::MAX_TAG_CHARS)?;
-                let bytes = serde_json::to_vec(&interrupt.value).map_or(usize::MAX, |v| v.len());
-                if bytes > MAX_INTERRUPT_VALUE_BYTES {
-                    return Err(Error::Invalid {
-                        field: "interrupt.value",
-                        reason: format!(
-                            "is {bytes} bytes of JSON, at most {MAX_INTERRUPT_VALUE_BYTES} are allowed"
-                        ),
-                    });
-                }
-            }
+            (Some(interrupt), _) => interrupt.validate()?,
             (None, _) => {}
         }
         match (self.status, &self.result, &self.error) {
