@@ -94,6 +94,9 @@ pub struct AppState {
     pub cors: Option<http::Cors>,
     /// The live task streams.
     pub streams: Arc<Streams>,
+    /// The deployment's `CHECKPOINTER` (the services share it): `human_review` needs a
+    /// durable one.
+    pub checkpointer: agent_runtime::config::CheckpointerKind,
 }
 
 impl std::fmt::Debug for AppState {
@@ -129,6 +132,13 @@ async fn generate_task(
 ) -> Result<Response, ApiError> {
     let conversation = conversation_of(&body)?;
     let human_review = human_review_of(&body)?;
+    if human_review && !state.checkpointer.is_durable() {
+        return Err(ApiError::Unprocessable(format!(
+            "`human_review` needs a durable checkpointer (CHECKPOINTER=sqlite or postgres); \
+             this deployment's is {}: a paused task could never be resumed",
+            state.checkpointer.as_str()
+        )));
+    }
     if wants_event_stream(&headers) {
         return generate_task_stream(state, conversation, human_review).await;
     }
@@ -576,6 +586,7 @@ mod tests {
                     )
                     .expect("streams"),
                 ),
+                checkpointer: agent_runtime::config::CheckpointerKind::Memory,
             },
             health,
             Duration::from_secs(5),
@@ -829,6 +840,31 @@ mod tests {
         catch_up.set_behind(0);
         let (status, body) = get(app_with(&store, catch_up), &uri).await;
         assert_eq!(status, 404, "{body}");
+    }
+
+    #[tokio::test]
+    async fn human_review_without_a_durable_checkpointer_is_422_before_anything_is_asked() {
+        let app = app(&MemoryStore::new());
+        let request = Request::post("/generate-task")
+            .header("content-type", "application/json")
+            .body(Body::from(
+                r#"{"conversation_history": "User: hi", "human_review": true}"#,
+            ))
+            .expect("request");
+        let response = app.oneshot(request).await.expect("response");
+        assert_eq!(response.status().as_u16(), 422);
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let body: Value = serde_json::from_slice(&bytes).expect("JSON");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("durable checkpointer") && message.contains("memory"),
+            "{body}"
+        );
     }
 
     #[test]

@@ -115,6 +115,7 @@ impl App {
                 rate_limit: http::RateLimit::from_settings(&settings.http),
                 cors: http::Cors::from_settings(&settings.http)?,
                 streams,
+                checkpointer: settings.solver.checkpointer,
             },
             health,
             request_timeout,

@@ -247,7 +247,12 @@ async fn a_rejected_plan_is_planned_again_with_the_feedback_then_one_of_two_resu
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn review_without_a_durable_checkpointer_fails_the_task_at_once_saying_why() {
+async fn review_without_a_durable_checkpointer_is_refused_at_the_post_and_failed_at_the_solver() {
+    use rdkafka::{
+        ClientConfig,
+        producer::{FutureProducer, FutureRecord},
+    };
+
     let broker = e2e::Broker::start();
     let llm = LlmStandIn::healthy().await;
     let system = System::start(
@@ -256,7 +261,42 @@ async fn review_without_a_durable_checkpointer_fails_the_task_at_once_saying_why
         &[("CHECKPOINTER", "memory")],
     )
     .await;
-    let task_id = post_reviewed(&system).await;
+    // Through the API: 422, nothing generated.
+    let (status, body) = system
+        .post_json(
+            &format!("{}/generate-task", system.generator),
+            &json!({"conversation_history": "User: help me", "human_review": true}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("durable checkpointer"), "{body}");
+    let (status, body) = system
+        .post_json(
+            &format!("{}/generate-task", system.generator),
+            &json!({"conversation_history": "User: hi", "human_review": "yes"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(llm.calls().await, 0, "the model was not asked");
+
+    // Straight onto the events topic: the solver fails it at once, saying why.
+    let task_id = uuid::Uuid::new_v4().to_string();
+    let task = json!({"task_id": task_id, "task_name": "Project help",
+        "task_description": "Help with my project.", "human_review": true});
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .create()
+        .expect("producer");
+    producer
+        .send(
+            FutureRecord::to(&system.settings.kafka.topics.events)
+                .key(&task_id)
+                .payload(&task.to_string()),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("produced");
     let view = system.wait_for_result(&task_id, WAIT).await;
     let result = view.result.expect("a result");
     assert_eq!(
@@ -266,19 +306,7 @@ async fn review_without_a_durable_checkpointer_fails_the_task_at_once_saying_why
     );
     let reason = result.error.unwrap_or_default();
     assert!(reason.contains("durable checkpointer"), "{reason}");
-    let (plans, solves) = plan_and_solve_requests(&llm).await;
-    assert!(
-        plans.is_empty() && solves.is_empty(),
-        "nothing asked of the model"
-    );
-    // And `human_review` must be a boolean.
-    let (status, body) = system
-        .post_json(
-            &format!("{}/generate-task", system.generator),
-            &json!({"conversation_history": "User: hi", "human_review": "yes"}),
-        )
-        .await;
-    assert_eq!(status, 422, "{body}");
+    assert_eq!(llm.calls().await, 0, "nothing asked of the model");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

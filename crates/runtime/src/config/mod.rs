@@ -170,6 +170,14 @@ pub enum CheckpointerKind {
 }
 
 impl CheckpointerKind {
+    /// Whether checkpoints outlive the process (`sqlite`, `postgres`): what a task
+    /// paused for human review needs.
+    pub fn is_durable(self) -> bool {
+        matches!(self, Self::Sqlite | Self::Postgres)
+    }
+}
+
+impl CheckpointerKind {
     /// `disabled`, `memory`, `sqlite` or `postgres`, as `/health` shows it.
     pub fn as_str(self) -> &'static str {
         match self {
