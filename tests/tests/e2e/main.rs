@@ -20,6 +20,7 @@ mod last_message;
 mod llm_faults;
 mod llm_stream;
 mod local_model;
+mod metrics;
 mod pipeline;
 mod results_view;
 mod review;

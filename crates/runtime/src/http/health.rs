@@ -123,6 +123,7 @@ pub fn health_routes(health: Health) -> Router {
     Router::new()
         .route("/health", get(liveness))
         .route("/ready", get(readiness))
+        .route("/metrics", get(super::metrics::render))
         .with_state(health)
 }
 

@@ -31,6 +31,7 @@ mod error;
 mod extract;
 mod health;
 mod limits;
+pub mod metrics;
 mod rate_limit;
 mod server;
 mod settings;
@@ -63,7 +64,8 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Adds what every service's router needs: JSON 404 and 405 answers, a 1 MiB body limit,
 /// a request timeout (`request_timeout`, answered with a JSON 408), an `x-request-id` on every
 /// request (generated when absent, echoed in the answer, recorded on the request's
-/// span), a trace span per request, and panics turned into a bare JSON 500.
+/// span), a trace span per request, panics turned into a bare JSON 500, and each
+/// request counted and timed by route and status ([`metrics`]).
 ///
 /// With `cors` ([`Cors::from_settings`]), the CORS headers of its origins on every answer
 /// (the error answers of the layers inside it included) and preflight requests answered
@@ -76,7 +78,8 @@ pub fn with_common_layers(router: Router, request_timeout: Duration, cors: Optio
         .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(axum::middleware::from_fn(move |request, next| {
             timeout::request_timeout(request_timeout, request, next)
-        }));
+        }))
+        .layer(axum::middleware::from_fn(metrics::track));
     let router = match cors {
         Some(cors) => router.layer(cors.layer()),
         None => router,
