@@ -34,7 +34,7 @@ use std::{
 use agent_core::task::{Task, TaskResult};
 use agent_runtime::kafka::{
     AssignmentWatch, GroupReader, KafkaSettings, LogBounds, TopicReader, Topics,
-    headers::{TASK_RESUMED, header_str},
+    headers::{TASK_RESUMED, header_str, is_resume},
     log_bounds,
 };
 use rdkafka::{Message, Offset, message::BorrowedMessage};
@@ -390,19 +390,6 @@ impl ViewReader {
                 None
             }
         }
-    }
-}
-
-/// Whether an events-topic record with CloudEvent type `ce_type` (its `ce_type` header)
-/// and value `payload` is a resume of a paused task
-/// ([`ResumeRequest`](agent_core::task::ResumeRequest)), not a task: its type is
-/// [`TASK_RESUMED`]; or, without a type (a producer that sets no headers), its value is a
-/// JSON object with `resume` and no `task_name`.
-pub fn is_resume(ce_type: Option<&str>, payload: &[u8]) -> bool {
-    match ce_type {
-        Some(ce_type) => ce_type == TASK_RESUMED,
-        None => serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(payload)
-            .is_ok_and(|fields| fields.contains_key("resume") && !fields.contains_key("task_name")),
     }
 }
 

@@ -1,4 +1,5 @@
-//! Human review: resuming a task paused for review ([`crate::worker::resume`]).
+//! Human review: resuming a task paused for review ([`crate::worker::resume`]); a
+//! resume is told from a task by [`agent_runtime::kafka::headers::is_resume`].
 //!
 //! A task with `human_review` pauses after `plan` (the solver graph's `review` node
 //! calls `interrupt({"plan": …})`): its checkpoints hold the pause, an `interrupted`
@@ -21,25 +22,7 @@ use std::{
     sync::{Arc, Mutex, Weak},
 };
 
-use agent_runtime::kafka::headers::{TASK_RESUMED, header_str};
-use rdkafka::{Message, message::OwnedMessage};
-use serde_json::Value;
 use uuid::Uuid;
-
-/// Whether `message` is a [`ResumeRequest`](agent_core::task::ResumeRequest): its CloudEvent type says so, or (a
-/// producer that sets no headers) it is a JSON object with `resume` and no `task_name`.
-pub fn is_resume(message: &OwnedMessage) -> bool {
-    if let Some(kind) = header_str(message.headers(), "ce_type") {
-        return kind == TASK_RESUMED;
-    }
-    let payload = message.payload().unwrap_or_default();
-    // Cheap test first: most records are tasks.
-    if !payload.windows(8).any(|w| w == b"\"resume\"") {
-        return false;
-    }
-    serde_json::from_slice::<serde_json::Map<String, Value>>(payload)
-        .is_ok_and(|object| object.contains_key("resume") && !object.contains_key("task_name"))
-}
 
 /// One lock per task being resumed on this replica; a task's lock is freed with its
 /// last holder.

@@ -13,7 +13,7 @@ use agent_runtime::{
     Result,
     kafka::{
         CloudEvent, Outcome, Producer,
-        headers::{TASK_FINISHED, trace_of},
+        headers::{TASK_FINISHED, header_str, is_resume, trace_of},
     },
 };
 use chrono::Utc;
@@ -72,7 +72,7 @@ impl std::fmt::Debug for Deps {
 
 /// Handles one message of the events topic.
 ///
-/// - A resume of a task paused for review ([`crate::review::is_resume`]): see
+/// - A resume of a task paused for review ([`is_resume`]): see
 ///   [`resume`].
 /// - A task with `human_review` on a solver whose checkpoints would not outlive it
 ///   (memory, none): a `failed` result saying so, at once — never a pause no one could
@@ -95,7 +95,10 @@ impl std::fmt::Debug for Deps {
 /// The result could not be published (the loop retries the message).
 #[tracing::instrument(skip_all, fields(task_id, topic = message.topic(), partition = message.partition(), offset = message.offset()))]
 pub async fn process(deps: &Deps, message: OwnedMessage) -> Result<Outcome> {
-    if crate::review::is_resume(&message) {
+    if is_resume(
+        header_str(message.headers(), "ce_type"),
+        message.payload().unwrap_or_default(),
+    ) {
         return resume(deps, &message).await;
     }
     let payload = message.payload().unwrap_or_default();

@@ -87,6 +87,21 @@ pub fn trace_of<H: Headers>(headers: Option<&H>) -> Option<TraceContext> {
     header_str(headers, "traceparent").and_then(TraceContext::parse)
 }
 
+/// Whether an events-topic record with CloudEvent type `ce_type` (its `ce_type` header)
+/// and value `payload` is a resume of a paused task
+/// ([`ResumeRequest`](agent_core::task::ResumeRequest)), not a task: its type is
+/// [`TASK_RESUMED`]; or, without a type (a producer that sets no headers), its value is a
+/// JSON object with `resume` and no `task_name`.
+pub fn is_resume(ce_type: Option<&str>, payload: &[u8]) -> bool {
+    match ce_type {
+        Some(ce_type) => ce_type == TASK_RESUMED,
+        // Cheap test first: most records are tasks.
+        None if !payload.windows(8).any(|w| w == b"\"resume\"") => false,
+        None => serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(payload)
+            .is_ok_and(|fields| fields.contains_key("resume") && !fields.contains_key("task_name")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
