@@ -36,58 +36,22 @@ cargo build --release --locked -p task-solver -p pipeline-bench
 eval "$("$SCRIPTS/paths.sh")"
 [[ -x "$TANSU_BIN" ]] || die "no tansu binary at $TANSU_BIN"
 
-pids=()
-cleanup() {
-    local pid
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    sleep 1
-    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    pids=()
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-start() {
-    local name="$1"
-    shift
-    "$@" >"$OUT/$name.log" 2>&1 &
-    pids+=("$!")
-}
-free_port() {
-    local port
-    while :; do
-        port=$((20000 + RANDOM % 40000))
-        port_open 127.0.0.1 "$port" || { echo "$port"; return; }
-    done
-}
+# shellcheck source=scripts/bench-lib.sh
+source "$SCRIPTS/bench-lib.sh"
 # rss PID: resident memory in MB.
 rss() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1000 }' "/proc/$1/status"; }
 
-KAFKA_PORT="$(free_port)"
-BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 PREFIX="bench$RANDOM$RANDOM"
 EVENTS="$PREFIX-langgraph-agent-events"
 RESULTS="$PREFIX-langgraph-task-results"
 log "N=$N WAITING=$WAITING; logs in $OUT"
-start tansu env RUST_LOG=warn "$TANSU_BIN" broker \
-    --listener-url "tcp://$BOOTSTRAP" --advertised-listener-url "tcp://$BOOTSTRAP" \
-    --storage-engine memory://tansu/
-"$SCRIPTS/wait-for.sh" -q -t 20 -n tansu -p "${pids[-1]}" "$BOOTSTRAP"
+start_tansu
 for topic in "$EVENTS" "$RESULTS"; do
     RUST_LOG=warn "$TANSU_BIN" topic create --broker "tcp://$BOOTSTRAP" --partitions 3 "$topic" \
         >>"$OUT/topics.log" 2>&1 || die "cannot create topic $topic (see $OUT/topics.log)"
 done
 
-start stand-in "$BIN/openai-stand-in" --port 0
-LLM_PORT=""
-for _ in $(seq 100); do
-    LLM_PORT="$(sed -n 's/^listening 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$OUT/stand-in.log")"
-    [[ -n "$LLM_PORT" ]] && break
-    sleep 0.1
-done
-[[ -n "$LLM_PORT" ]] || die "the stand-in printed no port within 10 s (see $OUT/stand-in.log)"
+start_stand_in --delay-ms 0
 
 SOLVER_PORT="$(free_port)"
 start task-solver env -u KAFKA_TOPIC -u KAFKA_RESULTS_TOPIC -u KAFKA_DEAD_LETTER_TOPIC \

@@ -52,54 +52,13 @@ cargo build --release --locked -p task-generator -p task-solver -p pipeline-benc
 eval "$("$SCRIPTS/paths.sh")"
 [[ -x "$TANSU_BIN" ]] || die "no tansu binary at $TANSU_BIN"
 
-pids=()
-cleanup() {
-    local pid
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    sleep 1
-    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    pids=()
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# shellcheck source=scripts/bench-lib.sh
+source "$SCRIPTS/bench-lib.sh"
 
-# start NAME COMMAND...: runs COMMAND in the background, output in $OUT/NAME.log.
-start() {
-    local name="$1"
-    shift
-    "$@" >"$OUT/$name.log" 2>&1 &
-    pids+=("$!")
-}
-
-free_port() {
-    local port
-    while :; do
-        port=$((20000 + RANDOM % 40000))
-        port_open 127.0.0.1 "$port" || { echo "$port"; return; }
-    done
-}
-
-KAFKA_PORT="$(free_port)"
-BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 PREFIX="bench$RANDOM$RANDOM"
 log "N=$N C=$C STREAMS=$STREAMS TOKENS=$TOKENS TOKEN_INTERVAL_MS=$TOKEN_INTERVAL_MS; logs in $OUT"
-# Tansu logs 40 MB/s at info: always warn.
-start tansu env RUST_LOG=warn "$TANSU_BIN" broker \
-    --listener-url "tcp://$BOOTSTRAP" --advertised-listener-url "tcp://$BOOTSTRAP" \
-    --storage-engine memory://tansu/
-"$SCRIPTS/wait-for.sh" -q -t 20 -n tansu -p "${pids[-1]}" "$BOOTSTRAP"
-
-start stand-in "$BIN/openai-stand-in" --port 0 --delay-ms "$DELAY_MS" \
-    --stream-tokens "$TOKENS" --token-interval-ms "$TOKEN_INTERVAL_MS"
-LLM_PORT=""
-for _ in $(seq 100); do
-    LLM_PORT="$(sed -n 's/^listening 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$OUT/stand-in.log")"
-    [[ -n "$LLM_PORT" ]] && break
-    sleep 0.1
-done
-[[ -n "$LLM_PORT" ]] || die "the stand-in printed no port within 10 s (see $OUT/stand-in.log)"
+start_tansu
+start_stand_in --delay-ms "$DELAY_MS" --stream-tokens "$TOKENS" --token-interval-ms "$TOKEN_INTERVAL_MS"
 
 GENERATOR_PORT="$(free_port)"
 SOLVER_PORT="$(free_port)"
