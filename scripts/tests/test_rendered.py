@@ -321,3 +321,69 @@ def test_the_sqlite_checkpointer_is_refused_since_a_pod_could_not_keep_its_file(
     rc, out = k8s_check("render", "--set", "checkpointer.backend=sqlite")
     assert rc != 0
     assert "at '/checkpointer/backend': value must be one of 'memory', 'postgres'" in out
+
+
+PORTS = {"task-generator": 8001, "agent-comms": 8000, "task-solver": 8002}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_service_pod_is_annotated_for_prometheus_on_its_port(dev, production, service):
+    for render in (dev, production):
+        pod = render.named("Deployment", f"langgraph-kafka-{service}")["spec"]["template"]
+        annotations = pod["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == str(PORTS[service])
+        assert annotations["prometheus.io/path"] == "/metrics"
+        assert pod["spec"]["containers"][0]["ports"][0]["containerPort"] == PORTS[service]
+
+
+def test_pod_annotations_off_leave_the_pods_unannotated_and_a_service_s_own_key_wins(
+    render, tmp_path
+):
+    off = render(
+        "--set", "metrics.podAnnotations=false", "--set", "taskSolver.podAnnotations.team=agents"
+    )
+    for service in SERVICES:
+        annotations = off.named("Deployment", f"langgraph-kafka-{service}")["spec"]["template"][
+            "metadata"
+        ]["annotations"]
+        assert not [k for k in annotations if k.startswith("prometheus.io/")], service
+    solver = off.named("Deployment", "langgraph-kafka-task-solver")
+    assert solver["spec"]["template"]["metadata"]["annotations"]["team"] == "agents"
+    values = tmp_path / "own.yaml"
+    values.write_text(
+        yaml.safe_dump({"taskSolver": {"podAnnotations": {"prometheus.io/scrape": "false"}}}),
+        encoding="utf-8",
+    )
+    own = render("--values", str(values))
+    solver = own.named("Deployment", "langgraph-kafka-task-solver")
+    annotations = solver["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "false"
+    assert annotations["prometheus.io/port"] == "8002"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_monitoring_namespace_may_scrape_each_service_s_port(production, service):
+    rules = production.named("NetworkPolicy", f"langgraph-kafka-{service}")["spec"]["ingress"]
+    scraper = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    assert {"ports": [{"protocol": "TCP", "port": PORTS[service]}], "from": [scraper]} in rules
+    # Everything else still comes only from networkPolicy.ingressFrom.
+    assert all(rule.get("from") for rule in rules)
+    assert len(rules) == 2
+
+
+def test_scrape_from_names_the_scraper_and_empty_adds_no_rule(render, tmp_path):
+    peer = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "prometheus"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+    }
+    values = tmp_path / "scrapers.yaml"
+    values.write_text(yaml.safe_dump({"metrics": {"scrapeFrom": [peer]}}), encoding="utf-8")
+    named = render("--values", str(values))
+    rules = named.named("NetworkPolicy", "langgraph-kafka-task-solver")["spec"]["ingress"]
+    assert rules[1] == {"ports": [{"protocol": "TCP", "port": 8002}], "from": [peer]}
+    values.write_text(yaml.safe_dump({"metrics": {"scrapeFrom": []}}), encoding="utf-8")
+    none = render("--values", str(values))
+    for service in SERVICES:
+        rules = none.named("NetworkPolicy", f"langgraph-kafka-{service}")["spec"]["ingress"]
+        assert [r["from"] for r in rules] == [[{"podSelector": {}}]], service
