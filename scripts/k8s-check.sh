@@ -12,15 +12,18 @@
 #      non-root USER and the expected ENTRYPOINT.
 #   2. yamllint on the repository's YAML (helm/templates/ excepted: Go templates).
 #   3. helm lint --strict with the default values and with values-dev.yaml.
-#   4. Render four value sets to manifests (default, dev + the users' --set
+#   4. Render five value sets to manifests (default, dev + the users' --set
 #      flags (with the dev PostgreSQL), "alt": external SASL_SSL Kafka + KEDA +
-#      an external Postgres for the checkpointer and the results store, and "keda":
-#      the defaults with KEDA and the SQLite view on a PersistentVolumeClaim),
+#      an external Postgres for the checkpointer and the results store, "keda":
+#      the defaults with KEDA and the SQLite view on a PersistentVolumeClaim, and
+#      "metrics": the defaults with the ServiceMonitor),
 #      including the hook Job and the helm test pod.
 #   5. yamllint on the rendered manifests (duplicate keys, trailing spaces).
 #   6. kubernetes-validate --strict against Kubernetes $K8S_KUBE_VERSIONS; a kind
-#      it has no schema for fails too. The KEDA kinds (CRDs, keda.sh/v1alpha1)
-#      are checked instead against a structural schema (scripts/k8s_check/crds.py).
+#      it has no schema for fails too. The custom resources, which it has no
+#      schema for (KEDA's ScaledObject and TriggerAuthentication, the Prometheus
+#      Operator's ServiceMonitor), are checked instead against structural schemas
+#      of those kinds alone (scripts/k8s_check/crds.py); any other kind fails.
 #   7. checkov --framework kubernetes on the rendered manifests.
 #
 # No cluster, no Docker engine and no network are needed once the venv exists:
@@ -113,7 +116,7 @@ helm_tool() {
 # Value sets rendered and validated, in order; value_set_args NAME puts the
 # helm arguments of set NAME into ARGS. dev carries the flags of the documented
 # install command.
-VALUE_SET_ORDER=(default dev alt keda)
+VALUE_SET_ORDER=(default dev alt keda metrics)
 value_set_args() {
   case "$1" in
     default) ARGS=() ;;
@@ -138,6 +141,11 @@ value_set_args() {
     keda)
       ARGS=(--set taskSolver.keda.enabled=true
         --set resultsStore.sqlite.persistence.enabled=true --set taskGenerator.replicaCount=1)
+      ;;
+    metrics)
+      # The Prometheus Operator's ServiceMonitor.
+      ARGS=(--set metrics.serviceMonitor.enabled=true
+        --set metrics.serviceMonitor.labels.release=kube-prometheus-stack)
       ;;
     *) return 1 ;;
   esac
@@ -258,7 +266,7 @@ check_kubernetes_validate() {
     [[ -f "${OUT}/${name}/crds.yaml" ]] && dirs+=("${OUT}/${name}")
   done
   if ((${#dirs[@]})); then
-    step "CRD objects (KEDA ScaledObject, TriggerAuthentication): structural schema"
+    step "CRD objects (KEDA ScaledObject, TriggerAuthentication; ServiceMonitor): structural schema"
     if helm_tool check-crds "${dirs[@]}"; then
       pass "CRD objects"
     else

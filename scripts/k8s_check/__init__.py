@@ -1,4 +1,5 @@
-"""The Python half of ``scripts/k8s-check.sh``: the parts of Helm it needs, and the KEDA check.
+"""The Python half of ``scripts/k8s-check.sh``: the parts of Helm it needs, and the checks of
+the custom resources.
 
 Run as ``python -m k8s_check {lint,render,check-crds} …`` with ``scripts/`` on
 ``PYTHONPATH`` and the tool venv's Python (``.venv-k8s``: helm-python-sdk, jsonschema,
@@ -11,6 +12,7 @@ Layout:
 - ``lint``: ``helm lint --strict`` through the Helm v4 Go SDK.
 - ``render``: ``helm template`` into ``manifests.yaml``, ``crds.yaml`` and ``NOTES.txt``,
   with the checks Helm does not do (numbers in scientific notation, duplicate objects).
-- ``crds``: the KEDA objects (``keda.sh/v1alpha1``) against structural schemas, since
-  kubernetes-validate has no schema for a CRD.
+- ``crds``: the custom resources (KEDA's ``keda.sh/v1alpha1``, the Prometheus Operator's
+  ServiceMonitor) against structural schemas, since kubernetes-validate has no schema
+  for a CRD.
 """

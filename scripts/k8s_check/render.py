@@ -13,7 +13,7 @@ import yaml
 
 # A number Helm printed from a float64 (values files): 604800000 → 6.048e+08.
 SCIENTIFIC = re.compile(r"(?<![\w.])[0-9](\.[0-9]+)?e\+[0-9]+\b")
-CRD_GROUPS = ("keda.sh/",)
+CRD_GROUPS = ("keda.sh/", "monitoring.coreos.com/")
 
 
 def split_documents(text):

@@ -200,6 +200,13 @@ BUGS = [
         ],
         ("helm/templates/topics-job.yaml", r'events" \. }}:\{\{ \$topics\.retentionMs }}'),
     ),
+    Bug(
+        "service-monitor-port",  # a ServiceMonitor scraping a port the Services do not have
+        "CRD objects",
+        "endpoint port metrics is not a port of Service langgraph-kafka-",
+        [Edit("helm/templates/servicemonitor.yaml", r"^    - port: http$", "    - port: metrics")],
+        ("helm/templates/servicemonitor.yaml", r"^    - port: metrics$"),
+    ),
 ]
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from k8s_check.crds import selects
 
 DEV_VALUES = Path(__file__).resolve().parents[2] / "values-dev.yaml"
 SERVICES = ("task-generator", "agent-comms", "task-solver")
@@ -387,3 +388,43 @@ def test_scrape_from_names_the_scraper_and_empty_adds_no_rule(render, tmp_path):
     for service in SERVICES:
         rules = none.named("NetworkPolicy", f"langgraph-kafka-{service}")["spec"]["ingress"]
         assert [r["from"] for r in rules] == [[{"podSelector": {}}]], service
+
+
+def test_the_service_monitor_is_off_by_default(dev, production):
+    for render in (dev, production):
+        assert not [o for o in render.crds if o["kind"] == "ServiceMonitor"]
+
+
+def test_the_service_monitor_scrapes_the_three_services_on_their_http_port(render):
+    monitored = render(
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+        "--set",
+        "metrics.serviceMonitor.interval=15s",
+        "--set",
+        "metrics.serviceMonitor.scrapeTimeout=5s",
+        "--set",
+        "metrics.serviceMonitor.labels.release=kube-prometheus-stack",
+    )
+    (monitor,) = [o for o in monitored.crds if o["kind"] == "ServiceMonitor"]
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["namespace"] == "langgraph"
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    selected = [
+        s
+        for s in monitored.of_kind("Service")
+        if selects(monitor["spec"]["selector"], s["metadata"]["labels"])
+    ]
+    assert sorted(s["metadata"]["name"] for s in selected) == [
+        f"langgraph-kafka-{service}" for service in sorted(SERVICES)
+    ]
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint == {
+        "port": "http",
+        "path": "/metrics",
+        "scheme": "http",
+        "interval": "15s",
+        "scrapeTimeout": "5s",
+    }
+    for service in selected:
+        assert "http" in [p["name"] for p in service["spec"]["ports"]]
