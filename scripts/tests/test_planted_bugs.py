@@ -207,6 +207,19 @@ BUGS = [
         [Edit("helm/templates/servicemonitor.yaml", r"^    - port: http$", "    - port: metrics")],
         ("helm/templates/servicemonitor.yaml", r"^    - port: metrics$"),
     ),
+    Bug(
+        "dashboard-unknown-metric",  # a panel reading a metric no service exposes
+        "dashboard",
+        "unknown metric tasks_solve_total",
+        [
+            Edit(
+                "helm/dashboards/langgraph-kafka.json",
+                r"tasks_solved_total\{",
+                "tasks_solve_total{",
+            )
+        ],
+        ("helm/dashboards/langgraph-kafka.json", r"tasks_solve_total\{"),
+    ),
 ]
 
 

@@ -1,6 +1,7 @@
 """What the chart renders: every object it promises, with the settings the values give."""
 
 import base64
+import json
 from pathlib import Path
 
 import pytest
@@ -325,6 +326,7 @@ def test_the_sqlite_checkpointer_is_refused_since_a_pod_could_not_keep_its_file(
 
 
 PORTS = {"task-generator": 8001, "agent-comms": 8000, "task-solver": 8002}
+DASHBOARD = Path(__file__).resolve().parents[2] / "helm" / "dashboards" / "langgraph-kafka.json"
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -390,9 +392,18 @@ def test_scrape_from_names_the_scraper_and_empty_adds_no_rule(render, tmp_path):
         assert [r["from"] for r in rules] == [[{"podSelector": {}}]], service
 
 
-def test_the_service_monitor_is_off_by_default(dev, production):
+def dashboard_config_maps(render):
+    return [
+        c
+        for c in render.of_kind("ConfigMap")
+        if c["metadata"].get("labels", {}).get("grafana_dashboard") == "1"
+    ]
+
+
+def test_the_service_monitor_and_the_dashboard_are_off_by_default(dev, production):
     for render in (dev, production):
         assert not [o for o in render.crds if o["kind"] == "ServiceMonitor"]
+        assert not dashboard_config_maps(render)
 
 
 def test_the_service_monitor_scrapes_the_three_services_on_their_http_port(render):
@@ -428,3 +439,31 @@ def test_the_service_monitor_scrapes_the_three_services_on_their_http_port(rende
     }
     for service in selected:
         assert "http" in [p["name"] for p in service["spec"]["ports"]]
+
+
+def test_the_dashboard_config_map_holds_the_chart_s_dashboard_for_grafana_s_sidecar(
+    render, tmp_path
+):
+    values = tmp_path / "dashboard.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "metrics": {
+                    "grafanaDashboard": {
+                        "enabled": True,
+                        "namespace": "monitoring",
+                        "labels": {"team": "agents"},
+                        "annotations": {"grafana_folder": "LLM agents"},
+                    }
+                }
+            }
+        ),
+        encoding="utf-8",
+    )
+    (config_map,) = dashboard_config_maps(render("--values", str(values)))
+    assert config_map["metadata"]["namespace"] == "monitoring"
+    assert config_map["metadata"]["labels"]["team"] == "agents"
+    assert config_map["metadata"]["annotations"] == {"grafana_folder": "LLM agents"}
+    (name,) = config_map["data"]
+    assert name == "langgraph-kafka.json"
+    assert json.loads(config_map["data"][name]) == json.loads(DASHBOARD.read_text("utf-8"))
