@@ -6,16 +6,21 @@
 #      the step that should catch it — on each planted bug: replicas "three",
 #      a broken template, a misspelled values key, an unknown field, an unknown
 #      kind, a writable root filesystem, a root Dockerfile, a duplicate YAML key,
-#      a large number printed in scientific notation (test_planted_bugs.py).
+#      a large number printed in scientific notation, a ServiceMonitor on a port
+#      the Services lack, a dashboard reading an unknown metric (test_planted_bugs.py).
 #   2. The rendered dev manifests hold every object the chart promises
 #      (Deployments, Services with their ports, ConfigMap, Secret, ServiceAccount,
 #      PodDisruptionBudgets, HPA, NetworkPolicies, the Kafka StatefulSet, the
 #      topics hook Job, the helm test pod) and NOTES.txt the port-forward and
 #      curl lines; the production defaults their brokers, SASL and checkpointer; a
 #      KEDA render holds the ScaledObject; --set image.repository=R --set
-#      image.tag=T gives R/<service>:T (test_rendered.py).
-#   3. The Python of k8s-check (scripts/k8s_check/): values, render, KEDA schemas
-#      (test_k8s_check_*.py).
+#      image.tag=T gives R/<service>:T; the pods' scrape annotations, the scraper's
+#      NetworkPolicy rule, the ServiceMonitor and the dashboard's ConfigMap
+#      (test_rendered.py).
+#   3. The Grafana dashboard: every metric of the services drawn, no other
+#      (test_dashboard.py).
+#   4. The Python of k8s-check (scripts/k8s_check/): values, render, the custom
+#      resources' schemas (test_k8s_check_*.py).
 #
 #   scripts/test-k8s-check.sh [PYTEST ARGS]   e.g. -k planted, -x, -v
 #
