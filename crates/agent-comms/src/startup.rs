@@ -44,6 +44,8 @@ impl App {
     /// # Errors
     /// Bad Kafka settings or a port that cannot be bound.
     pub async fn build(settings: Settings) -> Result<Self> {
+        // The metrics recorder, before anything is counted.
+        let _ = agent_runtime::http::metrics::prometheus();
         let topics = settings.kafka.topics.clone();
         let producer = Producer::new(&settings.kafka, SERVICE)?;
         let watch_stop = CancellationToken::new();

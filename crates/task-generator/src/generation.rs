@@ -387,6 +387,7 @@ async fn draft(llm: &LlmClient, s: &GenerationState) -> Result<GenerationUpdate,
         )));
     }
     match llm
+        .for_node("draft")
         .structured(&messages, "task", llm_task_schema(), DRAFT_MAX_TOKENS)
         .await
     {
@@ -441,6 +442,7 @@ async fn publish(deps: &Deps, s: &GenerationState) -> Result<GenerationUpdate, N
         .send_json(&deps.events_topic, &task.task_id.to_string(), task, &event)
         .await
         .map_err(|err| NodeError::permanent(GenerationError::Publish(err.to_string())))?;
+    metrics::counter!("tasks_published_total").increment(1);
     tracing::info!(
         topic = %delivery.topic,
         partition = delivery.partition,

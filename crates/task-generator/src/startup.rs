@@ -54,6 +54,8 @@ impl App {
     /// A configuration error (no model configured, bad Kafka settings), a results store
     /// that cannot be opened, or a port that cannot be bound.
     pub async fn build(settings: Settings) -> Result<Self> {
+        // The metrics recorder, before anything is counted.
+        let _ = agent_runtime::http::metrics::prometheus();
         let topics = settings.kafka.topics.clone();
         let llm = LlmClient::new(&settings.llm)?;
         let producer = Producer::new(&settings.kafka, SERVICE)?;

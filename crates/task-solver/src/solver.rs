@@ -144,9 +144,8 @@ pub fn graph(
     llm: LlmClient,
     checkpointer: Option<Arc<dyn Checkpointer>>,
 ) -> Result<CompiledGraph<SolverState>, GraphError> {
-    let llm = Arc::new(llm);
     let mut g = StateGraph::new();
-    let l = Arc::clone(&llm);
+    let l = Arc::new(llm.for_node("plan"));
     g.add_node("plan", move |s: SolverState, ctx: RunContext| {
         let llm = Arc::clone(&l);
         async move {
@@ -170,7 +169,7 @@ pub fn graph(
             Ok::<_, NodeError>(SolverUpdate::Planned(answer.content, answer.usage))
         }
     });
-    let l = Arc::clone(&llm);
+    let l = Arc::new(llm.for_node("solve"));
     g.add_node("solve", move |s: SolverState, ctx: RunContext| {
         let llm = Arc::clone(&l);
         async move {

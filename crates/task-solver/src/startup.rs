@@ -51,6 +51,8 @@ impl App {
     /// A configuration error (no model configured, bad Kafka settings) or a port that
     /// cannot be bound.
     pub async fn build(settings: Settings) -> Result<Self> {
+        // The metrics recorder, before anything is counted.
+        let _ = agent_runtime::http::metrics::prometheus();
         let topics = settings.kafka.topics.clone();
         let llm = LlmClient::new(&settings.llm)?;
         let solver_id = settings.instance_id(SERVICE);
@@ -168,6 +170,8 @@ impl App {
                 max_attempts: settings.solver.consumer_max_attempts,
                 progress,
             };
+            // The most tasks worked on at once, next to `tasks_in_flight` (worker).
+            metrics::gauge!("task_concurrency_limit").set(options.concurrency as f64);
             let producer = deps.producer.clone();
             let worker_deps = deps.clone();
             outcome = run_at_least_once(

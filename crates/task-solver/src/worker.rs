@@ -95,6 +95,7 @@ impl std::fmt::Debug for Deps {
 /// The result could not be published (the loop retries the message).
 #[tracing::instrument(skip_all, fields(task_id, topic = message.topic(), partition = message.partition(), offset = message.offset()))]
 pub async fn process(deps: &Deps, message: OwnedMessage) -> Result<Outcome> {
+    let _in_flight = InFlight::enter();
     if is_resume(
         header_str(message.headers(), "ce_type"),
         message.payload().unwrap_or_default(),
@@ -126,7 +127,7 @@ pub async fn process(deps: &Deps, message: OwnedMessage) -> Result<Outcome> {
         return finish(
             deps,
             &task,
-            Ran::Failed(reason),
+            Ran::Failed("review_unsupported", reason),
             started_at,
             trace,
             progress,
@@ -144,6 +145,22 @@ pub async fn process(deps: &Deps, message: OwnedMessage) -> Result<Outcome> {
     finish(deps, &task, ran, started_at, trace, progress).await
 }
 
+/// One message in [`process`]: counted in the `tasks_in_flight` gauge while it lives.
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> Self {
+        metrics::gauge!("tasks_in_flight").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!("tasks_in_flight").decrement(1.0);
+    }
+}
+
 /// How a run ended.
 #[derive(Debug)]
 pub(crate) enum Ran {
@@ -151,8 +168,10 @@ pub(crate) enum Ran {
     Done(SolverState),
     /// Paused for a person at this interrupt.
     Paused(agent_core::graph::Interrupt),
-    /// Given up, for this reason.
-    Failed(String),
+    /// Given up: the `reason` label of `tasks_failed_total` (`node`: a graph node
+    /// failed, e.g. the model after its retries; `graph`: the run itself; `deadline`;
+    /// `review_unsupported`), and the reason in words.
+    Failed(&'static str, String),
 }
 
 /// Waits for `run` up to [`Deps::deadline`]: how it ended.
@@ -173,12 +192,17 @@ pub(crate) async fn timed(
         Ok(Err(GraphError::Interrupted { mut interrupts })) if !interrupts.is_empty() => {
             Ran::Paused(interrupts.swap_remove(0))
         }
-        Ok(Err(GraphError::Node { node, error })) => Ran::Failed(format!("{node}: {error}")),
-        Ok(Err(other)) => Ran::Failed(other.to_string()),
-        Err(_elapsed) => Ran::Failed(format!(
-            "deadline: the task did not finish within TASK_DEADLINE_SECS ({} s)",
-            deps.deadline.as_secs()
-        )),
+        Ok(Err(GraphError::Node { node, error })) => {
+            Ran::Failed("node", format!("{node}: {error}"))
+        }
+        Ok(Err(other)) => Ran::Failed("graph", other.to_string()),
+        Err(_elapsed) => Ran::Failed(
+            "deadline",
+            format!(
+                "deadline: the task did not finish within TASK_DEADLINE_SECS ({} s)",
+                deps.deadline.as_secs()
+            ),
+        ),
     })
 }
 
@@ -196,6 +220,7 @@ pub(crate) async fn finish(
     trace: Option<agent_runtime::telemetry::TraceContext>,
     mut progress: RunProgress,
 ) -> Result<Outcome> {
+    let mut failure = None;
     let result = match ran {
         Ran::Done(state) => TaskResult::completed(
             task,
@@ -218,7 +243,8 @@ pub(crate) async fn finish(
                 Default::default(),
             )
         }
-        Ran::Failed(reason) => {
+        Ran::Failed(kind, reason) => {
+            failure = Some(kind);
             let reason = agent_runtime::redact::redact(&reason).into_owned();
             tracing::warn!(reason = %reason, "task failed");
             TaskResult::failed(
@@ -230,7 +256,11 @@ pub(crate) async fn finish(
             )
         }
     };
-    let result = bounded_result(result, task, deps.max_result_bytes);
+    let bounded = bounded_result(result, task, deps.max_result_bytes);
+    if bounded.status == TaskStatus::Failed && failure.is_none() {
+        failure = Some("result");
+    }
+    let result = bounded;
     progress.flush_chunk();
     match (result.status, &result.interrupt) {
         (TaskStatus::Completed, _) => progress.status(RunStatus::Completed, None),
@@ -255,6 +285,7 @@ pub(crate) async fn finish(
         trace_id = %event.trace.trace_id_hex(),
         "result published"
     );
+    count_result(&result, task, failure);
     if let Some(interrupt) = &result.interrupt {
         progress.interrupted(interrupt);
     }
@@ -265,6 +296,24 @@ pub(crate) async fn finish(
         }
     }
     Ok(Outcome::Done)
+}
+
+/// Counts a published result: `tasks_solved_total`, `tasks_failed_total{reason}` (see
+/// [`Ran::Failed`]; `result`: an answer too large to publish) or
+/// `tasks_interrupted_total`, and `task_latency_seconds{status}`, the time from the
+/// task's `created_at` to now in seconds (not observed when `created_at` is ahead of
+/// this clock).
+fn count_result(result: &TaskResult, task: &Task, failure: Option<&'static str>) {
+    match result.status {
+        TaskStatus::Completed => metrics::counter!("tasks_solved_total").increment(1),
+        TaskStatus::Interrupted => metrics::counter!("tasks_interrupted_total").increment(1),
+        _ => metrics::counter!("tasks_failed_total", "reason" => failure.unwrap_or("graph"))
+            .increment(1),
+    }
+    if let Ok(latency) = (Utc::now() - task.created_at).to_std() {
+        metrics::histogram!("task_latency_seconds", "status" => result.status.as_str())
+            .record(latency.as_secs_f64());
+    }
 }
 
 /// Handles a [`ResumeRequest`] (see [`crate::review`]).

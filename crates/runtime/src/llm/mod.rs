@@ -20,10 +20,12 @@
 //! - `retry`: what is retried and how long to wait (`RetryPolicy`, the tower retry policy);
 //! - `limit`: how many requests are made at once ([`AdaptiveLimit`],
 //!   AIMD: it backs off on 429, 503 and timeouts, and grows again on success);
+//! - `observe`: the metrics and the GenAI client span of each request;
 //! - `stream`: streamed answers ([`LlmClient::chat_stream`]): the live, bounded body
 //!   and its server-sent events.
 
 mod limit;
+mod observe;
 mod retry;
 mod settings;
 mod stream;
@@ -113,6 +115,9 @@ pub struct LlmClient {
     model: String,
     endpoint: String,
     limit: limit::AdaptiveLimit,
+    /// The graph node the requests are made for: a label of their metrics and spans
+    /// ([`LlmClient::for_node`]).
+    node: std::sync::Arc<str>,
 }
 
 impl std::fmt::Debug for LlmClient {
@@ -180,7 +185,19 @@ impl LlmClient {
             model: settings.model.clone(),
             endpoint,
             limit,
+            node: UNNAMED_NODE.into(),
         })
+    }
+
+    /// This client (sharing its connections and concurrency limit) for requests made by
+    /// graph node `node`: the `node` label of the request metrics and the
+    /// `langgraph.node` attribute of their spans (see `observe`). Requests of a client
+    /// never named are labelled `unnamed`.
+    pub fn for_node(&self, node: &str) -> Self {
+        Self {
+            node: node.into(),
+            ..self.clone()
+        }
     }
 
     /// The model name sent with each request.
@@ -210,7 +227,10 @@ impl LlmClient {
         messages: &[ChatMessage],
         max_tokens: u32,
     ) -> Result<Completion<String>> {
-        Ok(self.complete(messages, max_tokens, None).await?.completion)
+        observe::observed(&self.model, &self.node, max_tokens, async {
+            Ok(self.complete(messages, max_tokens, None).await?.completion)
+        })
+        .await
     }
 
     /// Asks for a JSON answer under `schema` (named `name`, strict) and parses it.
@@ -219,6 +239,20 @@ impl LlmClient {
     /// As [`LlmClient::chat`], and [`Error::LlmAnswer`] when the answer is not JSON (or was
     /// cut off at `max_tokens` before its JSON ended).
     pub async fn structured(
+        &self,
+        messages: &[ChatMessage],
+        name: &str,
+        schema: serde_json::Value,
+        max_tokens: u32,
+    ) -> Result<Completion<serde_json::Value>> {
+        observe::observed(&self.model, &self.node, max_tokens, async {
+            self.structured_unobserved(messages, name, schema, max_tokens)
+                .await
+        })
+        .await
+    }
+
+    async fn structured_unobserved(
         &self,
         messages: &[ChatMessage],
         name: &str,
@@ -307,6 +341,9 @@ impl LlmClient {
         })
     }
 }
+
+/// The `node` label of requests from a client not made by [`LlmClient::for_node`].
+const UNNAMED_NODE: &str = "unnamed";
 
 /// The tokens an answer says it spent.
 fn token_usage(usage: CompletionUsage) -> TokenUsage {

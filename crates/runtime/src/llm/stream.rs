@@ -108,6 +108,21 @@ impl LlmClient {
         &self,
         messages: &[ChatMessage],
         max_tokens: u32,
+        on_delta: impl FnMut(&str) + Send,
+    ) -> Result<Completion<String>> {
+        super::observe::observed(
+            &self.model,
+            &self.node,
+            max_tokens,
+            self.chat_stream_unobserved(messages, max_tokens, on_delta),
+        )
+        .await
+    }
+
+    async fn chat_stream_unobserved(
+        &self,
+        messages: &[ChatMessage],
+        max_tokens: u32,
         mut on_delta: impl FnMut(&str) + Send,
     ) -> Result<Completion<String>> {
         let request = CreateChatCompletionRequestArgs::default()

@@ -818,3 +818,50 @@ async fn a_server_that_ignores_stream_true_answers_whole_and_its_text_is_one_del
     assert_eq!(answer.content, "whole answer");
     assert_eq!(answer.usage.total_tokens, 5);
 }
+
+#[tokio::test]
+async fn requests_errors_latency_and_tokens_are_counted_by_model_and_node() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body("fine", "stop")))
+        .up_to_n_times(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "error": {"message": "bad request", "type": "invalid_request_error"}
+        })))
+        .mount(&server)
+        .await;
+    let _ = crate::http::metrics::prometheus();
+    let llm = client(&server, &[]).await;
+    let ok = llm.for_node("observe-ok");
+    for _ in 0..2 {
+        ok.chat(&[ChatMessage::user("hi")], 10)
+            .await
+            .expect("answer");
+    }
+    let refused = llm
+        .for_node("observe-refused")
+        .chat(&[ChatMessage::user("hi")], 10)
+        .await;
+    assert!(matches!(refused, Err(Error::Llm(_))), "{refused:?}");
+
+    let text = crate::http::metrics::prometheus()
+        .expect("recorder")
+        .render();
+    for series in [
+        r#"llm_requests_total{model="m",node="observe-ok"} 2"#,
+        r#"llm_tokens_total{model="m",node="observe-ok",type="input"} 14"#,
+        r#"llm_tokens_total{model="m",node="observe-ok",type="output"} 6"#,
+        r#"llm_request_duration_seconds_count{model="m",node="observe-ok"} 2"#,
+        r#"llm_requests_total{model="m",node="observe-refused"} 1"#,
+        r#"llm_errors_total{model="m",node="observe-refused",kind="api"} 1"#,
+    ] {
+        assert!(text.contains(series), "no {series} in\n{text}");
+    }
+    assert!(
+        !text.contains(r#"llm_errors_total{model="m",node="observe-ok""#),
+        "{text}"
+    );
+}

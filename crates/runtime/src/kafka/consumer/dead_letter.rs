@@ -35,6 +35,7 @@ pub(super) async fn dead_letter(
         let failure = match send_to_dead_letter(producer, message, options, &reason, false).await {
             Ok(()) => {
                 tracing::warn!(reason = %shown, topic = %options.dead_letter_topic, "message sent to the dead-letter topic");
+                count(options);
                 return true;
             }
             Err(err) if err.is_permanent() => {
@@ -42,6 +43,7 @@ pub(super) async fn dead_letter(
                 match send_to_dead_letter(producer, message, options, &reason, true).await {
                     Ok(()) => {
                         tracing::warn!(reason = %shown, topic = %options.dead_letter_topic, "minimal record sent to the dead-letter topic");
+                        count(options);
                         return true;
                     }
                     Err(err) if err.is_permanent() => {
@@ -62,6 +64,13 @@ pub(super) async fn dead_letter(
         }
         backoff = (backoff * 2).min(Duration::from_secs(30));
     }
+}
+
+/// Counts a record acknowledged on the dead-letter topic:
+/// `dead_letters_total{topic}`, `topic` being the dead-letter topic.
+fn count(options: &ConsumerOptions) {
+    metrics::counter!("dead_letters_total", "topic" => options.dead_letter_topic.clone())
+        .increment(1);
 }
 
 /// The longest `dlq_error` header, in bytes: a reason, never a payload (a parse error

@@ -32,9 +32,15 @@ struct Assigned {
 /// restarts from Kafka's committed offset, not from where this member was.
 struct AssignContext {
     assigned: Arc<Mutex<Assigned>>,
+    /// The group, for the consumer-lag gauge ([`super::lag`]).
+    group: String,
 }
 
-impl ClientContext for AssignContext {}
+impl ClientContext for AssignContext {
+    fn stats(&self, statistics: rdkafka::statistics::Statistics) {
+        super::lag::record(&self.group, &statistics);
+    }
+}
 
 impl ConsumerContext for AssignContext {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -131,6 +137,7 @@ impl GroupReader {
             .set("fetch.queue.backoff.ms", "10")
             .create_with_context(AssignContext {
                 assigned: Arc::clone(&assigned),
+                group: group_id.to_owned(),
             })?;
         let consumer = ClosingConsumer::new(consumer);
         let Some((consumer, _)) = wait_for_partitions(consumer, topics, shutdown).await? else {

@@ -49,6 +49,7 @@
 //! - `state`: the loop's books — messages waiting and running, offsets, backpressure.
 //! - `handle`: one message's attempts, retries and backoff.
 //! - `dead_letter`: the dead-letter records and their bounds.
+//! - `lag`: the `kafka_consumer_lag` gauge, from librdkafka's statistics.
 //! - `group_reader`: [`GroupReader`], a consumer-group member for a view whose offsets
 //!   live in its own store.
 //! - `reader`: [`TopicReader`] (with [`assign_all`] and [`partitions_of`]), reading whole
@@ -58,6 +59,7 @@ mod closing;
 mod dead_letter;
 mod group_reader;
 mod handle;
+mod lag;
 mod ownership;
 mod reader;
 mod state;

@@ -99,6 +99,8 @@ impl Ownership {
 /// once.
 pub(crate) struct FencingContext {
     ownership: Ownership,
+    /// The group, for the consumer-lag gauge ([`super::lag`]).
+    group: String,
 }
 
 impl std::fmt::Debug for FencingContext {
@@ -107,7 +109,11 @@ impl std::fmt::Debug for FencingContext {
     }
 }
 
-impl ClientContext for FencingContext {}
+impl ClientContext for FencingContext {
+    fn stats(&self, statistics: rdkafka::statistics::Statistics) {
+        super::lag::record(&self.group, &statistics);
+    }
+}
 
 impl ConsumerContext for FencingContext {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -141,7 +147,9 @@ impl ConsumerContext for FencingContext {
 /// (`enable.auto.offset.store=false`) and committed in the background each second
 /// (librdkafka's default is 5 s: a crash then redoes at most about a second of finished
 /// work); a partition with no committed offset read from its start; the session timeout
-/// of `settings`, heartbeats at a third of it.
+/// of `settings`, heartbeats at a third of it; statistics every
+/// [`STATISTICS_INTERVAL`](super::lag::STATISTICS_INTERVAL), for the lag gauge (the
+/// context must take them: rdkafka's default logs each report).
 pub(super) fn member_config(
     settings: &KafkaSettings,
     group_id: &str,
@@ -160,7 +168,11 @@ pub(super) fn member_config(
             "heartbeat.interval.ms",
             millis((session / 3).max(Duration::from_millis(100))),
         )
-        .set("enable.partition.eof", "false");
+        .set("enable.partition.eof", "false")
+        .set(
+            "statistics.interval.ms",
+            millis(super::lag::STATISTICS_INTERVAL),
+        );
     config
 }
 
@@ -182,6 +194,9 @@ pub(crate) fn group_consumer(
         // librdkafka's prefetch queue, filled while the loop's own buffer is full (its
         // default is 64 MiB).
         .set("queued.max.messages.kbytes", "32768")
-        .create_with_context(FencingContext { ownership })?;
+        .create_with_context(FencingContext {
+            ownership,
+            group: group_id.to_owned(),
+        })?;
     Ok(consumer)
 }
