@@ -278,6 +278,16 @@ def test_cors_origins_reach_the_services_only_when_set(render, production, k8s_c
     assert "corsAllowOrigins" in out, out
 
 
+def test_an_otlp_endpoint_reaches_the_services_only_when_set(render, production, k8s_check):
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in production.of_kind("ConfigMap")[0]["data"]
+    endpoint = "http://otel-collector.observability:4318"
+    traced = render("--set", f"env.otelExporterOtlpEndpoint={endpoint}")
+    assert traced.of_kind("ConfigMap")[0]["data"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == endpoint
+    rc, out = k8s_check("render", "--set", "env.otelExporterOtlpEndpoint=otel-collector:4318")
+    assert rc != 0, out
+    assert "otelExporterOtlpEndpoint" in out, out
+
+
 def test_the_production_defaults_run_three_kafka_brokers_with_persistence(production):
     broker = production.of_kind("StatefulSet")[0]
     assert broker["spec"]["replicas"] == 3

@@ -18,6 +18,8 @@
 //!   results view), each answering an [`Answer`] with the status, the JSON body and the
 //!   body read as the route's type ([`TaskView`], [`LastMessage`], …).
 //! - [`raw`]: raw HTTP/1.1 on a socket, for requests no well-behaved client sends.
+//! - [`OtlpReceiver`]: an in-process OTLP/HTTP trace receiver, keeping the spans the
+//!   services export.
 //! - [`Browser`]: headless Chromium over WebDriver (chromedriver), skipped loudly when it
 //!   is not installed (a failure under `CI=true`); [`artifacts_dir`] for the screenshots
 //!   a test leaves.
@@ -30,6 +32,7 @@ mod browser;
 mod host;
 mod kafka;
 mod llm;
+mod otlp;
 mod postgres;
 pub mod raw;
 pub mod routes;
@@ -42,6 +45,7 @@ pub use browser::{Browser, artifacts_dir};
 pub use host::{free_port, repo_root, site_package_file, venv, wait_for_port};
 pub use kafka::{produce_tasks, read_topic, read_topic_settled};
 pub use llm::{LlmStandIn, STANDIN_ANSWER, STANDIN_TASK, completion, event_stream, openai_error};
+pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use postgres::{FreshDatabase, postgres_or_skip};
 pub use routes::{
     Answer, BrokerCheck, Delivery, GeneratedTask, Health, LastMessage, Resuming, TaskResults,

@@ -124,7 +124,8 @@ impl System {
         with_solver: bool,
     ) -> Self {
         if std::env::var_os("TEST_LOG").is_some() {
-            agent_runtime::telemetry::init(agent_runtime::telemetry::LogFormat::Pretty);
+            let _ =
+                agent_runtime::telemetry::init(agent_runtime::telemetry::LogFormat::Pretty, "e2e");
         }
         let settings = test_settings(bootstrap, llm_url, extra);
         let shutdown = CancellationToken::new();

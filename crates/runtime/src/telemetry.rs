@@ -1,16 +1,34 @@
-//! Tracing subscriber and W3C trace context.
+//! Tracing subscriber, OpenTelemetry trace export and W3C trace context.
 //!
 //! [`init`] installs a subscriber writing human-readable (`LOG_FORMAT=pretty`) or JSON
 //! (`LOG_FORMAT=json`) lines, filtered by `RUST_LOG` (default `info`), through
 //! [`LogWriter`]: every line has the registered secrets removed ([`crate::redact`]) and
 //! is cut to [`MAX_LOG_LINE_BYTES`], whoever wrote it (our code or a library quoting a
-//! body).
+//! body). With `OTEL_EXPORTER_OTLP_ENDPOINT` set it also exports spans over OTLP
+//! (`otel`).
 //! [`TraceContext`] is the W3C Trace Context (<https://www.w3.org/TR/trace-context/>)
 //! carried in the `traceparent` Kafka header, so one task can be followed across services.
+//!
+//! # Layout
+//!
+//! - this module: [`init`], [`Telemetry`], [`LogWriter`], [`TraceContext`];
+//! - `otel`: the OTLP export ([`follow`] makes a span the child of a remote one).
+
+mod otel;
+
+pub(crate) use otel::annotate;
+pub use otel::follow;
 
 use std::{fmt, io::Write};
 
-use tracing_subscriber::{EnvFilter, fmt as tfmt, fmt::MakeWriter, prelude::*};
+use opentelemetry::trace::TracerProvider as _;
+use tracing_subscriber::{
+    EnvFilter, Layer,
+    filter::{FilterExt, Targets, filter_fn},
+    fmt as tfmt,
+    fmt::MakeWriter,
+    prelude::*,
+};
 
 /// The longest log line written, in bytes: a longer one (a library logging a whole
 /// response body) keeps its first [`LOG_PREFIX_BYTES`] and says how much was cut.
@@ -48,21 +66,87 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
-/// Installs the global tracing subscriber; a second call does nothing (tests start
-/// several services in one process).
-pub fn init(log_format: LogFormat) {
+/// What [`init`] set up that must be finished at exit: the OTLP exporter's batch of
+/// spans not sent yet.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Whether spans are exported (`OTEL_EXPORTER_OTLP_ENDPOINT` was set).
+    pub fn exporting(&self) -> bool {
+        self.provider.is_some()
+    }
+
+    /// Sends the spans not sent yet (waiting up to the exporter's timeout,
+    /// `OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s by default) and stops the exporter.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(err) = provider.shutdown()
+        {
+            tracing::warn!(error = %err, "the last spans could not be exported");
+        }
+    }
+}
+
+/// Installs the global tracing subscriber for `service` (the default
+/// `OTEL_SERVICE_NAME`); a second call does nothing (tests start several services in one
+/// process) and returns an idle [`Telemetry`].
+///
+/// Log lines go to stdout, filtered by `RUST_LOG`. With the `OTEL_*` variables asking
+/// for it (see `otel`), spans (never events) of our crates are also exported over OTLP:
+/// at INFO, and the graph engine's node spans (`agent_core`, DEBUG), whatever
+/// `RUST_LOG` says.
+///
+/// # Errors
+/// [`crate::Error::Config`] naming the variable when the `OTEL_*` variables ask for
+/// export in a way that cannot be done (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`, an endpoint
+/// that is not a URL).
+pub fn init(log_format: LogFormat, service: &str) -> crate::Result<Telemetry> {
+    init_with(log_format, service, |name| std::env::var(name).ok())
+}
+
+/// [`init`], with the `OTEL_*` variables that choose whether and where spans are
+/// exported (`OTEL_EXPORTER_OTLP_ENDPOINT`, `…_TRACES_ENDPOINT`, `…_PROTOCOL`,
+/// `OTEL_SDK_DISABLED`, `OTEL_TRACES_EXPORTER`, `OTEL_SERVICE_NAME`) read through `var`
+/// (a test's own; the exporter and SDK read the rest from the environment).
+///
+/// # Errors
+/// As [`init`].
+pub fn init_with(
+    log_format: LogFormat,
+    service: &str,
+    var: impl Fn(&str) -> Option<String>,
+) -> crate::Result<Telemetry> {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn,librdkafka=warn"));
-    let registry = tracing_subscriber::registry().with(filter);
+    let provider = match otel::configured(&var) {
+        true => Some(otel::provider(service, &var)?),
+        false => None,
+    };
+    let spans = provider.as_ref().map(|provider| {
+        let ours = Targets::new()
+            .with_target("agent_core", tracing::Level::DEBUG)
+            .with_target("agent_runtime", tracing::Level::INFO)
+            .with_target("task_generator", tracing::Level::INFO)
+            .with_target("task_solver", tracing::Level::INFO)
+            .with_target("agent_comms", tracing::Level::INFO);
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("langgraph-kafka"))
+            .with_filter(ours.and(filter_fn(|meta| meta.is_span())))
+    });
+    let registry = tracing_subscriber::registry().with(spans);
     // `try_init` fails only when a subscriber is already installed: keep that one.
-    let _ = if log_format == LogFormat::Json {
+    let installed = if log_format == LogFormat::Json {
         registry
             .with(
                 tfmt::layer()
                     .json()
                     .flatten_event(true)
                     .with_current_span(true)
-                    .with_writer(LogWriter::stdout(true)),
+                    .with_writer(LogWriter::stdout(true))
+                    .with_filter(filter),
             )
             .try_init()
     } else {
@@ -70,10 +154,25 @@ pub fn init(log_format: LogFormat) {
             .with(
                 tfmt::layer()
                     .with_target(false)
-                    .with_writer(LogWriter::stdout(false)),
+                    .with_writer(LogWriter::stdout(false))
+                    .with_filter(filter),
             )
             .try_init()
     };
+    match (installed, provider) {
+        (Ok(()), provider) => {
+            if provider.is_some() {
+                tracing::info!("exporting spans over OTLP (OTEL_EXPORTER_OTLP_ENDPOINT)");
+            }
+            Ok(Telemetry { provider })
+        }
+        (Err(_), provider) => {
+            if let Some(provider) = provider {
+                let _ = provider.shutdown();
+            }
+            Ok(Telemetry::default())
+        }
+    }
 }
 
 /// A [`MakeWriter`] for the fmt layer: each event's line is redacted
@@ -197,6 +296,12 @@ impl TraceContext {
             span_id: Self::new_span_id(),
             flags: 1,
         }
+    }
+
+    /// The exported span this code runs in, when spans are exported (`otel`): what a
+    /// record sent from here names as its parent. `None` when export is off.
+    pub fn current() -> Option<Self> {
+        otel::context_of(&tracing::Span::current())
     }
 
     /// The same trace with a new span id: what a service sends on after receiving `self`.

@@ -6,8 +6,9 @@ use task_solver::startup::App;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;
-    telemetry::init(settings.log_format);
+    let telemetry = telemetry::init(settings.log_format, task_solver::SERVICE)?;
     let app = App::build(settings).await?;
-    app.run_until_stopped(shutdown::signal()).await?;
-    Ok(())
+    let stopped = app.run_until_stopped(shutdown::signal()).await;
+    telemetry.shutdown();
+    Ok(stopped?)
 }

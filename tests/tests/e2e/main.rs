@@ -27,3 +27,4 @@ mod review;
 mod secure_kafka;
 mod streams;
 mod task_identity;
+mod traces;

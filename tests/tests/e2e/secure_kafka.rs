@@ -50,7 +50,7 @@ async fn checked_health(http: &reqwest::Client, base: &str, timeout: Duration) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sasl_ssl_against_a_plaintext_broker_is_degraded_and_503_not_a_hang() {
     if std::env::var_os("TEST_LOG").is_some() {
-        agent_runtime::telemetry::init(agent_runtime::telemetry::LogFormat::Pretty);
+        let _ = agent_runtime::telemetry::init(agent_runtime::telemetry::LogFormat::Pretty, "e2e");
     }
     let broker = Broker::start();
     let llm = LlmStandIn::healthy().await;

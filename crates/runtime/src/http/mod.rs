@@ -87,21 +87,80 @@ pub fn with_common_layers(router: Router, request_timeout: Duration, cors: Optio
     router
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
-                let request_id = request
-                    .headers()
-                    .get(REQUEST_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                tracing::info_span!(
-                    "http",
-                    method = %request.method(),
-                    path = %request.uri().path(),
-                    request_id,
-                )
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(record_response)
+                .on_failure(log_failure),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// The span of one request: `method`, `path` and `request_id` for the logs; for an
+/// exported span (see [`crate::telemetry`]) OpenTelemetry's HTTP server attributes
+/// (`http.request.method`, `http.route`, `url.path`, `http.response.status_code`), named
+/// `{method} {route}` (`{method}` alone when no route matched), and the child of the span a `traceparent` header names, if any.
+fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(axum::extract::MatchedPath::as_str);
+    let method = request.method().as_str();
+    let span = tracing::info_span!(
+        "http",
+        method,
+        path = %request.uri().path(),
+        request_id = header(REQUEST_ID.as_str()).unwrap_or(""),
+        otel.name = %route.map_or_else(|| method.to_owned(), |route| format!("{method} {route}")),
+        otel.kind = "server",
+    );
+    crate::telemetry::follow(
+        &span,
+        header("traceparent").and_then(crate::telemetry::TraceContext::parse),
+    );
+    crate::telemetry::annotate(
+        &span,
+        [
+            ("http.request.method", method.to_owned().into()),
+            ("http.route", route.unwrap_or_default().to_owned().into()),
+            ("url.path", request.uri().path().to_owned().into()),
+        ],
+    );
+    span
+}
+
+/// Records the answer's status on the request's exported span, and logs it at DEBUG.
+fn record_response<B>(response: &axum::http::Response<B>, latency: Duration, span: &tracing::Span) {
+    let status = response.status().as_u16();
+    crate::telemetry::annotate(
+        span,
+        [("http.response.status_code", i64::from(status).into())],
+    );
+    tracing::debug!(status, latency_ms = latency.as_millis() as u64, "answered");
+}
+
+/// What the trace layer logs of a failed request: a 503 (not ready, catching up,
+/// broker down: the answer says so, and the service logs the cause when it changes) at
+/// DEBUG, so a readiness probe polling a starting service does not log an error each
+/// time; any other 5xx, or an error with no answer, at ERROR.
+fn log_failure(
+    failure: tower_http::classify::ServerErrorsFailureClass,
+    latency: Duration,
+    _span: &tracing::Span,
+) {
+    use tower_http::classify::ServerErrorsFailureClass;
+    let latency_ms = latency.as_millis() as u64;
+    match failure {
+        ServerErrorsFailureClass::StatusCode(status) if status.as_u16() == 503 => {
+            tracing::debug!(status = status.as_u16(), latency_ms, "answered 503");
+        }
+        ServerErrorsFailureClass::StatusCode(status) => {
+            tracing::error!(status = status.as_u16(), latency_ms, "request failed");
+        }
+        ServerErrorsFailureClass::Error(error) => {
+            tracing::error!(error = %error, latency_ms, "request failed");
+        }
+    }
 }
 
 /// Binds `address:port` (port 0 picks a free one).
@@ -117,4 +176,80 @@ pub async fn bind(address: &str, port: u16) -> crate::Result<tokio::net::TcpList
                 format!("cannot listen on {address}:{port}: {err}"),
             ))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::{body::Body, http::Request, routing::get};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// A log sink for one test's subscriber.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_503_is_logged_at_debug_and_a_500_at_error() {
+        let lines = Lines::default();
+        let sink = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let app = with_common_layers(
+            Router::new()
+                .route(
+                    "/ready",
+                    get(|| async { axum::http::StatusCode::SERVICE_UNAVAILABLE }),
+                )
+                .route(
+                    "/broken",
+                    get(|| async { axum::http::StatusCode::INTERNAL_SERVER_ERROR }),
+                ),
+            Duration::from_secs(5),
+            None,
+        );
+        for uri in ["/ready", "/broken"] {
+            let request = Request::get(uri).body(Body::empty()).expect("request");
+            app.clone().oneshot(request).await.expect("answer");
+        }
+        let text = String::from_utf8(lines.0.lock().expect("lock").clone()).expect("UTF-8");
+        let line = |needle: &str| {
+            text.lines()
+                .find(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("no line with {needle:?} in\n{text}"))
+                .to_owned()
+        };
+        let ready = line("answered 503");
+        assert!(
+            ready.contains("DEBUG") && ready.contains("/ready"),
+            "{ready}"
+        );
+        let broken = line("request failed");
+        assert!(
+            broken.contains("ERROR") && broken.contains("/broken"),
+            "{broken}"
+        );
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.contains("ERROR") && l.contains("/ready")),
+            "{text}"
+        );
+    }
 }

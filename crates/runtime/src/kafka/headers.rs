@@ -36,14 +36,17 @@ pub struct CloudEvent {
 }
 
 impl CloudEvent {
-    /// A new event from `service` of `event_type`, continuing `trace` (or a new trace).
+    /// A new event from `service` of `event_type`: its `traceparent` names the exported
+    /// span the caller runs in ([`TraceContext::current`]) when spans are exported, else
+    /// continues `trace` with a new span id (or starts a new trace).
     pub fn new(service: &str, event_type: &str, trace: Option<TraceContext>) -> Self {
         Self {
             id: uuid::Uuid::new_v4().to_string(),
             source: format!("/langgraph-kafka/{service}"),
             event_type: event_type.to_owned(),
             time: Utc::now(),
-            trace: trace.map_or_else(TraceContext::new_root, |t| t.child()),
+            trace: TraceContext::current()
+                .unwrap_or_else(|| trace.map_or_else(TraceContext::new_root, |t| t.child())),
         }
     }
 

@@ -152,7 +152,8 @@ pub(crate) async fn run_tasks<S: State>(
 }
 
 /// Runs one task: straight when the node has no retry policy or timeout and nobody
-/// streams debug events (nor traces at `DEBUG`); otherwise through [`run_with_retry`] in
+/// streams debug events (nor records spans at `DEBUG`: an exporter of spans may want
+/// them when the logs do not); otherwise through [`run_with_retry`] in
 /// a `graph.node` span.
 fn run_task<'a, S: State>(
     spec: &'a Spec<S>,
@@ -165,10 +166,12 @@ fn run_task<'a, S: State>(
     let plain = options.retry.is_none()
         && options.timeout.is_none()
         && sink.as_ref().is_none_or(|s| !s.debugging());
-    if plain && !tracing::enabled!(tracing::Level::DEBUG) {
+    if plain && !tracing::enabled!(kind: tracing::metadata::Kind::SPAN, tracing::Level::DEBUG) {
         return (spec.nodes[node])(input, ctx);
     }
-    let span = tracing::debug_span!("graph.node", node = %spec.names[node], step = ctx.step, task_id = %ctx.task_id);
+    // Exported as a span named after the node (`otel.name`), as LangGraph's tracers
+    // name a node's run.
+    let span = tracing::debug_span!("graph.node", otel.name = %spec.names[node], node = %spec.names[node], step = ctx.step, task_id = %ctx.task_id);
     run_with_retry(spec, node, input, ctx, sink)
         .instrument(span)
         .boxed()

@@ -20,7 +20,7 @@ use super::{
 };
 use super::{FencingContext, Ownership};
 use crate::Result;
-use crate::kafka::{Producer, offsets::PartitionOffsets};
+use crate::kafka::{Producer, headers::trace_of, offsets::PartitionOffsets};
 
 /// How one message's work ended.
 pub(super) enum Ended {
@@ -142,11 +142,37 @@ where
         if let Some(key) = &key {
             self.keys_in_flight.insert(key.clone());
         }
+        // The consumer span of the message (OpenTelemetry's messaging conventions when
+        // exported): a child of the span that published it, named by its `traceparent`,
+        // set before the span is entered, as an exported span's parent must be.
         let span = tracing::info_span!(
             "consume",
             topic = message.topic(),
             partition = message.partition(),
-            offset = message.offset()
+            offset = message.offset(),
+            otel.name = %format_args!("process {}", message.topic()),
+            otel.kind = "consumer",
+        );
+        crate::telemetry::follow(&span, trace_of(message.headers()));
+        crate::telemetry::annotate(
+            &span,
+            [
+                ("messaging.system", "kafka".into()),
+                ("messaging.operation.type", "process".into()),
+                (
+                    "messaging.destination.name",
+                    message.topic().to_owned().into(),
+                ),
+                (
+                    "messaging.destination.partition.id",
+                    message.partition().to_string().into(),
+                ),
+                ("messaging.kafka.offset", message.offset().into()),
+                (
+                    "messaging.consumer.group.name",
+                    self.options.group_id.clone().into(),
+                ),
+            ],
         );
         let options = self.options.clone();
         let producer = self.producer.clone();
