@@ -17,7 +17,7 @@
 mod otel;
 
 pub(crate) use otel::annotate;
-pub use otel::follow;
+pub use otel::{exporting, follow};
 
 use std::{fmt, io::Write};
 
@@ -162,6 +162,7 @@ pub fn init_with(
     match (installed, provider) {
         (Ok(()), provider) => {
             if provider.is_some() {
+                otel::set_exporting();
                 tracing::info!("exporting spans over OTLP (OTEL_EXPORTER_OTLP_ENDPOINT)");
             }
             Ok(Telemetry { provider })

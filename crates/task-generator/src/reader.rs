@@ -372,18 +372,20 @@ impl ViewReader {
         match TaskResult::from_json(payload) {
             Ok(result) if message.key() == Some(result.task_id.to_string().as_bytes()) => {
                 // Where the task's trace reaches the view: a span, child of the one that
-                // published the result (a no-op unless spans are exported).
-                let span = tracing::info_span!(
-                    "view.result",
-                    task_id = %result.task_id,
-                    status = result.status.as_str(),
-                    partition = message.partition(),
-                    offset,
-                    otel.name = "results view: result",
-                    otel.kind = "consumer",
-                );
-                agent_runtime::telemetry::follow(&span, trace_of(message.headers()));
-                span.in_scope(|| tracing::debug!("result read into the view"));
+                // published the result, made only when spans are exported.
+                if agent_runtime::telemetry::exporting() {
+                    let span = tracing::info_span!(
+                        "view.result",
+                        task_id = %result.task_id,
+                        status = result.status.as_str(),
+                        partition = message.partition(),
+                        offset,
+                        otel.name = "results view: result",
+                        otel.kind = "consumer",
+                    );
+                    agent_runtime::telemetry::follow(&span, trace_of(message.headers()));
+                    span.in_scope(|| tracing::debug!("result read into the view"));
+                }
                 let at = LogPosition {
                     partition: message.partition(),
                     offset,

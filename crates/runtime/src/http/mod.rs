@@ -114,28 +114,28 @@ fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
         otel.name = %route.map_or_else(|| method.to_owned(), |route| format!("{method} {route}")),
         otel.kind = "server",
     );
-    crate::telemetry::follow(
-        &span,
-        header("traceparent").and_then(crate::telemetry::TraceContext::parse),
-    );
-    crate::telemetry::annotate(
-        &span,
+    if crate::telemetry::exporting() {
+        crate::telemetry::follow(
+            &span,
+            header("traceparent").and_then(crate::telemetry::TraceContext::parse),
+        );
+    }
+    crate::telemetry::annotate(&span, || {
         [
             ("http.request.method", method.to_owned().into()),
             ("http.route", route.unwrap_or_default().to_owned().into()),
             ("url.path", request.uri().path().to_owned().into()),
-        ],
-    );
+        ]
+    });
     span
 }
 
 /// Records the answer's status on the request's exported span, and logs it at DEBUG.
 fn record_response<B>(response: &axum::http::Response<B>, latency: Duration, span: &tracing::Span) {
     let status = response.status().as_u16();
-    crate::telemetry::annotate(
-        span,
-        [("http.response.status_code", i64::from(status).into())],
-    );
+    crate::telemetry::annotate(span, || {
+        [("http.response.status_code", i64::from(status).into())]
+    });
     tracing::debug!(status, latency_ms = latency.as_millis() as u64, "answered");
 }
 

@@ -31,6 +31,21 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use super::TraceContext;
 use crate::{Error, Result};
 
+/// Whether this process exports spans: set once by [`super::init`] when it installs
+/// the OpenTelemetry layer. Read before any per-record work for the exporter, so that
+/// without export none is done.
+static EXPORTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this process exports spans (see [`super::init`]).
+pub fn exporting() -> bool {
+    EXPORTING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Records that the OpenTelemetry layer is installed.
+pub(crate) fn set_exporting() {
+    EXPORTING.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Whether the `OTEL_*` variables (read through `var`) ask for trace export.
 pub(crate) fn configured(var: impl Fn(&str) -> Option<String>) -> bool {
     let set = |name: &str| var(name).is_some_and(|v| !v.trim().is_empty());
@@ -136,7 +151,7 @@ fn remote(trace: TraceContext) -> Context {
 /// `traceparent` from a Kafka record or an HTTP request). Nothing when export is off
 /// or `trace` is `None`.
 pub fn follow(span: &tracing::Span, trace: Option<TraceContext>) {
-    if let Some(trace) = trace {
+    if let Some(trace) = trace.filter(|_| exporting()) {
         // Fails only when no OpenTelemetry layer is installed (export off) or the span
         // is disabled: then there is nothing to link.
         let _ = span.set_parent(remote(trace));
@@ -148,16 +163,22 @@ pub fn follow(span: &tracing::Span, trace: Option<TraceContext>) {
 /// is off.
 pub(crate) fn annotate<const N: usize>(
     span: &tracing::Span,
-    attributes: [(&'static str, opentelemetry::Value); N],
+    attributes: impl FnOnce() -> [(&'static str, opentelemetry::Value); N],
 ) {
-    for (key, value) in attributes {
+    if !exporting() {
+        return;
+    }
+    for (key, value) in attributes() {
         span.set_attribute(key, value);
     }
 }
 
 /// The exported span `span` is, as a [`TraceContext`] for a `traceparent`; `None` when
-/// export is off (no OpenTelemetry layer, so no exported span).
+/// export is off.
 pub(crate) fn context_of(span: &tracing::Span) -> Option<TraceContext> {
+    if !exporting() {
+        return None;
+    }
     let context = span.context();
     let span = context.span();
     let span = span.span_context();

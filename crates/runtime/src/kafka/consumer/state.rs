@@ -153,9 +153,10 @@ where
             otel.name = %format_args!("process {}", message.topic()),
             otel.kind = "consumer",
         );
-        crate::telemetry::follow(&span, trace_of(message.headers()));
-        crate::telemetry::annotate(
-            &span,
+        if crate::telemetry::exporting() {
+            crate::telemetry::follow(&span, trace_of(message.headers()));
+        }
+        crate::telemetry::annotate(&span, || {
             [
                 ("messaging.system", "kafka".into()),
                 ("messaging.operation.type", "process".into()),
@@ -172,8 +173,8 @@ where
                     "messaging.consumer.group.name",
                     self.options.group_id.clone().into(),
                 ),
-            ],
-        );
+            ]
+        });
         let options = self.options.clone();
         let producer = self.producer.clone();
         let shutdown = self.shutdown.clone();
