@@ -39,7 +39,7 @@ pub use watch::{BrokerStatus, BrokerWatch};
 pub const MAX_OWN_RECORD_BYTES: usize = 900 * 1024;
 
 /// The topic names in force (see the README's Kafka contract).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Topics {
     /// Tasks: `KAFKA_TOPIC`, default `{prefix}-langgraph-agent-events`.
     pub events: String,
