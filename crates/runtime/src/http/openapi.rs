@@ -76,14 +76,11 @@ pub fn document(service: &str, description: &str, api: openapi::OpenApi) -> open
         .description(Some(description))
         .license(Some(openapi::License::new("Apache-2.0")))
         .build();
-    doc.tags = Some(vec![
-        Tag::new(service),
-        {
-            let mut tag = Tag::new("health");
-            tag.description = Some("Probes and metrics; never need an API key.".into());
-            tag
-        },
-    ]);
+    doc.tags = Some(vec![Tag::new(service), {
+        let mut tag = Tag::new("health");
+        tag.description = Some("Probes and metrics; never need an API key.".into());
+        tag
+    }]);
     let components = doc.components.get_or_insert_with(Default::default);
     let mut schemas = Vec::new();
     ErrorBody::schemas(&mut schemas);
@@ -128,11 +125,7 @@ pub fn document(service: &str, description: &str, api: openapi::OpenApi) -> open
                 408,
                 "The request's head, body or answer did not come in time",
             );
-            add_error(
-                operation,
-                500,
-                "A bug: logged, answered `internal error`",
-            );
+            add_error(operation, 500, "A bug: logged, answered `internal error`");
         }
     }
     doc
@@ -311,8 +304,11 @@ fn config() -> Arc<Config<'static>> {
 async fn docs_page() -> Response {
     match utoipa_swagger_ui::serve("index.html", config()) {
         Ok(Some(file)) => {
-            let page = String::from_utf8_lossy(&file.bytes)
-                .replacen("<head>", &format!("<head>\n  <base href=\"{DOCS_PATH}/\">"), 1);
+            let page = String::from_utf8_lossy(&file.bytes).replacen(
+                "<head>",
+                &format!("<head>\n  <base href=\"{DOCS_PATH}/\">"),
+                1,
+            );
             (
                 [(
                     header::CONTENT_TYPE,
@@ -333,7 +329,11 @@ async fn docs_file(Path(file): Path<String>) -> Response {
         Ok(Some(found)) => {
             let content_type = HeaderValue::from_str(&found.content_type)
                 .unwrap_or(HeaderValue::from_static("application/octet-stream"));
-            ([(header::CONTENT_TYPE, content_type)], found.bytes.into_owned()).into_response()
+            (
+                [(header::CONTENT_TYPE, content_type)],
+                found.bytes.into_owned(),
+            )
+                .into_response()
         }
         Ok(None) => ApiError::NotFound(format!("no file {file:?} in the docs")).into_response(),
         Err(err) => ApiError::Internal(format!("Swagger UI: {err}")).into_response(),
@@ -361,8 +361,17 @@ mod tests {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
-        let body = response.into_body().collect().await.expect("body").to_bytes();
-        (status, content_type, String::from_utf8_lossy(&body).into_owned())
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (
+            status,
+            content_type,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
     }
 
     #[tokio::test]
@@ -397,14 +406,23 @@ mod tests {
         assert_eq!(doc["info"]["title"], "test");
         for path in ["/health", "/ready", "/metrics"] {
             let operation = &doc["paths"][path]["get"];
-            assert!(operation["responses"]["200"].is_object(), "{path}: {operation}");
-            assert!(operation["responses"]["500"].is_object(), "{path}: {operation}");
+            assert!(
+                operation["responses"]["200"].is_object(),
+                "{path}: {operation}"
+            );
+            assert!(
+                operation["responses"]["500"].is_object(),
+                "{path}: {operation}"
+            );
             assert!(operation.get("security").is_none(), "{path} is open");
         }
         assert_eq!(
             doc["components"]["securitySchemes"][SECURITY_SCHEME]["scheme"],
             "bearer"
         );
-        assert!(doc["components"]["schemas"]["ErrorBody"].is_object(), "{doc}");
+        assert!(
+            doc["components"]["schemas"]["ErrorBody"].is_object(),
+            "{doc}"
+        );
     }
 }

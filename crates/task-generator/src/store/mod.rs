@@ -52,7 +52,19 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// One task as the view sees it: the body of `GET /task-result/{task_id}`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[schema(example = json!({
+    "task_id": "0d6f5b8e-8a43-4c1e-9a55-3f1f4e2b7c10", "status": "completed",
+    "task": {"task_id": "0d6f5b8e-8a43-4c1e-9a55-3f1f4e2b7c10", "task_name": "Project help",
+             "task_description": "Help the user with their project.", "context": "",
+             "created_at": "2026-11-21T13:27:24.100Z", "source": "task-generator"},
+    "result": {"task_id": "0d6f5b8e-8a43-4c1e-9a55-3f1f4e2b7c10", "task_name": "Project help",
+               "status": "completed", "result": "1. List the parts of the project.",
+               "solver_id": "task-solver-7d9c", "attempts": 1,
+               "started_at": "2026-11-21T13:27:24.300Z", "finished_at": "2026-11-21T13:27:26.900Z",
+               "usage": {"prompt_tokens": 180, "completion_tokens": 300, "total_tokens": 480}},
+    "created_at": "2026-11-21T13:27:24.100Z"
+}))]
 pub struct TaskView {
     /// The task id.
     pub task_id: Uuid,
@@ -60,10 +72,12 @@ pub struct TaskView {
     pub status: TaskStatus,
     /// The task, when its event was seen; `null` for a result whose task the view has
     /// not seen.
+    #[schema(value_type = Option<Task>)]
     pub task: Option<StoredJson<Task>>,
     /// The result, once it arrived; its `status` is the view's
     /// [`status`](Self::status).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<TaskResult>)]
     pub result: Option<StoredJson<TaskResult>>,
     /// When the view first learnt of the task (its `created_at` when known, else the
     /// result's `started_at`).
