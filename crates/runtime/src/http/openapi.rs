@@ -256,7 +256,9 @@ pub fn check_committed(path: &std::path::Path, document: &openapi::OpenApi, pack
                 |i| i + 1,
             );
         panic!(
-            "{} is not the OpenAPI document the code of {package} generates (first              difference at line {line}); regenerate it with              `UPDATE_OPENAPI=1 cargo test -p {package} openapi` and commit it",
+            "{} is not the OpenAPI document the code of {package} generates (first \
+             difference at line {line}); regenerate it with \
+             `UPDATE_OPENAPI=1 cargo test -p {package} openapi` and commit it",
             path.display()
         );
     }
