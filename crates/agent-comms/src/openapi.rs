@@ -57,4 +57,20 @@ mod tests {
             .join(format!("{}.json", crate::SERVICE));
         shared::check_committed(&path, &document(), "agent-comms");
     }
+
+    #[test]
+    fn topics_are_documented_with_kafka_s_rule_the_routes_check_by() {
+        let doc = serde_json::to_value(document()).expect("JSON");
+        let query = doc["paths"]["/last_message"]["get"]["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == "topic")
+            .map(|p| p["schema"]["pattern"].clone());
+        let body =
+            doc["components"]["schemas"]["SendEvent"]["properties"]["topic"]["pattern"].clone();
+        for pattern in [query.unwrap_or_default(), body] {
+            assert_eq!(pattern, agent_runtime::kafka::TOPIC_NAME_PATTERN);
+        }
+    }
 }

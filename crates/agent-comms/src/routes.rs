@@ -88,13 +88,13 @@ pub fn router(state: AppState, health: Health) -> Router {
 #[schema(example = json!({"payload": {"task_name": "Summarize notes", "task_description": "Summarize the meeting notes.", "context": "…"}, "key": "notes-1"}))]
 pub(crate) struct SendEvent {
     /// The record's value: any JSON but `null`.
-    #[schema(schema_with = crate::openapi::any_but_null)]
+    #[schema(schema_with = crate::openapi::any_but_null, required = true)]
     payload: Option<Value>,
     /// The topic (default: the events topic); a valid Kafka topic name in
     /// `COMMS_PUBLISH_TOPICS`, else 403.
     #[schema(
         nullable,
-        pattern = "^[a-zA-Z0-9._-]{1,249}$",
+        pattern = r"^(?!\.\.?$)[a-zA-Z0-9._-]{1,249}$",
         example = "dev-langgraph-agent-events"
     )]
     topic: Option<String>,
@@ -177,7 +177,7 @@ pub(crate) async fn send_event(
 pub(crate) struct LastQuery {
     /// The topic (default: the results topic); in `COMMS_READ_TOPICS`, else 403.
     #[param(
-        pattern = "^[a-zA-Z0-9._-]{1,249}$",
+        pattern = r"^(?!\.\.?$)[a-zA-Z0-9._-]{1,249}$",
         example = "dev-langgraph-task-results"
     )]
     topic: Option<String>,

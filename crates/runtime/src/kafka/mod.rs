@@ -88,7 +88,12 @@ impl Topics {
     }
 }
 
-/// Kafka's rule for topic names: 1 to 249 of `[a-zA-Z0-9._-]`, and not `.` or `..`.
+/// Kafka's rule for topic names ([`valid_topic_name`]) as an ECMA-262 regular
+/// expression, for the `pattern` of a topic in an OpenAPI document.
+pub const TOPIC_NAME_PATTERN: &str = r"^(?!\.\.?$)[a-zA-Z0-9._-]{1,249}$";
+
+/// Kafka's rule for topic names: 1 to 249 of `[a-zA-Z0-9._-]`, and not `.` or `..`
+/// ([`TOPIC_NAME_PATTERN`]).
 pub fn valid_topic_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 249
