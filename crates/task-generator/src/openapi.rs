@@ -5,7 +5,8 @@
 //!
 //! The operations are described where they are handled ([`crate::routes`]); the request
 //! bodies, which the handlers check by hand for their messages, are described here
-//! ([`GenerateTask`], [`ResumeTask`]) with the same rules.
+//! ([`GenerateTask`], [`ResumeTask`]) with the same rules, and so are the events of the
+//! two `text/event-stream` answers ([`TaskEvent`], [`GenerationEvent`]).
 
 use agent_runtime::{http::openapi as shared, llm::ChatMessage};
 use serde_json::json;
@@ -17,9 +18,16 @@ use utoipa::{
     },
 };
 
-use crate::routes::{
-    __path_generate_task, __path_resume_task, __path_task_result, __path_task_results,
-    __path_task_stream, MAX_CONVERSATION_CHARS,
+use crate::{
+    generation::Accepted,
+    routes::{
+        __path_generate_task, __path_resume_task, __path_task_result, __path_task_results,
+        __path_task_stream, MAX_CONVERSATION_CHARS,
+    },
+    streams::{
+        CustomData, ErrorData, InterruptData, MetadataData, NodeData, ResultData, StatusData,
+        TokenData,
+    },
 };
 
 /// The routes of task-generator, without what [`shared::document`] adds.
@@ -186,6 +194,121 @@ impl PartialSchema for ResumeTask {
 
 impl ToSchema for ResumeTask {}
 
+/// The JSON Schema of `T` (its `schemars` derive, the one `docs/schemas/task-stream.json`
+/// holds), every subschema inlined so that it stands alone inside the document.
+fn json_schema_of<T: schemars::JsonSchema>() -> serde_json::Value {
+    schemars::generate::SchemaSettings::draft2020_12()
+        .with(|settings| {
+            settings.inline_subschemas = true;
+            settings.meta_schema = None;
+        })
+        .into_generator()
+        .into_root_schema_for::<T>()
+        .to_value()
+}
+
+/// One SSE event named `name` whose `data:` is a JSON text of the shape `data`.
+///
+/// An event is `{"event", "data", "id"?}`, as the event-stream parsers of the WHATWG
+/// HTML standard (and schemathesis) read one: `data` a string holding JSON
+/// (`contentMediaType: application/json`) of the shape `contentSchema`.
+fn sse_event(name: &str, data: serde_json::Value) -> ObjectBuilder {
+    let title = data["title"].as_str().unwrap_or(name).to_owned();
+    ObjectBuilder::new()
+        .title(Some(format!("{name} ({title})")))
+        .property(
+            "event",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some([name])),
+        )
+        .required("event")
+        .property(
+            "data",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .content_media_type("application/json")
+                .extensions(Some(Extensions::from_iter([("contentSchema", data)]))),
+        )
+        .required("data")
+        .property(
+            "id",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some(
+                    "Where the stream stands: send it back as `Last-Event-ID` to resume \
+                     after this event",
+                )),
+        )
+}
+
+/// The events of a task's run, in the order a run sends them: `status` (`running`), then
+/// per node `node` (`started`), its `token`s and `custom` values, `node` (`finished`);
+/// `interrupt` when it pauses for review; `result` last.
+fn run_events() -> Vec<ObjectBuilder> {
+    vec![
+        sse_event("status", json_schema_of::<StatusData>()),
+        sse_event("node", json_schema_of::<NodeData>()),
+        sse_event("token", json_schema_of::<TokenData>()),
+        sse_event("custom", json_schema_of::<CustomData>()),
+        sse_event("interrupt", json_schema_of::<InterruptData>()),
+        sse_event("result", json_schema_of::<ResultData>()),
+    ]
+}
+
+/// One event of `GET /task-result/{task_id}/stream`: `status`, `node`, `token`, `custom`,
+/// `interrupt` or `result` (the last), each with an `id` to resume after it.
+#[derive(Debug)]
+pub struct TaskEvent;
+
+impl PartialSchema for TaskEvent {
+    fn schema() -> RefOr<Schema> {
+        run_events()
+            .into_iter()
+            .fold(OneOfBuilder::new(), OneOfBuilder::item)
+            .description(Some(
+                "One event of a task's stream (the stream is a sequence of them; OpenAPI 3.1 \
+                 has no word for that, so this schema describes each event, as OpenAPI \
+                 3.2's `itemSchema` does). On the wire: `event: <name>`, `id: <id>`, \
+                 `data: <JSON>`.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for TaskEvent {}
+
+/// One event of `POST /generate-task` with `Accept: text/event-stream`: `metadata`
+/// first, `generation` per node of the generating graph, then `task` (the stored task)
+/// and the task's run ([`TaskEvent`]) — or `error` last, when the task could not be
+/// generated or stored.
+#[derive(Debug)]
+pub struct GenerationEvent;
+
+impl PartialSchema for GenerationEvent {
+    fn schema() -> RefOr<Schema> {
+        OneOfBuilder::new()
+            .item(sse_event("metadata", json_schema_of::<MetadataData>()))
+            .item(sse_event("generation", json_schema_of::<NodeData>()))
+            .item(sse_event("task", json_schema_of::<Accepted>()))
+            .item(sse_event("error", json_schema_of::<ErrorData>()))
+            .item(openapi::Ref::from_schema_name(TaskEvent::name()))
+            .description(Some(
+                "One event of the stream of a task being generated, then run: `metadata`, \
+                 `generation`s, `task` (these three without an `id`), then the events of \
+                 `GET /task-result/{task_id}/stream` ([TaskEvent]); or `error` (without an \
+                 `id`) last.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for GenerationEvent {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((TaskEvent::name().into_owned(), TaskEvent::schema()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -198,5 +321,61 @@ mod tests {
             .join("../../docs/openapi")
             .join(format!("{}.json", crate::SERVICE));
         shared::check_committed(&path, &document(), "task-generator");
+    }
+
+    #[test]
+    fn the_cursor_is_documented_with_the_pattern_the_view_parses_by() {
+        let doc = serde_json::to_value(document()).expect("JSON");
+        let cursor = doc["paths"]["/task-results"]["get"]["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == "cursor")
+            .expect("a cursor parameter");
+        assert_eq!(
+            cursor["schema"]["pattern"],
+            crate::store::CURSOR_PATTERN,
+            "{cursor}"
+        );
+        let example = cursor["example"].as_str().expect("an example");
+        assert!(example.parse::<crate::store::Cursor>().is_ok(), "{example}");
+    }
+
+    #[test]
+    fn the_last_event_id_is_documented_with_the_pattern_the_stream_parses_by() {
+        let doc = serde_json::to_value(document()).expect("JSON");
+        let parameters = doc["paths"]["/task-result/{task_id}/stream"]["get"]["parameters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for name in ["last_event_id", "Last-Event-ID"] {
+            let parameter = parameters
+                .iter()
+                .find(|p| p["name"] == name)
+                .unwrap_or_else(|| panic!("no parameter {name}: {parameters:?}"));
+            assert_eq!(
+                parameter["schema"]["pattern"],
+                crate::streams::LAST_EVENT_ID_PATTERN,
+                "{parameter}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_stream_event_has_a_data_schema_that_stands_alone() {
+        for (name, schema) in [
+            ("TaskEvent", TaskEvent::schema()),
+            ("GenerationEvent", GenerationEvent::schema()),
+        ] {
+            let schema = serde_json::to_value(schema).expect("JSON");
+            let events = schema["oneOf"].as_array().expect("oneOf");
+            assert!(events.len() >= 5, "{name}: {schema}");
+            for event in events.iter().filter(|e| e.get("$ref").is_none()) {
+                let data = &event["properties"]["data"];
+                assert_eq!(data["contentMediaType"], "application/json", "{event}");
+                assert_eq!(data["contentSchema"]["type"], "object", "{event}");
+                assert!(!data.to_string().contains("$ref"), "{name}: {data}");
+            }
+        }
     }
 }

@@ -148,7 +148,7 @@ pub fn router(state: AppState, health: Health, request_timeout: Duration) -> Rou
         (status = 200, description = "The task, stored on the events topic",
          content(
             (Accepted = "application/json"),
-            (String = "text/event-stream", example = "event: metadata\ndata: {\"task_id\":\"0d6f5b8e-8a43-4c1e-9a55-3f1f4e2b7c10\"}\n\n")
+            (crate::openapi::GenerationEvent = "text/event-stream")
          )),
         (status = 400, description = "The body is not JSON", body = http::openapi::ErrorBody),
         (status = 413, description = "The body is over 1 MiB", body = http::openapi::ErrorBody),
@@ -378,7 +378,10 @@ pub(crate) struct ListParams {
     #[param(value_type = Option<u16>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// Where to continue: the `next` of the previous page.
-    #[param(example = "1795267222430000000.0d6f5b8e-8a43-4c1e-9a55-3f1f4e2b7c10")]
+    #[param(
+        pattern = r"^(?:[0-9]{1,18}|[0-8][0-9]{18})\.[0-9a-fA-F]{32}$",
+        example = "1795267222430000000.0d6f5b8e8a434c1e9a553f1f4e2b7c10"
+    )]
     cursor: Option<String>,
 }
 
@@ -488,6 +491,21 @@ pub(crate) async fn task_result(
     Ok(Json(view_of(&state, id).await?))
 }
 
+/// A `Last-Event-ID` (header or query) as the stream reads it: `None` when absent or
+/// empty; 400 when it is not an id this service gives.
+fn last_event_id_of(text: Option<&str>) -> Result<Option<LastEventId>, ApiError> {
+    match text.filter(|t| !t.is_empty()) {
+        None => Ok(None),
+        Some(text) => LastEventId::parse(text).map(Some).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "Last-Event-ID {:?} is not an id of this stream: pass the id of the last \
+                 event received",
+                text.chars().take(64).collect::<String>()
+            ))
+        }),
+    }
+}
+
 fn task_id_of(text: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(text)
         .map_err(|_| ApiError::BadRequest(format!("task_id {text:?} is not a UUID")))
@@ -577,7 +595,7 @@ pub(crate) async fn resume_task(
 #[into_params(parameter_in = Query)]
 pub(crate) struct StreamQuery {
     /// For clients that cannot set `Last-Event-ID`: the id of the last event received.
-    #[param(example = "1042")]
+    #[param(pattern = r"^(?:[0-9]{1,18}(?:\.end)?|view\.end)?$", example = "1042")]
     last_event_id: Option<String>,
 }
 
@@ -595,12 +613,12 @@ pub(crate) struct StreamQuery {
     params(
         ("task_id" = uuid::Uuid, Path, description = "The task's id"),
         StreamQuery,
-        ("Last-Event-ID" = Option<String>, Header, description = "The id of the last event received"),
+        ("Last-Event-ID" = Option<String>, Header, description = "The id of the last event received (empty: none)", nullable = false,
+         pattern = r"^(?:[0-9]{1,18}(?:\.end)?|view\.end)?$"),
     ),
     responses(
         (status = 200, description = "The stream, up to the `result` event",
-         content_type = "text/event-stream", body = String,
-         example = "event: status\nid: 1042\ndata: {\"task_id\":\"0d6f5b8e-8a43-4c1e-9a55-3f1f4e2b7c10\",\"run_id\":\"9a1b\",\"status\":\"running\"}\n\n"),
+         content_type = "text/event-stream", body = crate::openapi::TaskEvent),
         (status = 204, description = "The stream already ended with its result (`Last-Event-ID` of the `result` event)"),
         (status = 400, description = "`task_id` is not a UUID, or a `Last-Event-ID` this service did not give", body = http::openapi::ErrorBody),
         (status = 404, description = "No such task", body = http::openapi::ErrorBody),
@@ -614,29 +632,22 @@ pub(crate) async fn task_stream(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = task_id_of(&task_id)?;
-    let last = headers
+    let header = headers
         .get("last-event-id")
         .map(|value| {
             value
                 .to_str()
-                .map(str::to_owned)
                 .map_err(|_| ApiError::BadRequest("Last-Event-ID is not text".into()))
         })
-        .transpose()?
-        .or(query.last_event_id);
-    let resume = match last.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        .transpose()?;
+    // Both are checked; the header, which EventSource sets, wins.
+    let from_header = last_event_id_of(header)?;
+    let from_query = last_event_id_of(query.last_event_id.as_deref())?;
+    let resume = match from_header.or(from_query) {
         None => None,
-        Some(text) => match LastEventId::parse(text) {
-            // The stream already ended with its result: 204 tells EventSource to stop.
-            Some(LastEventId::Ended) => return Ok(StatusCode::NO_CONTENT.into_response()),
-            Some(LastEventId::After(offset)) => Some(offset),
-            None => {
-                return Err(ApiError::BadRequest(format!(
-                    "Last-Event-ID {:?} is not an id of this stream: pass the id of the last event received",
-                    text.chars().take(64).collect::<String>()
-                )));
-            }
-        },
+        // The stream already ended with its result: 204 tells EventSource to stop.
+        Some(LastEventId::Ended) => return Ok(StatusCode::NO_CONTENT.into_response()),
+        Some(LastEventId::After(offset)) => Some(offset),
     };
     let view = view_of(&state, id).await?;
     let start = match resume {
