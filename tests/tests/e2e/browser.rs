@@ -232,6 +232,12 @@ async fn the_docs_page_of_task_generator_renders_its_operations_in_chromium() {
     )
     .await;
 
+    // Tall enough for the screenshot to show every operation below the document's info.
+    browser
+        .client
+        .set_window_size(1000, 1500)
+        .await
+        .expect("the window is resized");
     browser
         .client
         .goto(&format!("{}/docs", system.generator))
