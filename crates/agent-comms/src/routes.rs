@@ -8,7 +8,7 @@
 //!   [`Producer::MAX_RECORD_BYTES`] (the message names the limit); 503 when the broker
 //!   does not acknowledge in time.
 //! - `GET /last_message?topic=` → the newest message of the topic (default the results
-//!   topic) as a [`LastMessage`](crate::last_message::LastMessage), from memory
+//!   topic) as a [`LastMessage`], from memory
 //!   ([`LastMessages`]); 403 for a topic outside `COMMS_READ_TOPICS`; 404 before there
 //!   is any or when the topic does not exist; 400
 //!   for a bad topic name; 503 when the topic is not loaded within 5 s (broker
