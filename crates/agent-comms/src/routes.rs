@@ -8,7 +8,7 @@
 //!   [`Producer::MAX_RECORD_BYTES`] (the message names the limit); 503 when the broker
 //!   does not acknowledge in time.
 //! - `GET /last_message?topic=` → the newest message of the topic (default the results
-//!   topic) as a [`LastMessage`](crate::last_message::LastMessage), from memory
+//!   topic) as a [`LastMessage`], from memory
 //!   ([`LastMessages`]); 403 for a topic outside `COMMS_READ_TOPICS`; 404 before there
 //!   is any or when the topic does not exist; 400
 //!   for a bad topic name; 503 when the topic is not loaded within 5 s (broker
@@ -31,12 +31,13 @@ use serde_json::Value;
 
 use crate::{
     SERVICE,
-    last_message::{LastMessages, ReadError},
+    last_message::{LastMessage, LastMessages, ReadError},
     policy::TopicPolicy,
 };
 
-/// Longest accepted key, in bytes.
-pub const MAX_KEY_BYTES: usize = 1024;
+/// Longest accepted key, in characters (so at most 4 KiB of UTF-8). Counted in
+/// characters, as JSON Schema's `maxLength` counts, so the OpenAPI document can say it.
+pub const MAX_KEY_CHARS: usize = 1024;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -77,24 +78,53 @@ pub fn router(state: AppState, health: Health) -> Router {
         .with_state(state.clone())
         .merge(http::rate_limited(posts, state.rate_limit));
     let api = http::require_api_key(api, api_keys, SERVICE);
-    http::with_common_layers(
-        api.merge(health_routes(health)),
-        Duration::from_secs(60),
-        cors,
-    )
+    let open = health_routes(health).merge(http::openapi::routes(crate::openapi::document()));
+    http::with_common_layers(api.merge(open), Duration::from_secs(60), cors)
 }
 
 /// The body of `POST /send_event`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SendEvent {
+#[schema(example = json!({"payload": {"task_name": "Summarize notes", "task_description": "Summarize the meeting notes.", "context": "…"}, "key": "notes-1"}))]
+pub(crate) struct SendEvent {
+    /// The record's value: any JSON but `null`.
+    #[schema(schema_with = crate::openapi::any_but_null, required = true)]
     payload: Option<Value>,
+    /// The topic (default: the events topic); a valid Kafka topic name in
+    /// `COMMS_PUBLISH_TOPICS`, else 403.
+    #[schema(
+        nullable,
+        pattern = r"^(?!\.\.?$)[a-zA-Z0-9._-]{1,249}$",
+        example = "dev-langgraph-agent-events"
+    )]
     topic: Option<String>,
+    /// The record's key, at most 1024 characters.
+    #[schema(nullable, max_length = 1024)]
     key: Option<String>,
 }
 
+/// Publish any JSON to a topic and answer where the broker stored it.
+#[utoipa::path(
+    post,
+    path = "/send_event",
+    tag = "agent-comms",
+    operation_id = "send_event",
+    security(("api_key" = [])),
+    request_body(content = SendEvent, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Stored: the record's topic, partition and offset", body = Delivery),
+        (status = 400, description = "The body is not JSON", body = http::openapi::ErrorBody),
+        (status = 403, description = "A topic outside `COMMS_PUBLISH_TOPICS` (or an internal or dead-letter topic)", body = http::openapi::ErrorBody),
+        (status = 413, description = "The body is over 1 MiB, or the record (key, payload as JSON, headers) over the producer's 998,976 bytes", body = http::openapi::ErrorBody),
+        (status = 415, description = "Not `Content-Type: application/json`", body = http::openapi::ErrorBody),
+        (status = 422, description = "No `payload`, a bad topic name, a key over 1024 characters or another field", body = http::openapi::ErrorBody),
+        (status = 429, description = "Over the client's rate limit; see `Retry-After`", body = http::openapi::ErrorBody,
+         headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The broker did not acknowledge within `KAFKA_PRODUCE_TIMEOUT_MS`", body = http::openapi::ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(topic))]
-async fn send_event(
+pub(crate) async fn send_event(
     State(state): State<AppState>,
     Json(body): Json<SendEvent>,
 ) -> Result<Json<Delivery>, ApiError> {
@@ -111,9 +141,13 @@ async fn send_event(
         )));
     }
     state.policy.check_publish(&topic)?;
-    if body.key.as_ref().is_some_and(|k| k.len() > MAX_KEY_BYTES) {
+    if body
+        .key
+        .as_ref()
+        .is_some_and(|k| k.chars().count() > MAX_KEY_CHARS)
+    {
         return Err(ApiError::Unprocessable(format!(
-            "key is longer than {MAX_KEY_BYTES} bytes"
+            "key is longer than {MAX_KEY_CHARS} characters"
         )));
     }
     tracing::Span::current().record("topic", topic.as_str());
@@ -138,13 +172,36 @@ async fn send_event(
     Ok(Json(delivery))
 }
 
-#[derive(Debug, Deserialize)]
-struct LastQuery {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct LastQuery {
+    /// The topic (default: the results topic); in `COMMS_READ_TOPICS`, else 403.
+    #[param(
+        pattern = r"^(?!\.\.?$)[a-zA-Z0-9._-]{1,249}$",
+        example = "dev-langgraph-task-results"
+    )]
     topic: Option<String>,
 }
 
+/// The newest message of a topic (by timestamp, across partitions), with its key,
+/// headers and payload; answered from memory.
+#[utoipa::path(
+    get,
+    path = "/last_message",
+    tag = "agent-comms",
+    operation_id = "last_message",
+    security(("api_key" = [])),
+    params(LastQuery),
+    responses(
+        (status = 200, description = "The newest message", body = LastMessage),
+        (status = 400, description = "Not a valid Kafka topic name", body = http::openapi::ErrorBody),
+        (status = 403, description = "A topic outside `COMMS_READ_TOPICS`", body = http::openapi::ErrorBody),
+        (status = 404, description = "No message on the topic yet, or no such topic", body = http::openapi::ErrorBody),
+        (status = 503, description = "The topic was not loaded within 5 s (broker unreachable), or 64 topics are followed already", body = http::openapi::ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(topic))]
-async fn last_message(
+pub(crate) async fn last_message(
     State(state): State<AppState>,
     Query(query): Query<LastQuery>,
 ) -> Result<Response, ApiError> {

@@ -184,7 +184,15 @@ pub struct Generated {
 }
 
 /// The answer of `POST /generate-task`, and the `task` event of its event stream.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema, utoipa::ToSchema)]
+#[schema(example = json!({
+    "task_id": "0d6f5b8e-8a43-4c1e-9a55-3f1f4e2b7c10", "status": "pending",
+    "task": {"task_id": "0d6f5b8e-8a43-4c1e-9a55-3f1f4e2b7c10", "task_name": "Project help",
+             "task_description": "Help the user with their project.",
+             "context": "The user needs help with a project.",
+             "created_at": "2026-11-21T13:27:24.100Z", "source": "task-generator"},
+    "topic": "dev-langgraph-agent-events", "partition": 1, "offset": 0
+}))]
 pub struct Accepted {
     /// The task's id.
     pub task_id: Uuid,

@@ -8,6 +8,8 @@
 //! - [`routes`]: `POST /generate-task`, `GET /task-results`, `GET /task-result/{task_id}`,
 //!   `GET /task-result/{task_id}/stream`, `POST /task-result/{task_id}/resume`, plus
 //!   `/health` and `/ready`.
+//! - [`openapi`]: the service's OpenAPI 3.1 document (`GET /openapi.json`, Swagger UI
+//!   at `GET /docs`) and the schemas of the request bodies.
 //! - [`resume`]: resuming a task paused for review — the body, the check that the task
 //!   waits at the pause answered, the resume published on the events topic.
 //! - [`deadline`]: `REVIEW_TIMEOUT_SECS` — a review that waited too long is timed out,
@@ -25,6 +27,7 @@
 
 pub mod deadline;
 pub mod generation;
+pub mod openapi;
 pub mod reader;
 pub mod resume;
 pub mod routes;

@@ -94,13 +94,15 @@ impl ResumeBody {
 
 /// The 202 answer of `POST /task-result/{task_id}/resume`: the resume is stored on the
 /// events topic; the task's solver will carry it out.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"task_id": "0d6f5b8e-8a43-4c1e-9a55-3f1f4e2b7c10", "interrupt_id": "1:review:0#0", "status": "resuming"}))]
 pub struct Resuming {
     /// The task.
     pub task_id: Uuid,
     /// The pause answered.
     pub interrupt_id: String,
     /// Always `resuming`.
+    #[schema(value_type = String, pattern = "^resuming$")]
     pub status: &'static str,
 }
 

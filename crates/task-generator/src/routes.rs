@@ -121,11 +121,47 @@ pub fn router(state: AppState, health: Health, request_timeout: Duration) -> Rou
         .with_state(state.clone())
         .merge(http::rate_limited(posts, state.rate_limit));
     let api = http::require_api_key(api, api_keys, crate::SERVICE);
-    http::with_common_layers(api.merge(health_routes(health)), request_timeout, cors)
+    let open = health_routes(health).merge(http::openapi::routes(crate::openapi::document()));
+    http::with_common_layers(api.merge(open), request_timeout, cors)
 }
 
+/// Turn a conversation into a task and publish it.
+///
+/// Answers once the broker acknowledged the task. With `Accept: text/event-stream`, the
+/// answer is a stream instead: `metadata` `{"task_id"}`, a `generation` event as each node
+/// of the generation graph starts and finishes, `task` (the JSON answer below) once the
+/// broker stored the task, then the task's own events as
+/// `GET /task-result/{task_id}/stream` sends them, up to `result`; a failed generation
+/// ends it with `error` `{"status", "error": {"code", "message"}}`.
+#[utoipa::path(
+    post,
+    path = "/generate-task",
+    tag = "task-generator",
+    operation_id = "generate_task",
+    security(("api_key" = [])),
+    request_body(
+        content = crate::openapi::GenerateTask,
+        content_type = "application/json",
+        example = json!({"conversation_history": "User: I need help with my project"})
+    ),
+    responses(
+        (status = 200, description = "The task, stored on the events topic",
+         content(
+            (Accepted = "application/json"),
+            (crate::openapi::GenerationEvent = "text/event-stream")
+         )),
+        (status = 400, description = "The body is not JSON", body = http::openapi::ErrorBody),
+        (status = 413, description = "The body is over 1 MiB", body = http::openapi::ErrorBody),
+        (status = 415, description = "Not `Content-Type: application/json`", body = http::openapi::ErrorBody),
+        (status = 422, description = "`conversation_history` missing, empty, of the wrong type or over 100,000 characters; `human_review` not a boolean, or true without a durable checkpointer", body = http::openapi::ErrorBody),
+        (status = 429, description = "Over the client's rate limit; see `Retry-After`", body = http::openapi::ErrorBody,
+         headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 502, description = "The model failed, or proposed no valid task", body = http::openapi::ErrorBody),
+        (status = 503, description = "The broker did not acknowledge within `KAFKA_PRODUCE_TIMEOUT_MS`", body = http::openapi::ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(task_id))]
-async fn generate_task(
+pub(crate) async fn generate_task(
     State(state): State<AppState>,
     headers: HeaderMap,
     Json(body): Json<Value>,
@@ -332,10 +368,20 @@ fn human_review_of(body: &Value) -> Result<bool, ApiError> {
 }
 
 /// Query of `GET /task-results`; kept as text so bad values get our own error.
-#[derive(Debug, Deserialize)]
-struct ListParams {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListParams {
+    /// Only tasks in this status.
+    #[param(value_type = Option<TaskStatus>)]
     status: Option<String>,
+    /// Tasks per page, 1 to 1000 (default 50).
+    #[param(value_type = Option<u16>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
+    /// Where to continue: the `next` of the previous page.
+    #[param(
+        pattern = r"^(?:[0-9]{1,18}|[0-8][0-9]{18})\.[0-9a-fA-F]{32}$",
+        example = "1795267222430000000.0d6f5b8e8a434c1e9a553f1f4e2b7c10"
+    )]
     cursor: Option<String>,
 }
 
@@ -353,14 +399,31 @@ fn store_error(err: StoreError) -> ApiError {
 
 /// The body of `GET /task-results`, written straight from the page (through no
 /// `serde_json::Value`, which would parse each task's stored JSON again).
-#[derive(Debug, Serialize)]
-struct ResultsPage {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct ResultsPage {
+    /// How many tasks this page holds.
     count: usize,
+    /// The tasks, newest first by `(created_at, task_id)`.
     results: Vec<TaskView>,
+    /// The cursor of the following page; `null` on the last.
     next: Option<String>,
 }
 
-async fn task_results(
+/// Tasks, newest first by `(created_at, task_id)`, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/task-results",
+    tag = "task-generator",
+    operation_id = "task_results",
+    security(("api_key" = [])),
+    params(ListParams),
+    responses(
+        (status = 200, description = "One page; pass `next` as `cursor` for the following one", body = ResultsPage),
+        (status = 400, description = "A `status`, `limit` or `cursor` that does not parse", body = http::openapi::ErrorBody),
+        (status = 503, description = "The results store is unavailable", body = http::openapi::ErrorBody),
+    )
+)]
+pub(crate) async fn task_results(
     State(state): State<AppState>,
     Query(query): Query<ListParams>,
 ) -> Result<Json<ResultsPage>, ApiError> {
@@ -403,12 +466,44 @@ async fn task_results(
     }))
 }
 
-async fn task_result(
+/// One task: `pending` until its result arrives, then `completed` or `failed`, or
+/// `interrupted` while it waits for human review.
+#[utoipa::path(
+    get,
+    path = "/task-result/{task_id}",
+    tag = "task-generator",
+    operation_id = "task_result",
+    security(("api_key" = [])),
+    params(("task_id" = uuid::Uuid, Path, description = "The task's id")),
+    responses(
+        (status = 200, description = "The task and its result, if any", body = TaskView),
+        (status = 400, description = "`task_id` is not a UUID", body = http::openapi::ErrorBody),
+        (status = 404, description = "No such task", body = http::openapi::ErrorBody),
+        (status = 503, description = "`catching_up`: the view is still reading what was written before it started (with `Retry-After: 1`); or the store is unavailable", body = http::openapi::ErrorBody,
+         headers(("Retry-After" = u64, description = "Seconds to wait (`catching_up` only)"))),
+    )
+)]
+pub(crate) async fn task_result(
     State(state): State<AppState>,
     Path(task_id): Path<String>,
 ) -> Result<Json<TaskView>, ApiError> {
     let id = task_id_of(&task_id)?;
     Ok(Json(view_of(&state, id).await?))
+}
+
+/// A `Last-Event-ID` (header or query) as the stream reads it: `None` when absent or
+/// empty; 400 when it is not an id this service gives.
+fn last_event_id_of(text: Option<&str>) -> Result<Option<LastEventId>, ApiError> {
+    match text.filter(|t| !t.is_empty()) {
+        None => Ok(None),
+        Some(text) => LastEventId::parse(text).map(Some).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "Last-Event-ID {:?} is not an id of this stream: pass the id of the last \
+                 event received",
+                text.chars().take(64).collect::<String>()
+            ))
+        }),
+    }
 }
 
 fn task_id_of(text: &str) -> Result<Uuid, ApiError> {
@@ -429,10 +524,39 @@ async fn view_of(state: &AppState, id: Uuid) -> Result<TaskView, ApiError> {
     }
 }
 
-/// `POST /task-result/{task_id}/resume`: checks the body, then that the task waits at
-/// the pause answered, then publishes the resume and answers 202 once it is stored.
+/// Answer a task paused for review: approve its plan, reject it with feedback, or
+/// give a plan of your own.
+///
+/// Checks the body, then that the task waits at the pause answered (a `pending` task
+/// is given up to 2 s to show its pause), then publishes the resume on the events
+/// topic keyed by the task id and answers 202 once the broker stored it.
+#[utoipa::path(
+    post,
+    path = "/task-result/{task_id}/resume",
+    tag = "task-generator",
+    operation_id = "resume_task",
+    security(("api_key" = [])),
+    params(("task_id" = uuid::Uuid, Path, description = "The task's id")),
+    request_body(
+        content = crate::openapi::ResumeTask,
+        content_type = "application/json",
+        example = json!({"interrupt_id": "1:review:0#0", "resume": {"approved": false, "feedback": "Add a step to write tests first."}})
+    ),
+    responses(
+        (status = 202, description = "The resume is stored on the events topic; the task's solver carries it out", body = Resuming),
+        (status = 400, description = "`task_id` is not a UUID, or the body is not JSON", body = http::openapi::ErrorBody),
+        (status = 404, description = "No such task", body = http::openapi::ErrorBody),
+        (status = 409, description = "The task is not waiting for review, or `interrupt_id` is not its current pause", body = http::openapi::ErrorBody),
+        (status = 413, description = "The body is over 1 MiB", body = http::openapi::ErrorBody),
+        (status = 415, description = "Not `Content-Type: application/json`", body = http::openapi::ErrorBody),
+        (status = 422, description = "A body of another shape: the message says what is wrong", body = http::openapi::ErrorBody),
+        (status = 429, description = "Over the client's rate limit; see `Retry-After`", body = http::openapi::ErrorBody,
+         headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "`catching_up` (with `Retry-After: 1`), or the broker did not acknowledge in time", body = http::openapi::ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(task_id))]
-async fn resume_task(
+pub(crate) async fn resume_task(
     State(state): State<AppState>,
     Path(task_id): Path<String>,
     Json(body): Json<Value>,
@@ -467,42 +591,63 @@ async fn resume_task(
     ))
 }
 
-#[derive(Debug, Deserialize)]
-struct StreamQuery {
-    /// For clients that cannot set `Last-Event-ID`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct StreamQuery {
+    /// For clients that cannot set `Last-Event-ID`: the id of the last event received.
+    #[param(pattern = r"^(?:[0-9]{1,18}(?:\.end)?|view\.end)?$", example = "1042")]
     last_event_id: Option<String>,
 }
 
-async fn task_stream(
+/// The task's run as it happens, as Server-Sent Events.
+///
+/// Events `status`, `node`, `token`, `custom`, `interrupt` and `result` (the last);
+/// each `id` is the event's offset in its partition, the same on every replica:
+/// reconnect with `Last-Event-ID` to get the events after it.
+#[utoipa::path(
+    get,
+    path = "/task-result/{task_id}/stream",
+    tag = "task-generator",
+    operation_id = "task_stream",
+    security(("api_key" = [])),
+    params(
+        ("task_id" = uuid::Uuid, Path, description = "The task's id"),
+        StreamQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "The id of the last event received (empty: none)", nullable = false,
+         pattern = r"^(?:[0-9]{1,18}(?:\.end)?|view\.end)?$"),
+    ),
+    responses(
+        (status = 200, description = "The stream, up to the `result` event",
+         content_type = "text/event-stream", body = crate::openapi::TaskEvent),
+        (status = 204, description = "The stream already ended with its result (`Last-Event-ID` of the `result` event)"),
+        (status = 400, description = "`task_id` is not a UUID, or a `Last-Event-ID` this service did not give", body = http::openapi::ErrorBody),
+        (status = 404, description = "No such task", body = http::openapi::ErrorBody),
+        (status = 503, description = "`catching_up` (with `Retry-After: 1`), or the broker does not answer", body = http::openapi::ErrorBody),
+    )
+)]
+pub(crate) async fn task_stream(
     State(state): State<AppState>,
     Path(task_id): Path<String>,
     Query(query): Query<StreamQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = task_id_of(&task_id)?;
-    let last = headers
+    let header = headers
         .get("last-event-id")
         .map(|value| {
             value
                 .to_str()
-                .map(str::to_owned)
                 .map_err(|_| ApiError::BadRequest("Last-Event-ID is not text".into()))
         })
-        .transpose()?
-        .or(query.last_event_id);
-    let resume = match last.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        .transpose()?;
+    // Both are checked; the header, which EventSource sets, wins.
+    let from_header = last_event_id_of(header)?;
+    let from_query = last_event_id_of(query.last_event_id.as_deref())?;
+    let resume = match from_header.or(from_query) {
         None => None,
-        Some(text) => match LastEventId::parse(text) {
-            // The stream already ended with its result: 204 tells EventSource to stop.
-            Some(LastEventId::Ended) => return Ok(StatusCode::NO_CONTENT.into_response()),
-            Some(LastEventId::After(offset)) => Some(offset),
-            None => {
-                return Err(ApiError::BadRequest(format!(
-                    "Last-Event-ID {:?} is not an id of this stream: pass the id of the last event received",
-                    text.chars().take(64).collect::<String>()
-                )));
-            }
-        },
+        // The stream already ended with its result: 204 tells EventSource to stop.
+        Some(LastEventId::Ended) => return Ok(StatusCode::NO_CONTENT.into_response()),
+        Some(LastEventId::After(offset)) => Some(offset),
     };
     let view = view_of(&state, id).await?;
     let start = match resume {

@@ -183,17 +183,29 @@ pub enum LastEventId {
     Ended,
 }
 
+/// What a `Last-Event-ID` looks like, as an ECMA-262 regular expression (the OpenAPI
+/// document's `pattern` of it): empty (no id), or an `id` this service gives — an offset
+/// of 1 to 18 digits, optionally followed by `.end`, or `view.end`.
+/// [`LastEventId::parse`] takes exactly the non-empty texts it matches.
+pub const LAST_EVENT_ID_PATTERN: &str = r"^(?:[0-9]{1,18}(?:\.end)?|view\.end)?$";
+
 impl LastEventId {
     /// Parses an `id` this service gave: `<offset>`, `<offset>.end` or `view.end`;
-    /// `None` for anything else.
+    /// `None` for anything else ([`LAST_EVENT_ID_PATTERN`]).
     pub fn parse(text: &str) -> Option<Self> {
-        if text.ends_with(".end") {
+        if text == "view.end" {
             return Some(Self::Ended);
         }
-        text.parse::<i64>()
-            .ok()
-            .filter(|o| *o >= 0)
-            .map(Self::After)
+        let (offset, ended) = text
+            .strip_suffix(".end")
+            .map_or((text, false), |offset| (offset, true));
+        if !(1..=18).contains(&offset.len()) || !offset.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        if ended {
+            return Some(Self::Ended);
+        }
+        offset.parse().ok().map(Self::After)
     }
 }
 
@@ -1006,7 +1018,20 @@ mod tests {
         assert_eq!(LastEventId::parse("41"), Some(LastEventId::After(41)));
         assert_eq!(LastEventId::parse("41.end"), Some(LastEventId::Ended));
         assert_eq!(LastEventId::parse("view.end"), Some(LastEventId::Ended));
-        assert_eq!(LastEventId::parse("-1"), None);
-        assert_eq!(LastEventId::parse("nope"), None);
+        assert_eq!(LastEventId::parse("0"), Some(LastEventId::After(0)));
+        for bad in [
+            "-1",
+            "nope",
+            "+1",
+            " 41",
+            "41 ",
+            "x.end",
+            ".end",
+            "41.end.end",
+            "1e3",
+            "1234567890123456789",
+        ] {
+            assert_eq!(LastEventId::parse(bad), None, "{bad:?}");
+        }
     }
 }

@@ -4,6 +4,8 @@
 //!
 //! - [`startup`]: [`App::build`](startup::App::build) — health server on port 8002 and the
 //!   consumer loop in group `task-solver`, until the shutdown signal.
+//! - [`openapi`]: the service's OpenAPI 3.1 document (`GET /openapi.json`, Swagger UI
+//!   at `GET /docs`): its health routes.
 //! - [`worker`]: [`process`](worker::process), one message's work: parse the task (or send
 //!   it to the dead-letter topic), solve it, publish the result and only then let the
 //!   loop store the offset.
@@ -16,6 +18,7 @@
 //! - [`seen`]: [`SeenTasks`](seen::SeenTasks) — one task id names one task; a second,
 //!   different body under a known id is dead-lettered.
 
+pub mod openapi;
 pub mod progress;
 pub mod review;
 pub mod seen;

@@ -97,7 +97,7 @@ impl App {
         let graph = solver::graph(llm, checkpointer)
             .map_err(|err| agent_runtime::Error::Task(err.into()))?;
         let router = http::with_common_layers(
-            health_routes(health),
+            health_routes(health).merge(http::openapi::routes(crate::openapi::document())),
             Duration::from_secs(10),
             http::Cors::from_settings(&settings.http)?,
         );

@@ -2,7 +2,8 @@
 //! with `fetch`, follows the task with `EventSource`, shows each `token` as it arrives and
 //! the `result` at the end — in headless Chromium, driven over WebDriver, with a
 //! screenshot left under `<target>/e2e-artifacts/browser/`. Without `CORS_ALLOW_ORIGINS`
-//! naming the page's origin, the browser refuses the page the answers.
+//! naming the page's origin, the browser refuses the page the answers. And Swagger UI at
+//! task-generator's `/docs` renders an operation block for every route (`docs.png`).
 
 use std::time::{Duration, Instant};
 
@@ -194,6 +195,107 @@ async fn a_page_on_another_origin_sees_the_tokens_arrive_and_the_result_in_chrom
     eprintln!("page on {stranger}: status {status:?}");
     assert!(status.starts_with("error: "), "{status}");
     assert_eq!(text_of(&browser, "task").await, "-");
+
+    browser.close().await;
+}
+
+/// The text of every Swagger UI operation block (`.opblock`) the page shows now.
+async fn operation_blocks(browser: &Browser) -> Vec<String> {
+    let script =
+        "return Array.from(document.querySelectorAll('.opblock')).map(e => e.textContent);";
+    let value = browser
+        .client
+        .execute(script, vec![])
+        .await
+        .expect("the page runs the script");
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_docs_page_of_task_generator_renders_its_operations_in_chromium() {
+    let Some(browser) = Browser::start_or_skip().await else {
+        return;
+    };
+    let broker = Broker::start();
+    let llm = LlmStandIn::healthy().await;
+    // With keys set: the page and the document stay open all the same.
+    let system = System::start(
+        &broker.bootstrap(),
+        &llm.base_url(),
+        &[("API_KEYS", "docs-test-key-0001")],
+    )
+    .await;
+
+    // Tall enough for the screenshot to show every operation below the document's info.
+    browser
+        .client
+        .set_window_size(1000, 1500)
+        .await
+        .expect("the window is resized");
+    browser
+        .client
+        .goto(&format!("{}/docs", system.generator))
+        .await
+        .expect("the docs page opens");
+    // Swagger UI fetches /openapi.json and renders a block per operation.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let blocks = loop {
+        let blocks = operation_blocks(&browser).await;
+        if blocks.iter().any(|b| b.contains("/generate-task")) {
+            break blocks;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no operation block for /generate-task after 30 s; blocks: {blocks:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let shot = artifacts_dir("browser").join("docs.png");
+    let png = browser.client.screenshot().await.expect("a screenshot");
+    std::fs::write(&shot, &png).expect("the screenshot is written");
+    eprintln!(
+        "{} operation blocks; screenshot: {}",
+        blocks.len(),
+        shot.display()
+    );
+
+    for path in [
+        "/generate-task",
+        "/task-results",
+        "/task-result/{task_id}",
+        "/task-result/{task_id}/stream",
+        "/task-result/{task_id}/resume",
+        "/health",
+        "/ready",
+        "/metrics",
+    ] {
+        assert!(
+            blocks.iter().any(|b| b.contains(path)),
+            "no operation block for {path}: {blocks:?}"
+        );
+    }
+    let title = browser
+        .client
+        .find(Locator::Css(".info .title"))
+        .await
+        .expect("the document's title")
+        .text()
+        .await
+        .expect("its text");
+    assert!(title.contains("task-generator"), "{title}");
+    let written = std::fs::read(&shot).expect("the screenshot reads back");
+    assert!(
+        written.starts_with(b"\x89PNG\r\n\x1a\n") && written.len() > 10_000,
+        "{} is a PNG of a rendered page ({} bytes)",
+        shot.display(),
+        written.len()
+    );
 
     browser.close().await;
 }

@@ -11,6 +11,7 @@ mod bad_input;
 mod broker_down;
 mod broker_pause;
 mod browser;
+mod contract;
 mod crash;
 mod faults;
 mod hostile_model;

@@ -49,7 +49,13 @@ pub const MAX_TOPICS: usize = 64;
 pub const LOAD_WAIT: Duration = Duration::from_secs(5);
 
 /// A message as `GET /last_message` shows it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[schema(example = json!({
+    "topic": "dev-langgraph-task-results", "partition": 1, "offset": 0,
+    "key": "0d6f5b8e-8a43-4c1e-9a55-3f1f4e2b7c10", "timestamp_ms": 1795267222430_i64,
+    "headers": {"ce_type": "io.langgraph-kafka.task.finished", "content-type": "application/json"},
+    "payload": {"task_id": "0d6f5b8e-8a43-4c1e-9a55-3f1f4e2b7c10", "status": "completed"}
+}))]
 pub struct LastMessage {
     /// The topic.
     pub topic: String,
@@ -61,9 +67,11 @@ pub struct LastMessage {
     pub key: Option<String>,
     /// Broker or producer time, in milliseconds since the Unix epoch.
     pub timestamp_ms: Option<i64>,
-    /// The headers (values as lossy UTF-8).
+    /// The headers (values as lossy UTF-8; `null` for a header without a value).
+    #[schema(value_type = std::collections::BTreeMap<String, Option<String>>)]
     pub headers: serde_json::Map<String, Value>,
     /// The value: its JSON when it is JSON, else its text.
+    #[schema(value_type = utoipa::openapi::schema::Value)]
     pub payload: Value,
 }
 

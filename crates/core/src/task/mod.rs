@@ -50,6 +50,15 @@ pub const MAX_TAG_CHARS: usize = 200;
 /// Build one with [`Task::new`] or [`TaskDraft::into_task`]; both validate. The JSON form is
 /// the value of a message on the events topic, keyed by `task_id`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "task_id": "0d6f5b8e-8a43-4c1e-9a55-3f1f4e2b7c10",
+    "task_name": "Project help",
+    "task_description": "Help the user with their project.",
+    "context": "The user needs help with a project.",
+    "created_at": "2026-11-21T13:27:24.100Z",
+    "source": "task-generator"
+})))]
 pub struct Task {
     /// Unique id; the Kafka message key, and the id results are looked up by.
     pub task_id: Uuid,

@@ -13,6 +13,7 @@ pub const MAX_OUTPUT_CHARS: usize = 200_000;
 
 /// Where a task stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     /// Published; no result yet.
@@ -63,6 +64,7 @@ impl std::str::FromStr for TaskStatus {
 
 /// LLM tokens spent, as the OpenAI API counts them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenUsage {
     /// Tokens in the prompts.
     pub prompt_tokens: u32,
@@ -86,6 +88,7 @@ pub const MAX_INTERRUPT_VALUE_BYTES: usize = 64 * 1024;
 /// Where a run paused for a person (LangGraph's `Interrupt`): the `interrupt` of an
 /// `interrupted` [`TaskResult`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskInterrupt {
     /// Names this pause: a resume may name it, and is refused when the task has since
     /// paused again (strict resume).
@@ -126,6 +129,18 @@ impl TaskInterrupt {
 /// (with `interrupt`: the task waits for a person, and a later result follows); never
 /// `pending`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "task_id": "0d6f5b8e-8a43-4c1e-9a55-3f1f4e2b7c10",
+    "task_name": "Project help",
+    "status": "completed",
+    "result": "1. List the parts of the project. 2. Start with the smallest.",
+    "solver_id": "task-solver-7d9c",
+    "attempts": 1,
+    "started_at": "2026-11-21T13:27:24.300Z",
+    "finished_at": "2026-11-21T13:27:26.900Z",
+    "usage": {"prompt_tokens": 180, "completion_tokens": 300, "total_tokens": 480}
+})))]
 pub struct TaskResult {
     /// The task this answers.
     pub task_id: Uuid,

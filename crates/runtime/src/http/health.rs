@@ -31,15 +31,26 @@ impl std::fmt::Debug for Health {
     }
 }
 
-/// The body of `/health` and `/ready`.
-#[derive(Debug, Serialize)]
+/// The body of `/health` and `/ready`: the fields below, then each service's own
+/// (`model`, `llm_endpoint`, `llm_concurrency`, `stalled_partitions`, …).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "status": "ok", "service": "task-generator", "version": "0.1.0",
+    "broker": {"reachable": true},
+    "topics": {"events": "dev-langgraph-agent-events", "results": "dev-langgraph-task-results",
+               "dead_letter": "dev-langgraph-dead-letter", "progress": "dev-langgraph-task-progress"},
+    "model": "smollm2", "llm_endpoint": "http://127.0.0.1:8080/v1"
+}))]
 pub struct HealthReport {
     /// `ok`, or `degraded` when the broker is unreachable or a readiness check fails
     /// (see [`Health::with_check`]).
+    #[schema(value_type = String, pattern = "^(ok|degraded)$")]
     pub status: &'static str,
     /// The service name.
+    #[schema(value_type = String)]
     pub service: &'static str,
     /// The crate version.
+    #[schema(value_type = String)]
     pub version: &'static str,
     /// The broker's last check.
     pub broker: BrokerStatus,
@@ -47,6 +58,7 @@ pub struct HealthReport {
     pub topics: Topics,
     /// Service-specific facts (model name, consumer group, …).
     #[serde(flatten)]
+    #[schema(ignore)]
     pub details: Value,
 }
 
@@ -127,10 +139,38 @@ pub fn health_routes(health: Health) -> Router {
         .with_state(health)
 }
 
+/// The document of `GET /health`, `GET /ready` and `GET /metrics`, merged into each
+/// service's ([`super::openapi::document`]).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(liveness, readiness, super::metrics::render))]
+pub(super) struct HealthApi;
+
+/// Liveness: always 200, `ok` or `degraded`.
+///
+/// `degraded` when the broker is unreachable or a readiness check fails; never a
+/// secret.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "health",
+    operation_id = "health",
+    responses((status = 200, description = "The service's report", body = HealthReport))
+)]
 async fn liveness(State(health): State<Health>) -> Json<HealthReport> {
     Json(health.report())
 }
 
+/// Readiness: the same report, 503 while `degraded`.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "health",
+    operation_id = "ready",
+    responses(
+        (status = 200, description = "Ready: `status` is `ok`", body = HealthReport),
+        (status = 503, description = "Not ready: `status` is `degraded`, with why", body = HealthReport),
+    )
+)]
 async fn readiness(State(health): State<Health>) -> (StatusCode, Json<HealthReport>) {
     let report = health.report();
     let status = if report.status == "ok" {

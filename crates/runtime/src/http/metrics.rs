@@ -67,6 +67,23 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
 }
 
 /// `GET /metrics`: every metric of the process, in Prometheus' text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    operation_id = "metrics",
+    description = "Every metric of the process in Prometheus' text exposition format 0.0.4: \
+        `http_requests_total{method, route, status}` and the histogram \
+        `http_request_duration_seconds{method, route, status}` (seconds to the answer's head); \
+        `route` is the route's template, `unmatched` for no route.",
+    responses((
+        status = 200,
+        description = "The metrics",
+        content_type = "text/plain; version=0.0.4; charset=utf-8",
+        body = String,
+        example = "http_requests_total{method=\"POST\",route=\"/generate-task\",status=\"200\"} 12\n"
+    ))
+)]
 pub(crate) async fn render() -> Response {
     let body = prometheus()
         .map(PrometheusHandle::render)

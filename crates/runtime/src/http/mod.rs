@@ -24,6 +24,8 @@
 //!   call the routes.
 //! - [`HttpSettings`] (`settings`): the section of the settings the HTTP layer reads.
 //! - [`ApiError`] (`error`), the extractors (`extract`), health routes (`health`).
+//! - [`openapi`]: the service's OpenAPI 3.1 document (`GET /openapi.json`) and Swagger UI
+//!   (`GET /docs`), with the parts every service shares.
 
 mod auth;
 mod cors;
@@ -32,6 +34,7 @@ mod extract;
 mod health;
 mod limits;
 pub mod metrics;
+pub mod openapi;
 mod rate_limit;
 mod server;
 mod settings;

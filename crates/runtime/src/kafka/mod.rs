@@ -39,7 +39,7 @@ pub use watch::{BrokerStatus, BrokerWatch};
 pub const MAX_OWN_RECORD_BYTES: usize = 900 * 1024;
 
 /// The topic names in force (see the README's Kafka contract).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Topics {
     /// Tasks: `KAFKA_TOPIC`, default `{prefix}-langgraph-agent-events`.
     pub events: String,
@@ -88,7 +88,12 @@ impl Topics {
     }
 }
 
-/// Kafka's rule for topic names: 1 to 249 of `[a-zA-Z0-9._-]`, and not `.` or `..`.
+/// Kafka's rule for topic names ([`valid_topic_name`]) as an ECMA-262 regular
+/// expression, for the `pattern` of a topic in an OpenAPI document.
+pub const TOPIC_NAME_PATTERN: &str = r"^(?!\.\.?$)[a-zA-Z0-9._-]{1,249}$";
+
+/// Kafka's rule for topic names: 1 to 249 of `[a-zA-Z0-9._-]`, and not `.` or `..`
+/// ([`TOPIC_NAME_PATTERN`]).
 pub fn valid_topic_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 249

@@ -21,7 +21,8 @@ use super::{CloudEvent, SecurityProtocol};
 use crate::{Error, Result, kafka::KafkaSettings};
 
 /// Where the broker stored a message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"topic": "dev-langgraph-agent-events", "partition": 0, "offset": 3}))]
 pub struct Delivery {
     /// The topic.
     pub topic: String,

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::Producer;
 
 /// The last broker check's outcome.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct BrokerStatus {
     /// The broker answered a metadata request at the last check.
     pub reachable: bool,

@@ -52,18 +52,32 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// One task as the view sees it: the body of `GET /task-result/{task_id}`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[schema(example = json!({
+    "task_id": "0d6f5b8e-8a43-4c1e-9a55-3f1f4e2b7c10", "status": "completed",
+    "task": {"task_id": "0d6f5b8e-8a43-4c1e-9a55-3f1f4e2b7c10", "task_name": "Project help",
+             "task_description": "Help the user with their project.", "context": "",
+             "created_at": "2026-11-21T13:27:24.100Z", "source": "task-generator"},
+    "result": {"task_id": "0d6f5b8e-8a43-4c1e-9a55-3f1f4e2b7c10", "task_name": "Project help",
+               "status": "completed", "result": "1. List the parts of the project.",
+               "solver_id": "task-solver-7d9c", "attempts": 1,
+               "started_at": "2026-11-21T13:27:24.300Z", "finished_at": "2026-11-21T13:27:26.900Z",
+               "usage": {"prompt_tokens": 180, "completion_tokens": 300, "total_tokens": 480}},
+    "created_at": "2026-11-21T13:27:24.100Z"
+}))]
 pub struct TaskView {
     /// The task id.
     pub task_id: Uuid,
     /// `pending`, `completed`, `failed` or `interrupted` (waiting for a person).
     pub status: TaskStatus,
     /// The task, when its event was seen; `null` for a result whose task the view has
-    /// not seen.
+    /// not seen. Always present.
+    #[schema(value_type = Option<Task>, required = true)]
     pub task: Option<StoredJson<Task>>,
-    /// The result, once it arrived; its `status` is the view's
-    /// [`status`](Self::status).
+    /// The result, once it arrived; its `status` is the view's `status`. Absent (never
+    /// `null`) until then.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = TaskResult, required = false)]
     pub result: Option<StoredJson<TaskResult>>,
     /// When the view first learnt of the task (its `created_at` when known, else the
     /// result's `started_at`).
@@ -252,12 +266,29 @@ impl fmt::Display for Cursor {
     }
 }
 
+/// What a [`Cursor`] looks like, as an ECMA-262 regular expression (the OpenAPI
+/// document's `pattern` of `cursor`): 1 to 19 digits of nanoseconds (as many as an `i64`
+/// always holds), a `.`, the task id as 32 hex digits. [`Cursor::from_str`] takes exactly
+/// the texts it matches.
+pub const CURSOR_PATTERN: &str = r"^(?:[0-9]{1,18}|[0-8][0-9]{18})\.[0-9a-fA-F]{32}$";
+
 impl FromStr for Cursor {
     type Err = StoreError;
 
+    /// Reads a cursor as [`Cursor`]'s `Display` writes it; any text
+    /// [`CURSOR_PATTERN`] does not match is [`StoreError::BadCursor`].
     fn from_str(text: &str) -> Result<Self, StoreError> {
         let bad = || StoreError::BadCursor;
         let (at, id) = text.split_once('.').ok_or_else(bad)?;
+        let nanos = match at.len() {
+            1..=18 => true,
+            19 => at.as_bytes()[0] <= b'8',
+            _ => false,
+        } && at.bytes().all(|b| b.is_ascii_digit());
+        let hex = id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit());
+        if !(nanos && hex) {
+            return Err(bad());
+        }
         Ok(Self {
             created_at_ns: at.parse().map_err(|_| bad())?,
             task_id: Uuid::try_parse(id).map_err(|_| bad())?,

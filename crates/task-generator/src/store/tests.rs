@@ -354,7 +354,31 @@ fn a_cursor_reads_back_as_written_and_anything_else_is_refused() {
         cursor.to_string().parse::<Cursor>().expect("parses"),
         cursor
     );
-    for bad in ["", "12", "x.y", "12.not-a-uuid", "1.2.3"] {
+    let id = "0d6f5b8e8a434c1e9a553f1f4e2b7c10";
+    for good in [
+        format!("0.{id}"),
+        format!("899999999999999999.{}", id.to_uppercase()),
+        format!("8999999999999999999.{id}"),
+    ] {
+        assert!(good.parse::<Cursor>().is_ok(), "{good:?} refused");
+    }
+    // What the document's pattern refuses, the view refuses too: other forms of the id,
+    // signs, more digits than an i64 always holds.
+    for bad in [
+        "",
+        "12",
+        "x.y",
+        "12.not-a-uuid",
+        "1.2.3",
+        &format!(".{id}"),
+        &format!("+1.{id}"),
+        &format!("-1.{id}"),
+        &format!("9000000000000000000.{id}"),
+        &format!("12345678901234567890.{id}"),
+        "1.0d6f5b8e-8a43-4c1e-9a55-3f1f4e2b7c10",
+        &format!("1.{{{id}}}"),
+        &format!("1.{id}0"),
+    ] {
         assert!(bad.parse::<Cursor>().is_err(), "{bad:?} parsed");
     }
 }
