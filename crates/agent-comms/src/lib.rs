@@ -8,7 +8,7 @@
 //! - [`routes`]: `POST /send_event` (publish any JSON to a topic; 413 over the
 //!   producer's record limit) and `GET /last_message` (the newest message of a topic,
 //!   from memory), plus `/health` and `/ready`.
-//! - [`openapi`]: the service's OpenAPI 3.1 document (`GET /openapi.json`, Swagger UI
+//! - [`routes::openapi`]: the service's OpenAPI 3.1 document (`GET /openapi.json`, Swagger UI
 //!   at `GET /docs`).
 //! - [`policy`]: [`TopicPolicy`](policy::TopicPolicy) — `COMMS_PUBLISH_TOPICS` and
 //!   `COMMS_READ_TOPICS`; internal and dead-letter topics never; a refusal is a 403.
@@ -22,7 +22,6 @@
 //!     records, stops with the service.
 
 pub mod last_message;
-pub mod openapi;
 pub mod policy;
 pub mod routes;
 pub mod startup;

@@ -14,6 +14,8 @@
 //!   for a bad topic name; 503 when the topic is not loaded within 5 s (broker
 //!   unreachable) or the view already follows its 64 topics and this is not one.
 
+pub mod openapi;
+
 use std::time::Duration;
 
 use agent_runtime::{
@@ -78,7 +80,7 @@ pub fn router(state: AppState, health: Health) -> Router {
         .with_state(state.clone())
         .merge(http::rate_limited(posts, state.rate_limit));
     let api = http::require_api_key(api, api_keys, SERVICE);
-    let open = health_routes(health).merge(http::openapi::routes(crate::openapi::document()));
+    let open = health_routes(health).merge(http::openapi::routes(openapi::document()));
     http::with_common_layers(api.merge(open), Duration::from_secs(60), cors)
 }
 
@@ -88,7 +90,7 @@ pub fn router(state: AppState, health: Health) -> Router {
 #[schema(example = json!({"payload": {"task_name": "Summarize notes", "task_description": "Summarize the meeting notes.", "context": "…"}, "key": "notes-1"}))]
 pub(crate) struct SendEvent {
     /// The record's value: any JSON but `null`.
-    #[schema(schema_with = crate::openapi::any_but_null, required = true)]
+    #[schema(schema_with = openapi::any_but_null, required = true)]
     payload: Option<Value>,
     /// The topic (default: the events topic); a valid Kafka topic name in
     /// `COMMS_PUBLISH_TOPICS`, else 403.

@@ -8,7 +8,7 @@
 //! - [`routes`]: `POST /generate-task`, `GET /task-results`, `GET /task-result/{task_id}`,
 //!   `GET /task-result/{task_id}/stream`, `POST /task-result/{task_id}/resume`, plus
 //!   `/health` and `/ready`.
-//! - [`openapi`]: the service's OpenAPI 3.1 document (`GET /openapi.json`, Swagger UI
+//! - [`routes::openapi`]: the service's OpenAPI 3.1 document (`GET /openapi.json`, Swagger UI
 //!   at `GET /docs`) and the schemas of the request bodies.
 //! - [`resume`]: resuming a task paused for review — the body, the check that the task
 //!   waits at the pause answered, the resume published on the events topic.
@@ -27,7 +27,6 @@
 
 pub mod deadline;
 pub mod generation;
-pub mod openapi;
 pub mod reader;
 pub mod resume;
 pub mod routes;

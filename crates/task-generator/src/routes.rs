@@ -27,6 +27,8 @@
 //!   is not `interrupted` or `interrupt_id` is not its current pause, 503 when the broker
 //!   does not acknowledge in time.
 
+pub mod openapi;
+
 use std::{sync::Arc, time::Duration};
 
 use agent_core::{
@@ -121,7 +123,7 @@ pub fn router(state: AppState, health: Health, request_timeout: Duration) -> Rou
         .with_state(state.clone())
         .merge(http::rate_limited(posts, state.rate_limit));
     let api = http::require_api_key(api, api_keys, crate::SERVICE);
-    let open = health_routes(health).merge(http::openapi::routes(crate::openapi::document()));
+    let open = health_routes(health).merge(http::openapi::routes(openapi::document()));
     http::with_common_layers(api.merge(open), request_timeout, cors)
 }
 
@@ -140,7 +142,7 @@ pub fn router(state: AppState, health: Health, request_timeout: Duration) -> Rou
     operation_id = "generate_task",
     security(("api_key" = [])),
     request_body(
-        content = crate::openapi::GenerateTask,
+        content = openapi::GenerateTask,
         content_type = "application/json",
         example = json!({"conversation_history": "User: I need help with my project"})
     ),
@@ -148,7 +150,7 @@ pub fn router(state: AppState, health: Health, request_timeout: Duration) -> Rou
         (status = 200, description = "The task, stored on the events topic",
          content(
             (Accepted = "application/json"),
-            (crate::openapi::GenerationEvent = "text/event-stream")
+            (openapi::GenerationEvent = "text/event-stream")
          )),
         (status = 400, description = "The body is not JSON", body = http::openapi::ErrorBody),
         (status = 413, description = "The body is over 1 MiB", body = http::openapi::ErrorBody),
@@ -538,7 +540,7 @@ async fn view_of(state: &AppState, id: Uuid) -> Result<TaskView, ApiError> {
     security(("api_key" = [])),
     params(("task_id" = uuid::Uuid, Path, description = "The task's id")),
     request_body(
-        content = crate::openapi::ResumeTask,
+        content = openapi::ResumeTask,
         content_type = "application/json",
         example = json!({"interrupt_id": "1:review:0#0", "resume": {"approved": false, "feedback": "Add a step to write tests first."}})
     ),
@@ -618,7 +620,7 @@ pub(crate) struct StreamQuery {
     ),
     responses(
         (status = 200, description = "The stream, up to the `result` event",
-         content_type = "text/event-stream", body = crate::openapi::TaskEvent),
+         content_type = "text/event-stream", body = openapi::TaskEvent),
         (status = 204, description = "The stream already ended with its result (`Last-Event-ID` of the `result` event)"),
         (status = 400, description = "`task_id` is not a UUID, or a `Last-Event-ID` this service did not give", body = http::openapi::ErrorBody),
         (status = 404, description = "No such task", body = http::openapi::ErrorBody),

@@ -9,7 +9,7 @@ use utoipa::{
     openapi::{self, ObjectBuilder, RefOr, Schema, Type, schema::SchemaType},
 };
 
-use crate::routes::{__path_last_message, __path_send_event};
+use super::{__path_last_message, __path_send_event};
 
 /// The routes of agent-comms, without what [`shared::document`] adds.
 #[derive(OpenApi)]
