@@ -182,9 +182,16 @@ async fn idle_kept_alive_connections_are_closed_after_the_keep_alive_timeout() {
         "600 idle kept-alive connections: closed {first:?} to {last:?} after their answer \
          (keep-alive timeout {KEEP_ALIVE_TIMEOUT:?})"
     );
-    // Not at the (shorter) header-read timeout: idle is not a head being sent.
+    // Not at the (shorter, 2 s) header-read timeout: idle is not a head being sent. The
+    // client's clock starts once it has read the answer, later than the server's under
+    // load (2.77 s was seen on a busy machine), hence half a second of slack, still well
+    // clear of the header-read timeout.
     assert!(
-        first >= KEEP_ALIVE_TIMEOUT - Duration::from_millis(200),
+        first >= KEEP_ALIVE_TIMEOUT - Duration::from_millis(500),
+        "{first:?}"
+    );
+    assert!(
+        first > HEADER_READ_TIMEOUT + Duration::from_millis(250),
         "{first:?}"
     );
     assert!(
