@@ -174,7 +174,8 @@ async fn a_failing_handler_comes_back_as_its_error_well_under_the_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_nobody_answers_times_out_at_its_timeout() {
+async fn a_request_nobody_answers_times_out_at_its_timeout_and_one_waiting_at_shutdown_ends_closed()
+{
     let broker = Broker::start();
     let caller = runtime(&broker, "caller").await;
     for timeout in [Duration::from_secs(2), Duration::from_secs(3)] {
@@ -194,6 +195,26 @@ async fn a_request_nobody_answers_times_out_at_its_timeout() {
         );
     }
     assert_eq!(caller.pending(), 0, "the timed-out requests are forgotten");
+
+    // A request waiting when the runtime shuts down ends at once, and so does one after.
+    let waiting = {
+        let caller = caller.clone();
+        tokio::spawn(async move {
+            caller
+                .send_message("nobody", &json!({}), Duration::from_secs(60))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    caller.shutdown().await;
+    let ended = waiting.await.expect("joined");
+    assert!(matches!(ended, Err(SendError::Closed)), "{ended:?}");
+    let after = caller
+        .send_message("nobody", &json!({}), Duration::from_secs(60))
+        .await;
+    assert!(matches!(after, Err(SendError::Closed)), "{after:?}");
+    assert!(started.elapsed() < Duration::from_secs(15));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

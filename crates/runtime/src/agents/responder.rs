@@ -200,3 +200,89 @@ impl Responder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::message::Timestamp;
+
+    use super::*;
+    use crate::kafka::{KafkaSettings, headers::header_str};
+
+    fn responder(handler: BoxedHandler) -> Responder {
+        Responder {
+            agent_type: "test".into(),
+            instance_id: "test-1".into(),
+            service: "agent".into(),
+            handler,
+            // Never contacted: these tests produce nothing.
+            producer: Producer::new(&KafkaSettings::for_brokers("127.0.0.1:9"), "test")
+                .expect("producer"),
+            replies: ReplyTopic {
+                name: "dev-agent-replies".into(),
+                partitions: 3,
+            },
+            requests: true,
+            handler_timeout: Duration::from_millis(100),
+        }
+    }
+
+    fn incoming() -> Incoming {
+        Incoming {
+            value: Value::Null,
+            correlation_id: "c-1".into(),
+            sender: None,
+            trace: None,
+            reply_to: None,
+            deadline: None,
+        }
+    }
+
+    #[test]
+    fn a_reply_over_the_record_limit_becomes_the_error_reply_too_large() {
+        let responder = responder(Arc::new(|_| Box::pin(async { Ok(Value::Null) })));
+        let big = Value::String("x".repeat(MAX_OWN_RECORD_BYTES));
+        let (event_type, payload, headers) = responder.reply_record(&incoming(), Ok(big));
+        assert_eq!(event_type, AGENT_ERROR);
+        let error: AgentError = serde_json::from_slice(&payload).expect("an error body");
+        assert_eq!(error.code, "reply_too_large");
+        assert_eq!(header_str(Some(&headers), "ce_type"), Some(AGENT_ERROR));
+        assert_eq!(
+            header_str(Some(&headers), "agent_correlation_id"),
+            Some("c-1")
+        );
+        assert!(Producer::record_size(Some(b"c-1"), &payload, &headers) < 2048);
+
+        let (event_type, payload, _) =
+            responder.reply_record(&incoming(), Ok(serde_json::json!({"ok": true})));
+        assert_eq!(event_type, AGENT_REPLY);
+        assert_eq!(payload, br#"{"ok":true}"#);
+    }
+
+    #[tokio::test]
+    async fn a_handler_past_its_time_is_stopped_and_answers_handler_timeout() {
+        let responder = responder(Arc::new(|_| {
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok(Value::Null)
+            })
+        }));
+        let message = OwnedMessage::new(
+            Some(b"null".to_vec()),
+            None,
+            "t".into(),
+            Timestamp::NotAvailable,
+            0,
+            0,
+            None,
+        );
+        let started = std::time::Instant::now();
+        let answer = responder
+            .run_handler(&message, &incoming(), Duration::from_millis(50))
+            .await;
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(
+            answer.expect_err("stopped").code,
+            "handler_timeout".to_owned()
+        );
+    }
+}
