@@ -116,6 +116,8 @@ impl AgentRuntime {
         // read, whenever the reader starts fetching. (An end looked up late only means
         // older records read and dropped.)
         let (_, end) = lookup.bounds(partition).await?;
+        // Destroying a librdkafka client blocks: not on the async workers.
+        tokio::task::spawn_blocking(move || drop(lookup));
         let reader = TopicReader::open_partition(
             settings,
             &reply_topic,
