@@ -25,11 +25,15 @@
 //!   [`PostgresSaver`](checkpoint::PostgresSaver) in PostgreSQL (sqlx, migrations in
 //!   `migrations/sqlite` and `migrations/postgres`, state stored as content-addressed
 //!   blobs so unchanged fields are not copied at every superstep).
+//! - [`agents`]: the agent runtime over Kafka — [`AgentRuntime`](agents::AgentRuntime)
+//!   with `register`, `subscribe`, `send_message` (request/reply on a shared reply topic,
+//!   a partition per caller), `publish_message` and `scatter_gather`.
 //! - [`redact`]: removes every configured secret (and any URL's userinfo) from text
 //!   before it reaches a log line, an HTTP answer, a result or the dead-letter topic.
 //! - [`shutdown`]: one `CancellationToken` fired by SIGTERM or Ctrl-C.
 //! - `error`: the crate's [`Error`] and [`Result`].
 
+pub mod agents;
 pub mod checkpoint;
 pub mod config;
 mod error;

@@ -19,6 +19,16 @@ pub const TASK_FINISHED: &str = "io.langgraph-kafka.task.finished";
 pub const TASK_RESUMED: &str = "io.langgraph-kafka.task.resumed";
 /// CloudEvents `type` of a payload published through agent-comms.
 pub const EVENT_PUBLISHED: &str = "io.langgraph-kafka.event.published";
+/// CloudEvents `type` of a request to an agent ([`crate::agents`]): `send_message` to
+/// one agent type, or a `scatter_gather` broadcast; it names where to reply.
+pub const AGENT_REQUEST: &str = "io.langgraph-kafka.agent.request";
+/// CloudEvents `type` of an agent's reply to a request: the handler's JSON value.
+pub const AGENT_REPLY: &str = "io.langgraph-kafka.agent.reply";
+/// CloudEvents `type` of an agent's error reply to a request: `{"code", "message"}`.
+pub const AGENT_ERROR: &str = "io.langgraph-kafka.agent.error";
+/// CloudEvents `type` of a message broadcast by `publish_message` to every agent type
+/// subscribed to its topic; nobody replies.
+pub const AGENT_MESSAGE: &str = "io.langgraph-kafka.agent.message";
 
 /// The CloudEvents attributes of one message, plus its trace context.
 #[derive(Debug, Clone, PartialEq, Eq)]

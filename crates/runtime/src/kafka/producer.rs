@@ -196,6 +196,36 @@ impl Producer {
         payload: &[u8],
         headers: OwnedHeaders,
     ) -> Result<Delivery> {
+        self.send_record(topic, None, key, payload, headers).await
+    }
+
+    /// As [`Producer::send_bytes`], to `partition` of `topic` rather than the one the key
+    /// hashes to: a reply to the partition its caller reads
+    /// ([`crate::agents`]).
+    ///
+    /// # Errors
+    /// As [`Producer::send_bytes`]; a partition the topic does not have fails with
+    /// [`Error::Kafka`] once the produce timeout has passed, so callers check it first.
+    pub async fn send_to_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: Option<&str>,
+        payload: &[u8],
+        headers: OwnedHeaders,
+    ) -> Result<Delivery> {
+        self.send_record(topic, Some(partition), key, payload, headers)
+            .await
+    }
+
+    async fn send_record(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&str>,
+        payload: &[u8],
+        headers: OwnedHeaders,
+    ) -> Result<Delivery> {
         let bytes = Self::record_size(key.map(str::as_bytes), payload, &headers);
         if bytes > Self::MAX_RECORD_BYTES {
             return Err(Error::RecordTooLarge {
@@ -204,9 +234,12 @@ impl Producer {
             });
         }
         let record = || {
-            let record = FutureRecord::to(topic)
+            let mut record = FutureRecord::to(topic)
                 .payload(payload)
                 .headers(headers.clone());
+            if let Some(partition) = partition {
+                record = record.partition(partition);
+            }
             match key {
                 Some(key) => record.key(key),
                 None => record,

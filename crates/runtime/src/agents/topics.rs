@@ -1,0 +1,50 @@
+//! The agent runtime's topic and consumer-group names.
+
+/// The longest agent type, in bytes: its request topic stays a valid topic name.
+pub const MAX_AGENT_TYPE_BYTES: usize = 100;
+
+/// The reply topic every instance shares: `{prefix}-agent-replies` (`agent-replies`
+/// without a prefix).
+pub fn reply_topic(prefix: &str) -> String {
+    named(prefix, "agent-replies")
+}
+
+/// The request topic of `agent_type`: `{prefix}-agent-requests-{agent_type}`.
+pub fn request_topic(prefix: &str, agent_type: &str) -> String {
+    named(prefix, &format!("agent-requests-{agent_type}"))
+}
+
+/// The consumer group of `agent_type`'s instances on its request topic:
+/// `agent.{agent_type}`.
+pub fn consumer_group(agent_type: &str) -> String {
+    format!("agent.{agent_type}")
+}
+
+/// The consumer group of `agent_type`'s instances on a subscribed `topic`:
+/// `agent.{agent_type}+{topic}` (`+` is in neither name, so two pairs never share a
+/// group).
+pub fn subscription_group(agent_type: &str, topic: &str) -> String {
+    format!("agent.{agent_type}+{topic}")
+}
+
+fn named(prefix: &str, suffix: &str) -> String {
+    if prefix.is_empty() {
+        suffix.to_owned()
+    } else {
+        format!("{prefix}-{suffix}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_prefix() {
+        assert_eq!(reply_topic("dev"), "dev-agent-replies");
+        assert_eq!(reply_topic(""), "agent-replies");
+        assert_eq!(request_topic("dev", "echo"), "dev-agent-requests-echo");
+        assert_eq!(consumer_group("echo"), "agent.echo");
+        assert_eq!(subscription_group("echo", "news"), "agent.echo+news");
+    }
+}
