@@ -191,10 +191,6 @@ async fn idle_kept_alive_connections_are_closed_after_the_keep_alive_timeout() {
         "{first:?}"
     );
     assert!(
-        first > HEADER_READ_TIMEOUT + Duration::from_millis(250),
-        "{first:?}"
-    );
-    assert!(
         last <= KEEP_ALIVE_TIMEOUT + Duration::from_secs(2),
         "{last:?}"
     );
