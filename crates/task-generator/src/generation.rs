@@ -229,10 +229,11 @@ impl Accepted {
 pub fn graph(deps: Deps) -> Result<CompiledGraph<GenerationState>, GraphError> {
     let deps = Arc::new(deps);
     let mut g = StateGraph::new();
-    let d = Arc::clone(&deps);
+    // The client of the draft node: its requests are labelled `draft`.
+    let llm = Arc::new(deps.llm.for_node("draft"));
     g.add_node("draft", move |s: GenerationState, _ctx: RunContext| {
-        let d = Arc::clone(&d);
-        async move { draft(&d.llm, &s).await }
+        let llm = Arc::clone(&llm);
+        async move { draft(&llm, &s).await }
     });
     g.add_node(
         "validate",
@@ -395,7 +396,6 @@ async fn draft(llm: &LlmClient, s: &GenerationState) -> Result<GenerationUpdate,
         )));
     }
     match llm
-        .for_node("draft")
         .structured(&messages, "task", llm_task_schema(), DRAFT_MAX_TOKENS)
         .await
     {

@@ -222,30 +222,33 @@ fn collect_refs(value: &serde_json::Value, refs: &mut Vec<String>) {
     }
 }
 
-/// Checks that the file at `path` (under `docs/openapi/`) is `document`, as
-/// [`to_pretty_json`] writes it, and that `document` has no [`problems`]. With
-/// `UPDATE_OPENAPI=1` in the environment, writes the file instead. For each service's
-/// drift test; `package` names it in the message.
+/// Checks that `docs/openapi/{service}.json` (from the repository's root) is
+/// `document`, as [`to_pretty_json`] writes it, and that `document` has no
+/// [`problems`]. With `UPDATE_OPENAPI=1` in the environment, writes the file instead.
+/// For each service's drift test; `service` is also its package, named in the messages.
 ///
 /// # Panics
 /// When the file differs or is missing (the message says how to regenerate it), when it
 /// cannot be written, or when the document has problems.
-pub fn check_committed(path: &std::path::Path, document: &openapi::OpenApi, package: &str) {
+pub fn check_committed(service: &str, document: &openapi::OpenApi) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs/openapi")
+        .join(format!("{service}.json"));
     let text = to_pretty_json(document);
     let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     let problems = problems(&value);
     assert!(
         problems.is_empty(),
-        "the OpenAPI document of {package} is not valid: {problems:#?}"
+        "the OpenAPI document of {service} is not valid: {problems:#?}"
     );
     if std::env::var_os("UPDATE_OPENAPI").is_some_and(|v| v == "1") {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).unwrap_or_else(|err| panic!("{}: {err}", dir.display()));
         }
-        std::fs::write(path, &text).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        std::fs::write(&path, &text).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
         return;
     }
-    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
     if committed != text {
         let line = committed
             .lines()
@@ -256,9 +259,9 @@ pub fn check_committed(path: &std::path::Path, document: &openapi::OpenApi, pack
                 |i| i + 1,
             );
         panic!(
-            "{} is not the OpenAPI document the code of {package} generates (first \
+            "{} is not the OpenAPI document the code of {service} generates (first \
              difference at line {line}); regenerate it with \
-             `UPDATE_OPENAPI=1 cargo test -p {package} openapi` and commit it",
+             `UPDATE_OPENAPI=1 cargo test -p {service} openapi` and commit it",
             path.display()
         );
     }
