@@ -33,7 +33,28 @@ pub fn service_binary(service: &'static str) -> PathBuf {
     }
     let path = {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
+        let mut command = Command::new(cargo);
+        // The variables cargo sets for a test (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, …)
+        // are not the build's: a build script that watches one (ring's watches
+        // `CARGO_MANIFEST_DIR`) would see it change, and this build and the next outer
+        // one would each rebuild half the dependency tree.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("CARGO_PKG_")
+                || [
+                    "CARGO_MANIFEST_DIR",
+                    "CARGO_MANIFEST_PATH",
+                    "CARGO_CRATE_NAME",
+                    "CARGO_BIN_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                ]
+                .contains(&name.as_ref())
+            {
+                command.env_remove(name.as_ref());
+            }
+        }
+        let status = command
             .args([
                 "build", "--quiet", "--locked", "-p", service, "--bin", service,
             ])

@@ -9,9 +9,11 @@
 //! - `COMMS_READ_TOPICS` (default: the events and results topics) lists those
 //!   `GET /last_message` may read;
 //! - Kafka's internal topics (`__*`) and the dead-letter topic are refused whatever the
-//!   lists say (a list naming one is a configuration error).
+//!   lists say (a list naming one is a configuration error);
+//! - `COMMS_REQUEST_AGENTS` (default: `task-solver`) lists the agent types
+//!   `POST /request` may ask ([`agent_runtime::agents`]).
 //!
-//! A refused topic is a 403 naming the setting. The listed topics are created at
+//! A refused topic or agent type is a 403 naming the setting. The listed topics are created at
 //! start-up, like the service topics; no client creates a topic
 //! (`allow.auto.create.topics=false` on every client).
 
@@ -27,16 +29,20 @@ use agent_runtime::{
 pub struct TopicPolicy {
     publish: Vec<String>,
     read: Vec<String>,
+    request: Vec<String>,
     dead_letter: String,
 }
 
+/// The agent types `POST /request` may ask when `COMMS_REQUEST_AGENTS` is unset.
+pub const DEFAULT_REQUEST_AGENTS: &[&str] = &["task-solver"];
+
 impl TopicPolicy {
-    /// The policy of `settings`: `COMMS_PUBLISH_TOPICS` and `COMMS_READ_TOPICS`, or their
-    /// defaults made of the service `topics`.
+    /// The policy of `settings`: `COMMS_PUBLISH_TOPICS`, `COMMS_READ_TOPICS` and
+    /// `COMMS_REQUEST_AGENTS`, or their defaults (made of the service `topics`).
     ///
     /// # Errors
     /// [`Error::Config`] naming the setting when a name is not a valid topic name, or is
-    /// an internal or the dead-letter topic.
+    /// an internal or the dead-letter topic, or is not a valid agent type.
     pub fn from_settings(settings: &CommsSettings, topics: &Topics) -> Result<Self> {
         let publish = list(
             "COMMS_PUBLISH_TOPICS",
@@ -50,9 +56,11 @@ impl TopicPolicy {
             vec![topics.events.clone(), topics.results.clone()],
             topics,
         )?;
+        let request = agent_types(settings.request_agents.as_deref())?;
         Ok(Self {
             publish,
             read,
+            request,
             dead_letter: topics.dead_letter.clone(),
         })
     }
@@ -94,6 +102,26 @@ impl TopicPolicy {
         self.check(topic, &self.read, "COMMS_READ_TOPICS", "read")
     }
 
+    /// The agent types `POST /request` may ask.
+    pub fn request_agents(&self) -> &[String] {
+        &self.request
+    }
+
+    /// Whether `agent_type` may be asked by `POST /request`.
+    ///
+    /// # Errors
+    /// [`ApiError::Forbidden`] naming `COMMS_REQUEST_AGENTS`.
+    pub fn check_request(&self, agent_type: &str) -> std::result::Result<(), ApiError> {
+        if self.request.iter().any(|t| t == agent_type) {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden(format!(
+            "agent type {agent_type} is not in COMMS_REQUEST_AGENTS, the agent types \
+             agent-comms may ask: {}",
+            self.request.join(", ")
+        )))
+    }
+
     fn check(
         &self,
         topic: &str,
@@ -119,6 +147,34 @@ impl TopicPolicy {
             allowed.join(", ")
         )))
     }
+}
+
+/// The agent types of `COMMS_REQUEST_AGENTS` (`value`), or [`DEFAULT_REQUEST_AGENTS`];
+/// each a valid agent type (1 to 100 of `a-z A-Z 0-9 . _ -`).
+fn agent_types(value: Option<&str>) -> Result<Vec<String>> {
+    let Some(value) = value else {
+        return Ok(DEFAULT_REQUEST_AGENTS
+            .iter()
+            .map(|&t| t.to_owned())
+            .collect());
+    };
+    let mut types: Vec<String> = Vec::new();
+    for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let valid = name.len() <= agent_runtime::agents::topics::MAX_AGENT_TYPE_BYTES
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !valid {
+            return Err(Error::Config(format!(
+                "COMMS_REQUEST_AGENTS: {name:?} is not a valid agent type (1 to {} of a-z, A-Z, 0-9, '.', '_', '-')",
+                agent_runtime::agents::topics::MAX_AGENT_TYPE_BYTES
+            )));
+        }
+        if !types.iter().any(|t| t == name) {
+            types.push(name.to_owned());
+        }
+    }
+    Ok(types)
 }
 
 /// The comma-separated `value` of `setting`, or `default`; each name checked.
@@ -187,6 +243,23 @@ mod tests {
             .expect_err("refused")
             .to_string();
         assert!(err.contains("COMMS_READ_TOPICS"), "{err}");
+    }
+
+    #[test]
+    fn clients_ask_the_listed_agent_types_only() {
+        let policy = policy_of(&[]).expect("policy");
+        assert_eq!(policy.request_agents(), ["task-solver"]);
+        assert!(policy.check_request("task-solver").is_ok());
+        let err = policy.check_request("billing").expect_err("refused");
+        assert_eq!(err.status(), 403);
+        assert!(err.to_string().contains("COMMS_REQUEST_AGENTS"));
+        let policy = policy_of(&[("COMMS_REQUEST_AGENTS", "echo, reviewer,echo")]).expect("policy");
+        assert_eq!(policy.request_agents(), ["echo", "reviewer"]);
+        assert!(policy.check_request("task-solver").is_err());
+        let err = policy_of(&[("COMMS_REQUEST_AGENTS", "no spaces")])
+            .expect_err("invalid")
+            .to_string();
+        assert!(err.contains("COMMS_REQUEST_AGENTS"), "{err}");
     }
 
     #[test]

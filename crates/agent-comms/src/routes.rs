@@ -13,7 +13,9 @@
 //!   is any or when the topic does not exist; 400
 //!   for a bad topic name; 503 when the topic is not loaded within 5 s (broker
 //!   unreachable) or the view already follows its 64 topics and this is not one.
+//! - `POST /request` and `GET /agents`: agents over HTTP, see [`agents`].
 
+pub mod agents;
 pub mod openapi;
 
 use std::time::Duration;
@@ -50,8 +52,10 @@ pub struct AppState {
     pub topics: Topics,
     /// The view of each readable topic's newest record.
     pub last_messages: LastMessages,
-    /// Which topics clients may publish to and read.
+    /// Which topics clients may publish to and read, and which agent types they may ask.
     pub policy: TopicPolicy,
+    /// The agent runtime of `POST /request` and `GET /agents`.
+    pub agents: agents::Agents,
     /// The accepted API keys (`API_KEYS`); `None` leaves the routes open.
     pub api_keys: Option<http::ApiKeys>,
     /// The per-client limit on `POST /send_event`; `None`: unlimited.
@@ -74,6 +78,9 @@ pub fn router(state: AppState, health: Health) -> Router {
     let cors = state.cors.clone();
     let posts = Router::new()
         .route("/send_event", post(send_event))
+        .route("/request", post(agents::request))
+        // Each listing is a broadcast every instance answers: limited like a POST.
+        .route("/agents", get(agents::agents))
         .with_state(state.clone());
     let api = Router::new()
         .route("/last_message", get(last_message))
@@ -81,7 +88,9 @@ pub fn router(state: AppState, health: Health) -> Router {
         .merge(http::rate_limited(posts, state.rate_limit));
     let api = http::require_api_key(api, api_keys, SERVICE);
     let open = health_routes(health).merge(http::openapi::routes(openapi::document()));
-    http::with_common_layers(api.merge(open), Duration::from_secs(60), cors)
+    // Above the longest wait of `POST /request`.
+    let timeout = Duration::from_millis(agents::MAX_REQUEST_TIMEOUT_MS) + Duration::from_secs(5);
+    http::with_common_layers(api.merge(open), timeout, cors)
 }
 
 /// The body of `POST /send_event`.

@@ -4,6 +4,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use agent_runtime::{
     Result,
+    agents::{AgentDescription, AgentRuntime, RuntimeOptions},
     config::Settings,
     http::{self, Health},
     kafka::{self, BrokerWatch, Producer},
@@ -16,7 +17,7 @@ use crate::{
     DEFAULT_PORT, SERVICE,
     last_message::{Follower, LastMessages, ViewOptions},
     policy::TopicPolicy,
-    routes::{self, AppState},
+    routes::{self, AppState, agents::Agents},
 };
 
 /// A built agent-comms: its port is bound, nothing runs until
@@ -29,6 +30,7 @@ pub struct App {
     watch_stop: CancellationToken,
     follower: Follower,
     policy: TopicPolicy,
+    agents: Agents,
 }
 
 impl std::fmt::Debug for App {
@@ -60,8 +62,10 @@ impl App {
                 ..ViewOptions::new(policy.read_topics().to_vec())
             },
         )?;
+        let agents = Agents::default();
         let router = routes::router(
             AppState {
+                agents: agents.clone(),
                 producer: producer.clone(),
                 topics,
                 last_messages,
@@ -85,6 +89,7 @@ impl App {
             watch_stop,
             follower,
             policy,
+            agents,
         })
     }
 
@@ -124,6 +129,11 @@ impl App {
             })
         };
         let follower = tokio::spawn(self.follower.run(shutdown.clone()));
+        let agents = tokio::spawn(serve_agents(
+            self.settings.clone(),
+            self.agents.clone(),
+            shutdown.clone(),
+        ));
         http::serve(
             self.listener,
             self.router,
@@ -139,9 +149,55 @@ impl App {
         {
             tracing::warn!("the topic view did not stop within 1 s");
         }
+        if let Err(err) = agents.await {
+            tracing::error!(error = %err, "agent runtime failed");
+        }
         self.watch_stop.cancel();
         self.producer.flush(Duration::from_secs(5));
         tracing::info!("agent-comms stopped");
         Ok(())
     }
+}
+
+/// Runs agent-comms' agent runtime until `shutdown` fires: starts it (trying again while
+/// the broker does not answer), hands it to the routes and answers `describe` as agent
+/// type `agent-comms` (`in_flight`: requests waiting for replies; `concurrency`: the
+/// most that may wait). Logs, rather than returns, what stops it.
+async fn serve_agents(settings: Settings, agents: Agents, shutdown: CancellationToken) {
+    let options = RuntimeOptions {
+        service: SERVICE.to_owned(),
+        ..RuntimeOptions::default()
+    };
+    let instance_id = settings.instance_id(SERVICE);
+    let runtime = match AgentRuntime::start_retrying(
+        &settings.kafka,
+        &instance_id,
+        options,
+        shutdown.clone(),
+    )
+    .await
+    {
+        Ok(Some(runtime)) => runtime,
+        Ok(None) => return,
+        Err(err) => {
+            tracing::error!(error = %err, "agent runtime not started: POST /request and GET /agents answer 503");
+            return;
+        }
+    };
+    agents.set(runtime.clone());
+    let described = runtime.clone();
+    let describe = move || AgentDescription {
+        agent_type: SERVICE.into(),
+        agent_id: String::new(),
+        service: SERVICE.into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        model: None,
+        in_flight: described.pending() as u64,
+        concurrency: described.options().max_pending as u64,
+    };
+    if let Err(err) = runtime.serve_describe(describe).await {
+        tracing::error!(error = %err, "agent runtime: not answering describe");
+    }
+    shutdown.cancelled().await;
+    runtime.shutdown().await;
 }

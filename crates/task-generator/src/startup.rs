@@ -4,6 +4,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use agent_runtime::{
     Result,
+    agents::{AgentDescription, AgentRuntime, RuntimeOptions},
     config::{ResultsStoreKind, Settings},
     http::{self, Health},
     kafka::{self, BrokerWatch, Producer},
@@ -37,6 +38,8 @@ pub struct App {
     catch_up: CatchUp,
     watch_stop: CancellationToken,
     streams_stop: CancellationToken,
+    /// The model client, whose load `describe` reports.
+    llm: LlmClient,
 }
 
 impl std::fmt::Debug for App {
@@ -136,6 +139,7 @@ impl App {
             catch_up,
             watch_stop,
             streams_stop,
+            llm,
         })
     }
 
@@ -163,6 +167,7 @@ impl App {
             catch_up,
             watch_stop,
             streams_stop,
+            llm,
         } = self;
         // Streams end at shutdown (their clients reconnect elsewhere), so that the
         // server's graceful shutdown does not wait on them.
@@ -199,7 +204,8 @@ impl App {
                         .await;
                     }
                 };
-                tokio::join!(reader.run(shutdown.clone()), prune, deadlines);
+                let describe = describe(settings.clone(), llm, shutdown.clone());
+                tokio::join!(reader.run(shutdown.clone()), prune, deadlines, describe);
             })
         };
         http::serve(listener, router, &settings.http.limits, shutdown.clone()).await;
@@ -209,6 +215,53 @@ impl App {
         tracing::info!("task-generator stopped");
         Ok(())
     }
+}
+
+/// Answers `describe` broadcasts ([`agent_runtime::agents`]) as agent type
+/// `task-generator` until `shutdown` fires: `in_flight` is the model requests being made
+/// or waiting, `concurrency` the adaptive limit on them now. Starts its agent runtime
+/// once the broker answers; logs, rather than returns, what stops it.
+async fn describe(settings: Settings, llm: LlmClient, shutdown: CancellationToken) {
+    let options = RuntimeOptions {
+        service: SERVICE.to_owned(),
+        ..RuntimeOptions::default()
+    };
+    let instance_id = settings.instance_id(SERVICE);
+    let runtime = match AgentRuntime::start_retrying(
+        &settings.kafka,
+        &instance_id,
+        options,
+        shutdown.clone(),
+    )
+    .await
+    {
+        Ok(Some(runtime)) => runtime,
+        Ok(None) => return,
+        Err(err) => {
+            tracing::error!(error = %err, "agent runtime not started: no describe");
+            return;
+        }
+    };
+    let model = llm.model().to_owned();
+    let described = runtime
+        .serve_describe(move || {
+            let load = llm.concurrency();
+            AgentDescription {
+                agent_type: SERVICE.into(),
+                agent_id: String::new(),
+                service: SERVICE.into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                model: Some(model.clone()),
+                in_flight: (load.in_flight + load.waiting) as u64,
+                concurrency: load.limit as u64,
+            }
+        })
+        .await;
+    if let Err(err) = described {
+        tracing::error!(error = %err, "agent runtime: not answering describe");
+    }
+    shutdown.cancelled().await;
+    runtime.shutdown().await;
 }
 
 /// The results store `settings` name (`RESULTS_STORE`).

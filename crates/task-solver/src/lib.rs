@@ -4,6 +4,8 @@
 //!
 //! - [`startup`]: [`App::build`](startup::App::build) — health server on port 8002 and the
 //!   consumer loop in group `task-solver`, until the shutdown signal.
+//! - [`agent`]: the solver as an agent over Kafka — type `task-solver` solves a
+//!   requested task and replies with its result; `describe` says who it is.
 //! - [`openapi`]: the service's OpenAPI 3.1 document (`GET /openapi.json`, Swagger UI
 //!   at `GET /docs`): its health routes.
 //! - [`worker`]: [`process`](worker::process), one message's work: parse the task (or send
@@ -18,6 +20,7 @@
 //! - [`seen`]: [`SeenTasks`](seen::SeenTasks) — one task id names one task; a second,
 //!   different body under a known id is dead-lettered.
 
+pub mod agent;
 pub mod openapi;
 pub mod progress;
 pub mod review;

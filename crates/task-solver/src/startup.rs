@@ -8,6 +8,7 @@ use secrecy::ExposeSecret;
 
 use agent_runtime::{
     Result,
+    agents::RuntimeOptions,
     config::{CheckpointerKind, Settings},
     http::{self, Health, health_routes},
     kafka::{self, BrokerWatch, ConsumerOptions, ConsumerProgress, Producer, run_at_least_once},
@@ -18,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    CHECKPOINTS_FILE, CONSUMER_GROUP, DEFAULT_PORT, SERVICE,
+    CHECKPOINTS_FILE, CONSUMER_GROUP, DEFAULT_PORT, SERVICE, agent,
     progress::ProgressPublisher,
     seen::SeenTasks,
     solver,
@@ -35,6 +36,8 @@ pub struct App {
     watch_stop: CancellationToken,
     /// The consumer loop's progress per partition, read by `/ready`.
     progress: ConsumerProgress,
+    /// What the solver says of itself to `describe` ([`crate::agent`]).
+    describe: agent::Describe,
 }
 
 impl std::fmt::Debug for App {
@@ -92,6 +95,10 @@ impl App {
         });
         let deadline = settings.solver.task_deadline;
         let max_result_bytes = settings.solver.max_result_bytes;
+        let describe = agent::Describe {
+            model: llm.model().to_owned(),
+            concurrency: settings.solver.concurrency,
+        };
         let (checkpointer, memory_saver) = checkpointer(&settings).await?;
         let checkpointed = checkpointer.is_some();
         let graph = solver::graph(llm, checkpointer)
@@ -125,6 +132,7 @@ impl App {
             },
             watch_stop,
             progress,
+            describe,
         })
     }
 
@@ -150,6 +158,7 @@ impl App {
             deps,
             watch_stop,
             progress,
+            describe,
         } = self;
         tracing::info!(address = %listener.local_addr()?, solver_id = %deps.solver_id, "task-solver listening");
         let server = tokio::spawn({
@@ -159,7 +168,25 @@ impl App {
         });
         let topics = settings.kafka.topics.clone();
         let mut outcome = Ok(());
+        let mut agents = None;
         if kafka::ensure_service_topics(&settings.kafka, &shutdown).await {
+            // Agent requests of type `task-solver`, and `describe`, beside the tasks.
+            let options = RuntimeOptions {
+                service: SERVICE.to_owned(),
+                concurrency: settings.solver.concurrency,
+                max_attempts: settings.solver.consumer_max_attempts,
+                drain_timeout: settings.shutdown_drain,
+                // The run stops at the task deadline and its failed result is the reply.
+                handler_timeout: deps.deadline + Duration::from_secs(5),
+                ..RuntimeOptions::default()
+            };
+            agents = Some(tokio::spawn(agent::serve(
+                deps.clone(),
+                settings.kafka.clone(),
+                options,
+                describe,
+                shutdown.clone(),
+            )));
             let options = ConsumerOptions {
                 group_id: CONSUMER_GROUP.to_owned(),
                 topics: vec![topics.events.clone()],
@@ -187,6 +214,11 @@ impl App {
             .await;
         }
         shutdown.cancel();
+        if let Some(agents) = agents
+            && let Err(err) = agents.await
+        {
+            tracing::error!(error = %err, "agent runtime failed");
+        }
         watch_stop.cancel();
         deps.producer.flush(Duration::from_secs(5));
         if let Some(publisher) = &deps.progress {

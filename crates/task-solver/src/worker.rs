@@ -145,12 +145,24 @@ pub async fn process(deps: &Deps, message: OwnedMessage) -> Result<Outcome> {
     finish(deps, &task, ran, started_at, trace, progress).await
 }
 
-/// One message in [`process`]: counted in the `tasks_in_flight` gauge while it lives.
-struct InFlight;
+/// Tasks being worked on now: messages in [`process`] and agent requests
+/// ([`crate::agent`]).
+static IN_FLIGHT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many tasks this process works on now (messages of the events topic and agent
+/// requests).
+pub fn in_flight() -> u64 {
+    IN_FLIGHT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// One task being worked on: counted in the `tasks_in_flight` gauge (and
+/// [`in_flight`]) while it lives.
+pub(crate) struct InFlight;
 
 impl InFlight {
-    fn enter() -> Self {
+    pub(crate) fn enter() -> Self {
         metrics::gauge!("tasks_in_flight").increment(1.0);
+        IN_FLIGHT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Self
     }
 }
@@ -158,6 +170,7 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         metrics::gauge!("tasks_in_flight").decrement(1.0);
+        IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -220,47 +233,7 @@ pub(crate) async fn finish(
     trace: Option<agent_runtime::telemetry::TraceContext>,
     mut progress: RunProgress,
 ) -> Result<Outcome> {
-    let mut failure = None;
-    let result = match ran {
-        Ran::Done(state) => TaskResult::completed(
-            task,
-            state.result.unwrap_or_default(),
-            &deps.solver_id,
-            started_at,
-            state.usage,
-        ),
-        Ran::Paused(interrupt) => {
-            tracing::info!(interrupt_id = %interrupt.id, node = %interrupt.node, "task paused for review");
-            TaskResult::interrupted(
-                task,
-                TaskInterrupt {
-                    id: interrupt.id,
-                    node: interrupt.node,
-                    value: interrupt.value,
-                },
-                &deps.solver_id,
-                started_at,
-                Default::default(),
-            )
-        }
-        Ran::Failed(kind, reason) => {
-            failure = Some(kind);
-            let reason = agent_runtime::redact::redact(&reason).into_owned();
-            tracing::warn!(reason = %reason, "task failed");
-            TaskResult::failed(
-                task,
-                reason,
-                &deps.solver_id,
-                started_at,
-                Default::default(),
-            )
-        }
-    };
-    let bounded = bounded_result(result, task, deps.max_result_bytes);
-    if bounded.status == TaskStatus::Failed && failure.is_none() {
-        failure = Some("result");
-    }
-    let result = bounded;
+    let (result, failure) = result_of(deps, task, ran, started_at);
     progress.flush_chunk();
     match (result.status, &result.interrupt) {
         (TaskStatus::Completed, _) => progress.status(RunStatus::Completed, None),
@@ -298,12 +271,63 @@ pub(crate) async fn finish(
     Ok(Outcome::Done)
 }
 
+/// The result of `task`'s run as published (see [`bounded_result`]), and, when it
+/// failed, the `reason` label of `tasks_failed_total`.
+pub(crate) fn result_of(
+    deps: &Deps,
+    task: &Task,
+    ran: Ran,
+    started_at: chrono::DateTime<Utc>,
+) -> (TaskResult, Option<&'static str>) {
+    let mut failure = None;
+    let result = match ran {
+        Ran::Done(state) => TaskResult::completed(
+            task,
+            state.result.unwrap_or_default(),
+            &deps.solver_id,
+            started_at,
+            state.usage,
+        ),
+        Ran::Paused(interrupt) => {
+            tracing::info!(interrupt_id = %interrupt.id, node = %interrupt.node, "task paused for review");
+            TaskResult::interrupted(
+                task,
+                TaskInterrupt {
+                    id: interrupt.id,
+                    node: interrupt.node,
+                    value: interrupt.value,
+                },
+                &deps.solver_id,
+                started_at,
+                Default::default(),
+            )
+        }
+        Ran::Failed(kind, reason) => {
+            failure = Some(kind);
+            let reason = agent_runtime::redact::redact(&reason).into_owned();
+            tracing::warn!(reason = %reason, "task failed");
+            TaskResult::failed(
+                task,
+                reason,
+                &deps.solver_id,
+                started_at,
+                Default::default(),
+            )
+        }
+    };
+    let result = bounded_result(result, task, deps.max_result_bytes);
+    if result.status == TaskStatus::Failed && failure.is_none() {
+        failure = Some("result");
+    }
+    (result, failure)
+}
+
 /// Counts a published result: `tasks_solved_total`, `tasks_failed_total{reason}` (see
 /// [`Ran::Failed`]; `result`: an answer too large to publish) or
 /// `tasks_interrupted_total`, and `task_latency_seconds{status}`, the time from the
 /// task's `created_at` to now in seconds (not observed when `created_at` is ahead of
 /// this clock).
-fn count_result(result: &TaskResult, task: &Task, failure: Option<&'static str>) {
+pub(crate) fn count_result(result: &TaskResult, task: &Task, failure: Option<&'static str>) {
     match result.status {
         TaskStatus::Completed => metrics::counter!("tasks_solved_total").increment(1),
         TaskStatus::Interrupted => metrics::counter!("tasks_interrupted_total").increment(1),
@@ -396,7 +420,11 @@ pub async fn resume(deps: &Deps, message: &OwnedMessage) -> Result<Outcome> {
 ///
 /// # Errors
 /// The checkpoint store cannot be read (the loop retries the message).
-async fn conflict(deps: &Deps, task: &Task, thread: &RunConfig) -> Result<Option<String>> {
+pub(crate) async fn conflict(
+    deps: &Deps,
+    task: &Task,
+    thread: &RunConfig,
+) -> Result<Option<String>> {
     let refused = || {
         Some(format!(
             "task_id {} already names a different task; a task id names one task (the first \

@@ -7,6 +7,7 @@
 //! `.config/nextest.toml` selects the crash tests with `test(/^crash::/)`.
 
 mod access;
+mod agent_requests;
 mod agents;
 mod bad_input;
 mod broker_down;

@@ -9,11 +9,14 @@ use utoipa::{
     openapi::{self, ObjectBuilder, RefOr, Schema, Type, schema::SchemaType},
 };
 
-use super::{__path_last_message, __path_send_event};
+use super::{
+    __path_last_message, __path_send_event,
+    agents::{__path_agents, __path_request},
+};
 
 /// The routes of agent-comms, without what [`shared::document`] adds.
 #[derive(OpenApi)]
-#[openapi(paths(send_event, last_message))]
+#[openapi(paths(send_event, last_message, request, agents))]
 struct Routes;
 
 /// The document: agent-comms' routes, `/health`, `/ready`, `/metrics`, the error shape
@@ -23,7 +26,9 @@ pub fn document() -> openapi::OpenApi {
         crate::SERVICE,
         "The HTTP⇄Kafka bridge: publishes any JSON to the topics its policy allows \
          (`COMMS_PUBLISH_TOPICS`) and shows the newest message of the topics it may read \
-         (`COMMS_READ_TOPICS`). Every error is `{\"error\": {\"code\", \"message\"}}`.",
+         (`COMMS_READ_TOPICS`); asks an agent over Kafka and answers its reply \
+         (`POST /request`, agent types in `COMMS_REQUEST_AGENTS`) and lists the agent \
+         instances running (`GET /agents`). Every error is `{\"error\": {\"code\", \"message\"}}`.",
         Routes::openapi(),
     )
 }

@@ -43,6 +43,7 @@
 //! | `{prefix}-agent-requests-{type}` (one per agent type) | correlation id | `send_message` | the type's instances, group `agent.{type}` |
 //! | any topic subscribed to | correlation id | `publish_message`, `scatter_gather`, any JSON producer | each subscribed type, group `agent.{type}+{topic}` |
 //! | `{prefix}-agent-replies` (`KAFKA_PARTITIONS` partitions) | correlation id | responders, to the caller's partition | each caller instance, its one partition |
+//! | `{prefix}-agent-describe` | correlation id | `discover`, to partition 0 | every instance serving a description, by assignment ([`discovery`]) |
 //! | the dead-letter topic | original key | responders: records that are no valid request | operators |
 //!
 //! Requests and replies carry CloudEvents headers
@@ -99,12 +100,14 @@
 //!
 //! - `runtime`: [`AgentRuntime`] — `start`, `register`, `subscribe`, `send_message`,
 //!   `publish_message`, `scatter_gather`, `shutdown`.
+//! - [`discovery`]: `serve_describe` and `discover` — which instances run now.
 //! - [`envelope`]: the agent headers, and the checks of received requests and replies.
 //! - `responder`: one request's work — check, handler, reply — for the consumer loop.
 //! - `replies`: the requests waiting for replies, and the routing of the reply partition.
 //! - `error`: [`AgentError`] (a handler's) and [`SendError`] (a caller's).
 //! - [`topics`]: topic and consumer-group names.
 
+pub mod discovery;
 pub mod envelope;
 mod error;
 mod replies;
@@ -112,9 +115,10 @@ mod responder;
 mod runtime;
 pub mod topics;
 
+pub use discovery::{AgentDescription, Discovered};
 pub use envelope::ReplyTo;
 pub use error::{AgentError, MAX_ERROR_CODE_BYTES, MAX_ERROR_MESSAGE_BYTES, SendError};
-pub use runtime::{AgentRuntime, MAX_GATHER_REPLIES};
+pub use runtime::{AgentRuntime, MAX_GATHER_REPLIES, REPLY_TOPIC_CONFIGS};
 
 use std::time::Duration;
 

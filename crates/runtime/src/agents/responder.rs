@@ -62,7 +62,10 @@ impl Responder {
     pub(crate) async fn process(&self, message: OwnedMessage) -> Result<Outcome> {
         let incoming = match envelope::parse_incoming(&message, self.requests, &self.replies) {
             Ok(incoming) => incoming,
-            Err(reason) => return Ok(Outcome::DeadLetter(reason)),
+            Err(reason) => {
+                self.count("dead_letter");
+                return Ok(Outcome::DeadLetter(reason));
+            }
         };
         let mut budget = self.handler_timeout;
         if let Some(deadline) = incoming.deadline {
@@ -70,11 +73,13 @@ impl Responder {
                 Ok(left) if !left.is_zero() => budget = budget.min(left),
                 _ => {
                     tracing::debug!(correlation_id = %incoming.correlation_id, "request past its deadline; skipped");
+                    self.count("expired");
                     return Ok(Outcome::Done);
                 }
             }
         }
         let answer = self.run_handler(&message, &incoming, budget).await;
+        self.count(if answer.is_ok() { "reply" } else { "error" });
         let Some(reply_to) = &incoming.reply_to else {
             if let Err(err) = answer {
                 tracing::warn!(agent_type = %self.agent_type, correlation_id = %incoming.correlation_id, error = %err, "handler failed on a published message");
@@ -103,6 +108,18 @@ impl Responder {
             .await?;
         tracing::debug!(agent_type = %self.agent_type, correlation_id = %incoming.correlation_id, reply = event_type, "replied");
         Ok(Outcome::Done)
+    }
+
+    /// Counts a record in `agent_messages_handled_total{agent_type, outcome}`: `reply`
+    /// (the handler answered), `error` (it failed, panicked or ran out of time),
+    /// `expired` (past its deadline, not run) or `dead_letter` (no valid request).
+    fn count(&self, outcome: &'static str) {
+        metrics::counter!(
+            "agent_messages_handled_total",
+            "agent_type" => self.agent_type.clone(),
+            "outcome" => outcome
+        )
+        .increment(1);
     }
 
     /// Runs the handler on its own task (a panic becomes an error reply) for at most

@@ -33,6 +33,10 @@ use crate::{
     },
 };
 
+/// The topic configs of the reply topic: records kept one hour (`retention.ms`
+/// 3 600 000), longer than any caller waits for a reply.
+pub const REPLY_TOPIC_CONFIGS: &[(&str, &str)] = &[("retention.ms", "3600000")];
+
 /// The most replies one scatter-gather collects (`max_replies`).
 pub const MAX_GATHER_REPLIES: usize = 1024;
 
@@ -41,21 +45,21 @@ pub const MAX_GATHER_REPLIES: usize = 1024;
 /// the guarantees.
 #[derive(Clone)]
 pub struct AgentRuntime {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
-struct Inner {
-    settings: KafkaSettings,
-    instance_id: String,
-    options: RuntimeOptions,
-    producer: Producer,
-    reply: ReplyTo,
-    reply_topic: ReplyTopic,
-    pending: Arc<Pending>,
-    shutdown: CancellationToken,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+pub(super) struct Inner {
+    pub(super) settings: KafkaSettings,
+    pub(super) instance_id: String,
+    pub(super) options: RuntimeOptions,
+    pub(super) producer: Producer,
+    pub(super) reply: ReplyTo,
+    pub(super) reply_topic: ReplyTopic,
+    pub(super) pending: Arc<Pending>,
+    pub(super) shutdown: CancellationToken,
+    pub(super) tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Request topics known to exist.
-    known_topics: Mutex<HashSet<String>>,
+    pub(super) known_topics: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for AgentRuntime {
@@ -97,7 +101,10 @@ impl AgentRuntime {
         let shutdown = shutdown.child_token();
         let reply_topic = topics::reply_topic(&settings.topic_prefix);
         let specs = [
-            TopicSpec::plain(&reply_topic),
+            TopicSpec {
+                name: &reply_topic,
+                configs: REPLY_TOPIC_CONFIGS,
+            },
             TopicSpec::plain(&settings.topics.dead_letter),
         ];
         if !ensure_topics(settings, &specs, &shutdown).await? {
@@ -155,6 +162,40 @@ impl AgentRuntime {
                 known_topics: Mutex::default(),
             }),
         }))
+    }
+
+    /// As [`AgentRuntime::start`], trying again every 2 s, with a WARN saying why, while
+    /// the broker does not answer (what a service does at start-up: its agent runtime
+    /// comes up with the broker, and nothing else waits for it). `Ok(None)` once
+    /// `shutdown` fires.
+    ///
+    /// # Errors
+    /// [`Error::Config`] (an invalid instance id or options, a reply topic without
+    /// partitions): not tried again.
+    pub async fn start_retrying(
+        settings: &KafkaSettings,
+        instance_id: &str,
+        options: RuntimeOptions,
+        shutdown: CancellationToken,
+    ) -> Result<Option<Self>> {
+        loop {
+            match Self::start(settings, instance_id, options.clone(), shutdown.clone()).await {
+                Ok(started) => return Ok(started),
+                Err(err @ Error::Config(_)) => return Err(err),
+                Err(err) => {
+                    tracing::warn!(error = %err, "agent runtime not started; trying again in 2 s");
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(None),
+                () = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+        }
+    }
+
+    /// The options it runs with.
+    pub fn options(&self) -> &RuntimeOptions {
+        &self.inner.options
     }
 
     /// This instance's id.
@@ -318,16 +359,19 @@ impl AgentRuntime {
         let mut waiting = self.inner.pending.wait(&id, 1)?;
         let deadline = Utc::now() + timeout;
         let exchange = async {
-            self.inner.ensure_known(&topic).await?;
+            self.inner.ensure_known(TopicSpec::plain(&topic)).await?;
             self.request(&topic, &id, &payload, Some(deadline)).await?;
             match waiting.replies.recv().await {
                 Some(reply) => reply_of(reply),
                 None => Err(SendError::Closed),
             }
         };
-        tokio::time::timeout(timeout, exchange)
+        let started = std::time::Instant::now();
+        let answer = tokio::time::timeout(timeout, exchange)
             .await
-            .unwrap_or_else(|_| Err(timed_out()))
+            .unwrap_or_else(|_| Err(timed_out()));
+        count_request(agent_type, &answer, started.elapsed());
+        answer
     }
 
     /// Publishes `message` to `topic` (AutoGen's `publish_message`): one instance of
@@ -462,7 +506,7 @@ impl AgentRuntime {
 }
 
 impl Inner {
-    fn lock_tasks(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
+    pub(super) fn lock_tasks(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
         self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -473,20 +517,41 @@ impl Inner {
             .insert(topic.to_owned());
     }
 
-    /// Creates `topic` when this runtime has not seen it exist yet.
-    async fn ensure_known(&self, topic: &str) -> Result<(), SendError> {
+    /// Creates the topic of `spec` when this runtime has not seen it exist yet.
+    pub(super) async fn ensure_known(&self, spec: TopicSpec<'_>) -> Result<(), SendError> {
         let known = self
             .known_topics
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .contains(topic);
+            .contains(spec.name);
         if !known {
-            if !ensure_topics(&self.settings, &[TopicSpec::plain(topic)], &self.shutdown).await? {
+            if !ensure_topics(&self.settings, &[spec], &self.shutdown).await? {
                 return Err(SendError::Closed);
             }
-            self.known(topic);
+            self.known(spec.name);
         }
         Ok(())
+    }
+}
+
+/// Counts a `send_message` in `agent_requests_total{agent_type, outcome}` (`reply`,
+/// `agent_error`, `timeout`, `invalid_reply`, or `not_sent`: refused before or while
+/// sending) and, when an agent answered, its round trip in
+/// `agent_request_duration_seconds{agent_type}` (seconds).
+fn count_request(agent_type: &str, answer: &Result<Reply, SendError>, took: Duration) {
+    let outcome = match answer {
+        Ok(_) => "reply",
+        Err(SendError::Agent { .. }) => "agent_error",
+        Err(SendError::Timeout { .. }) => "timeout",
+        Err(SendError::InvalidReply(_)) => "invalid_reply",
+        Err(_) => "not_sent",
+    };
+    let agent_type = agent_type.to_owned();
+    metrics::counter!("agent_requests_total", "agent_type" => agent_type.clone(), "outcome" => outcome)
+        .increment(1);
+    if matches!(outcome, "reply" | "agent_error") {
+        metrics::histogram!("agent_request_duration_seconds", "agent_type" => agent_type)
+            .record(took.as_secs_f64());
     }
 }
 

@@ -9,6 +9,12 @@ pub fn reply_topic(prefix: &str) -> String {
     named(prefix, "agent-replies")
 }
 
+/// The topic of `describe` broadcasts, read by every instance that answers them:
+/// `{prefix}-agent-describe` ([`super::discovery`]).
+pub fn describe_topic(prefix: &str) -> String {
+    named(prefix, "agent-describe")
+}
+
 /// The request topic of `agent_type`: `{prefix}-agent-requests-{agent_type}`.
 pub fn request_topic(prefix: &str, agent_type: &str) -> String {
     named(prefix, &format!("agent-requests-{agent_type}"))
@@ -43,6 +49,7 @@ mod tests {
     fn names_follow_the_prefix() {
         assert_eq!(reply_topic("dev"), "dev-agent-replies");
         assert_eq!(reply_topic(""), "agent-replies");
+        assert_eq!(describe_topic("dev"), "dev-agent-describe");
         assert_eq!(request_topic("dev", "echo"), "dev-agent-requests-echo");
         assert_eq!(consumer_group("echo"), "agent.echo");
         assert_eq!(subscription_group("echo", "news"), "agent.echo+news");

@@ -79,6 +79,7 @@ pub(super) struct Flat {
     pub(super) checkpointer: String,
     pub(super) comms_publish_topics: Option<String>,
     pub(super) comms_read_topics: Option<String>,
+    pub(super) comms_request_agents: Option<String>,
     pub(super) rate_limit_per_second: u32,
     pub(super) rate_limit_burst: u32,
     pub(super) rate_limit_loopback: bool,
@@ -155,6 +156,7 @@ impl Default for Flat {
             rate_limit_burst: 200,
             rate_limit_loopback: false,
             comms_read_topics: None,
+            comms_request_agents: None,
             solver_id: None,
             hostname: None,
             results_store: "sqlite".into(),
@@ -248,6 +250,7 @@ impl Flat {
             comms: CommsSettings {
                 publish_topics: self.comms_publish_topics,
                 read_topics: self.comms_read_topics,
+                request_agents: self.comms_request_agents,
             },
             log_format: self.log_format.parse()?,
             shutdown_drain: Duration::from_secs(self.shutdown_drain_secs),

@@ -287,6 +287,9 @@ pub struct CommsSettings {
     /// `COMMS_READ_TOPICS`: comma-separated topics `GET /last_message` may read; default
     /// the events and results topics.
     pub read_topics: Option<String>,
+    /// `COMMS_REQUEST_AGENTS`: comma-separated agent types `POST /request` may ask;
+    /// default `task-solver`.
+    pub request_agents: Option<String>,
 }
 
 impl Default for Settings {

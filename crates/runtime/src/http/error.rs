@@ -63,6 +63,9 @@ pub enum ApiError {
     /// 503 `unavailable`: the broker did not acknowledge in time, or is unreachable.
     #[error("{0}")]
     Unavailable(String),
+    /// 504 `gateway_timeout`: the agent asked gave no reply within the caller's timeout.
+    #[error("{0}")]
+    GatewayTimeout(String),
     /// 503 `catching_up`: a view is still reading what was written before it started,
     /// so it cannot yet say that something does not exist; answered with
     /// `Retry-After: 1`.
@@ -92,6 +95,7 @@ impl ApiError {
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::Unavailable(_) | Self::CatchingUp(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -114,6 +118,7 @@ impl ApiError {
             Self::TooManyRequests(_) => "too_many_requests",
             Self::BadGateway(_) => "bad_gateway",
             Self::Unavailable(_) => "unavailable",
+            Self::GatewayTimeout(_) => "gateway_timeout",
             Self::CatchingUp(_) => "catching_up",
             Self::Internal(_) => "internal",
         }

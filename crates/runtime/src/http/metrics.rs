@@ -27,15 +27,20 @@ const DURATION_BUCKETS: [f64; 12] = [
 ];
 
 /// Upper bounds of the buckets of the slow histograms, in seconds: a model's answer
-/// (`llm_request_duration_seconds`) and a task from creation to result
-/// (`task_latency_seconds`), from 10 ms to 10 minutes.
+/// (`llm_request_duration_seconds`), a task from creation to result
+/// (`task_latency_seconds`) and an agent request's round trip
+/// (`agent_request_duration_seconds`), from 10 ms to 10 minutes.
 const LONG_BUCKETS: [f64; 15] = [
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
 ];
 
 /// The histograms with [`LONG_BUCKETS`]. Every histogram needs buckets set here: the
 /// exporter renders one without as a summary.
-const LONG_HISTOGRAMS: [&str; 2] = ["llm_request_duration_seconds", "task_latency_seconds"];
+const LONG_HISTOGRAMS: [&str; 3] = [
+    "llm_request_duration_seconds",
+    "task_latency_seconds",
+    "agent_request_duration_seconds",
+];
 
 /// The process's Prometheus recorder, installed on first use; `None` when another
 /// recorder was installed first (nothing is then rendered). A service calls it before

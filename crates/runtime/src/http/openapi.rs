@@ -53,7 +53,8 @@ pub struct ErrorDetail {
     /// Machine-readable: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
     /// `method_not_allowed`, `request_timeout`, `conflict`, `payload_too_large`,
     /// `uri_too_long`, `unsupported_media_type`, `validation_failed`, `headers_too_large`,
-    /// `too_many_requests`, `bad_gateway`, `unavailable`, `catching_up` or `internal`.
+    /// `too_many_requests`, `bad_gateway`, `unavailable`, `gateway_timeout`, `catching_up`
+    /// or `internal`.
     #[schema(example = "validation_failed")]
     pub code: String,
     /// For people; never a secret, never a stack trace (`internal error` for a 500).
