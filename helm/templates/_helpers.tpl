@@ -105,6 +105,20 @@ printed as integers.
 {{- default (printf "%s-langgraph-task-progress" .Values.kafka.topicPrefix) .Values.kafka.topics.progress }}
 {{- end }}
 
+{{/* The agent runtime's topics (agent_runtime::agents::topics): the shared reply topic,
+the describe topic, and the request topic of agent type task-solver. */}}
+{{- define "langgraph-kafka.topic.agentReplies" -}}
+{{- printf "%s-agent-replies" .Values.kafka.topicPrefix }}
+{{- end }}
+
+{{- define "langgraph-kafka.topic.agentDescribe" -}}
+{{- printf "%s-agent-describe" .Values.kafka.topicPrefix }}
+{{- end }}
+
+{{- define "langgraph-kafka.topic.solverRequests" -}}
+{{- printf "%s-agent-requests-task-solver" .Values.kafka.topicPrefix }}
+{{- end }}
+
 {{/* Topic configs of the results topic (the services' RESULTS_TOPIC_CONFIGS):
 compacted by key (the task id), a fresh result kept whole for a day. */}}
 {{- define "langgraph-kafka.resultsTopicConfigs" -}}

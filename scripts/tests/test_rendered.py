@@ -121,6 +121,9 @@ def test_the_topics_job_compacts_the_results_topic_and_keeps_progress_a_day(dev)
         "dev-langgraph-task-results:86400000:cleanup.policy=compact,min.compaction.lag.ms=86400000",
         "dev-langgraph-dead-letter:259200000",
         "dev-langgraph-task-progress:86400000",
+        "dev-agent-requests-task-solver:86400000",
+        "dev-agent-replies:3600000",
+        "dev-agent-describe:3600000",
     ]
     script = container["args"][0]
     assert '"${configs[@]}"' in script
