@@ -88,7 +88,7 @@ bench-review: ## human-review benchmark: solver throughput and RSS with 1000 tas
 	@scripts/bench-review.sh
 
 .PHONY: bench-agents
-bench-agents: ## agent-runtime benchmark: send_message round trip p50/p99 and requests/s between two processes on Tansu, 1 and C callers (N, C)
+bench-agents: ## agent-runtime benchmark: send_message round trip p50/p99 and requests/s between two processes on Tansu, 1 and C callers (N, C, CONCURRENCY)
 	@scripts/bench-agents.sh
 
 .PHONY: bench-pipeline
