@@ -87,6 +87,10 @@ bench-streams: ## live-streams benchmark: time to first token after POST, and 10
 bench-review: ## human-review benchmark: solver throughput and RSS with 1000 tasks waiting for review next to none (N, WAITING)
 	@scripts/bench-review.sh
 
+.PHONY: bench-agents
+bench-agents: ## agent-runtime benchmark: send_message round trip p50/p99 and requests/s between two processes on Tansu, 1 and C callers (N, C, CONCURRENCY)
+	@scripts/bench-agents.sh
+
 .PHONY: bench-pipeline
 bench-pipeline: ## end-to-end POST → result benchmark on Tansu + an OpenAI stand-in, next to the Python system (N, C, DELAY_MS, MODE)
 	@scripts/bench-pipeline.sh

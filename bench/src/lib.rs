@@ -9,6 +9,8 @@
 //!
 //! # Layout
 //!
+//! - [`agents`]: the agent-runtime benchmark (`make bench-agents`, binary `agent-bench`):
+//!   request/reply round trips of `send_message` between two processes over the broker.
 //! - [`schema_fill`]: a JSON document that satisfies a JSON Schema, the way the stand-in
 //!   answers a structured-output request (`response_format: json_schema`).
 //! - [`stand_in`]: the OpenAI-compatible `POST /v1/chat/completions` server with a fixed
@@ -27,6 +29,7 @@
 //! - [`view`]: the results-view benchmark (`make bench-view`, binary `view-bench`): time
 //!   to ready, memory and lookup latency of task-generator with many tasks on the topics.
 
+pub mod agents;
 pub mod load;
 pub mod report;
 pub mod results;

@@ -15,6 +15,7 @@ mod broker_pause;
 mod browser;
 mod contract;
 mod crash;
+mod examples;
 mod faults;
 mod hostile_model;
 mod http_limits;
