@@ -58,7 +58,7 @@ endif
 lint: ## cargo fmt --check; shellcheck and ruff on the scripts; no import cycle between modules; clippy and rustdoc with warnings as errors
 	cargo fmt --all -- --check
 	@scripts/lint-scripts.sh
-	@python3 scripts/module_cycles.py crates/*/src
+	@python3 scripts/module_cycles.py crates/*/src examples/*/src bench/src
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 

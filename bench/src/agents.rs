@@ -5,7 +5,7 @@
 //! the call to its reply ([`call`]).
 //!
 //! A round trip is two records and two reads: the request produced to
-//! `{prefix}-agent-requests-echo` and consumed by the `agent.echo` group, the reply
+//! `{prefix}-agent-requests-echo` and consumed by the `{prefix}-agent.echo` group, the reply
 //! produced to the caller's partition of `{prefix}-agent-replies` and read there.
 
 use std::time::{Duration, Instant};

@@ -199,6 +199,7 @@ mod tests {
             partition: 0,
             offset: 0,
             reply_expected: true,
+            deadline: None,
         }
     }
 

@@ -40,8 +40,8 @@
 //!
 //! | topic | key | written by | read by |
 //! |---|---|---|---|
-//! | `{prefix}-agent-requests-{type}` (one per agent type) | correlation id | `send_message` | the type's instances, group `agent.{type}` |
-//! | any topic subscribed to | correlation id | `publish_message`, `scatter_gather`, any JSON producer | each subscribed type, group `agent.{type}+{topic}` |
+//! | `{prefix}-agent-requests-{type}` (one per agent type) | correlation id | `send_message` | the type's instances, group `{prefix}-agent.{type}` |
+//! | any topic subscribed to | correlation id | `publish_message`, `scatter_gather`, any JSON producer | each subscribed type, group `{prefix}-agent.{type}+{topic}` |
 //! | `{prefix}-agent-replies` (`KAFKA_PARTITIONS` partitions) | correlation id | responders, to the caller's partition | each caller instance, its one partition |
 //! | `{prefix}-agent-describe` | correlation id | `discover`, to partition 0 | every instance serving a description, by assignment ([`discovery`]) |
 //! | the dead-letter topic | original key | responders: records that are no valid request | operators |
@@ -147,6 +147,10 @@ pub struct AgentMessage {
     /// Whether the sender waits for a reply (a request, or a scatter-gather), rather than
     /// a published message whose answer is dropped.
     pub reply_expected: bool,
+    /// When the sender stops waiting (`agent_deadline_ms`), if it said: a handler that
+    /// asks other agents fits their timeouts into what is left
+    /// (`deadline - Utc::now()`). The handler is stopped at it anyway.
+    pub deadline: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A reply to a request.

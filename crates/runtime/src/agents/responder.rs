@@ -140,6 +140,7 @@ impl Responder {
             partition: message.partition(),
             offset: message.offset(),
             reply_expected: incoming.reply_to.is_some(),
+            deadline: incoming.deadline,
         };
         let mut call = tokio::spawn((self.handler)(request).instrument(tracing::Span::current()));
         match tokio::time::timeout(budget, &mut call).await {

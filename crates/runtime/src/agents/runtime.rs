@@ -214,7 +214,7 @@ impl AgentRuntime {
     }
 
     /// Registers `handler` for `agent_type` (1 to 100 of `a-z A-Z 0-9 . _ -`): this
-    /// instance joins consumer group `agent.{agent_type}` on the type's request topic
+    /// instance joins consumer group `{prefix}-agent.{agent_type}` on the type's request topic
     /// (`{prefix}-agent-requests-{agent_type}`, created when missing), so each request
     /// goes to one instance of the type. Requests are consumed with
     /// [`run_at_least_once`]: the reply is produced and acknowledged before the offset is
@@ -234,7 +234,7 @@ impl AgentRuntime {
     {
         check_agent_type(agent_type).map_err(Error::Config)?;
         let topic = topics::request_topic(&self.inner.settings.topic_prefix, agent_type);
-        let group = topics::consumer_group(agent_type);
+        let group = topics::consumer_group(&self.inner.settings.topic_prefix, agent_type);
         self.serve(agent_type, topic, group, true, boxed(handler))
             .await
     }
@@ -242,7 +242,7 @@ impl AgentRuntime {
     /// Subscribes `agent_type` to `topic` (created when missing): every message
     /// published there ([`AgentRuntime::publish_message`], or any JSON record) reaches
     /// one instance of each subscribed type — consumer group
-    /// `agent.{agent_type}+{topic}` — and a [`scatter_gather`](AgentRuntime::scatter_gather)
+    /// `{prefix}-agent.{agent_type}+{topic}` — and a [`scatter_gather`](AgentRuntime::scatter_gather)
     /// request gets the handler's answer as its reply. A record that is not JSON goes to
     /// the dead-letter topic; a handler's error on a published message is logged.
     /// `Ok(false)` when shutdown came first.
@@ -257,7 +257,8 @@ impl AgentRuntime {
     {
         check_agent_type(agent_type).map_err(Error::Config)?;
         check_topic(topic).map_err(Error::Config)?;
-        let group = topics::subscription_group(agent_type, topic);
+        let group =
+            topics::subscription_group(&self.inner.settings.topic_prefix, agent_type, topic);
         self.serve(agent_type, topic.to_owned(), group, false, boxed(handler))
             .await
     }

@@ -21,16 +21,17 @@ pub fn request_topic(prefix: &str, agent_type: &str) -> String {
 }
 
 /// The consumer group of `agent_type`'s instances on its request topic:
-/// `agent.{agent_type}`.
-pub fn consumer_group(agent_type: &str) -> String {
-    format!("agent.{agent_type}")
+/// `{prefix}-agent.{agent_type}` (`agent.{agent_type}` without a prefix), so that two
+/// deployments with their own prefixes on one cluster never share a group.
+pub fn consumer_group(prefix: &str, agent_type: &str) -> String {
+    named(prefix, &format!("agent.{agent_type}"))
 }
 
 /// The consumer group of `agent_type`'s instances on a subscribed `topic`:
-/// `agent.{agent_type}+{topic}` (`+` is in neither name, so two pairs never share a
-/// group).
-pub fn subscription_group(agent_type: &str, topic: &str) -> String {
-    format!("agent.{agent_type}+{topic}")
+/// `{prefix}-agent.{agent_type}+{topic}` (`+` is in neither name, so two pairs never
+/// share a group).
+pub fn subscription_group(prefix: &str, agent_type: &str, topic: &str) -> String {
+    named(prefix, &format!("agent.{agent_type}+{topic}"))
 }
 
 fn named(prefix: &str, suffix: &str) -> String {
@@ -51,7 +52,11 @@ mod tests {
         assert_eq!(reply_topic(""), "agent-replies");
         assert_eq!(describe_topic("dev"), "dev-agent-describe");
         assert_eq!(request_topic("dev", "echo"), "dev-agent-requests-echo");
-        assert_eq!(consumer_group("echo"), "agent.echo");
-        assert_eq!(subscription_group("echo", "news"), "agent.echo+news");
+        assert_eq!(consumer_group("dev", "echo"), "dev-agent.echo");
+        assert_eq!(consumer_group("", "echo"), "agent.echo");
+        assert_eq!(
+            subscription_group("dev", "echo", "news"),
+            "dev-agent.echo+news"
+        );
     }
 }
