@@ -8,7 +8,7 @@
 # Environment (defaults):
 #   KAFKA_PORT=9092  MODEL_PORT=8080  BIN_DIR=<repo>/target/release  LOCAL_DIR=<repo>/.local
 #   LGK_VENV=<repo>/.venv  MODEL_CTX_SIZE=4096  BIND_ADDRESS=127.0.0.1
-#   KAFKA_WAIT_SECS=15  MODEL_WAIT_SECS=120  SERVICE_WAIT_SECS=60
+#   KAFKA_WAIT_SECS=15  MODEL_WAIT_SECS=120  SERVICE_WAIT_SECS=60  TANSU_LOG=warn
 #   CHECKPOINTER=sqlite: the solver checkpoints each task in $LOCAL_DIR/data/checkpoints.sqlite,
 #                        so a solver restarted while the broker runs resumes its tasks
 #                        (memory or postgres as the services take them; postgres needs
@@ -100,7 +100,8 @@ elif port_open 127.0.0.1 "$KAFKA_PORT"; then
     line kafka "something already listens on 127.0.0.1:$KAFKA_PORT; using it (not managed by stop-local)"
 else
     rm -rf "$LOCAL_DIR/data"
-    start tansu "$TANSU_BIN" broker \
+    # Tansu logs tens of MB a second at info: warnings only, unless TANSU_LOG says.
+    start tansu env RUST_LOG="${TANSU_LOG:-warn}" "$TANSU_BIN" broker \
         --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
         --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
         --storage-engine memory://tansu/
