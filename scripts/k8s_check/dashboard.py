@@ -28,6 +28,9 @@ METRICS = {
     "llm_tokens_total": "counter",
     "kafka_consumer_lag": "gauge",
     "dead_letters_total": "counter",
+    "agent_requests_total": "counter",
+    "agent_request_duration_seconds": "histogram",
+    "agent_messages_handled_total": "counter",
 }
 HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
 VARIABLES = ("datasource", "namespace", "job")
