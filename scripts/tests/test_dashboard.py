@@ -35,6 +35,9 @@ def test_the_metric_list_is_the_one_the_services_expose():
             "llm_tokens_total",
             "kafka_consumer_lag",
             "dead_letters_total",
+            "agent_requests_total",
+            "agent_request_duration_seconds",
+            "agent_messages_handled_total",
         ]
     )
 
