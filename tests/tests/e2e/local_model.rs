@@ -121,6 +121,32 @@ async fn the_real_local_model_generates_a_task_and_solves_it() {
         started.elapsed().as_secs_f64(),
         result.usage.total_tokens
     );
+
+    // The same model through the synchronous route: agent-comms asks a solver over Kafka
+    // (POST /request) and answers its result.
+    let asked = Instant::now();
+    let (status, body) = system
+        .post_json(
+            &format!("{}/request", system.comms),
+            &json!({
+                "agent": "task-solver",
+                "payload": {"task_name": name, "task_description": generated.task.task_description},
+                "timeout_ms": 240_000
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reply"]["status"], "completed", "{body}");
+    assert!(
+        body["reply"]["result"]
+            .as_str()
+            .is_some_and(|answer| !answer.trim().is_empty()),
+        "the model answered: {body}"
+    );
+    println!(
+        "local model: the same task asked over POST /request answered in {:.1} s",
+        asked.elapsed().as_secs_f64()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
