@@ -1,5 +1,5 @@
 //! The agent runtime (`agent_runtime::agents`) on a real broker: request/reply,
-//! error replies, timeouts, publish and scatter-gather, poison requests.
+//! error replies, timeouts, publish and scatter-gather, poison requests, discovery.
 
 use std::{
     collections::HashSet,
@@ -8,7 +8,9 @@ use std::{
 };
 
 use agent_runtime::{
-    agents::{AgentError, AgentRuntime, RuntimeOptions, SendError, envelope, topics},
+    agents::{
+        AgentDescription, AgentError, AgentRuntime, RuntimeOptions, SendError, envelope, topics,
+    },
     kafka::{CloudEvent, KafkaSettings, headers::AGENT_REQUEST},
 };
 use e2e::{Broker, read_topic};
@@ -389,4 +391,64 @@ async fn a_poison_request_goes_to_the_dead_letter_topic_and_the_agent_goes_on() 
             .any(|(key, reason)| key == "forged" && reason.contains("not the reply topic")),
         "{reasons:?}"
     );
+}
+
+fn description(agent_type: &str) -> AgentDescription {
+    AgentDescription {
+        agent_type: agent_type.into(),
+        agent_id: String::new(),
+        service: "test".into(),
+        version: "1".into(),
+        model: None,
+        in_flight: 0,
+        concurrency: 1,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discover_lists_every_instance_once_and_drops_invalid_descriptions() {
+    let broker = Broker::start();
+    let (one, two, liar) = (
+        runtime(&broker, "worker-1").await,
+        runtime(&broker, "worker-2").await,
+        runtime(&broker, "liar-1").await,
+    );
+    // Two instances of one type: a broadcast reaches both, unlike a group's message.
+    assert!(
+        one.serve_describe(|| description("worker"))
+            .await
+            .expect("serves")
+    );
+    assert!(
+        two.serve_describe(|| description("worker"))
+            .await
+            .expect("serves")
+    );
+    // An answer that is no valid description (a type with a space in it).
+    assert!(
+        liar.serve_describe(|| description("not valid"))
+            .await
+            .expect("serves")
+    );
+    let caller = runtime(&broker, "caller").await;
+
+    let window = Duration::from_millis(1500);
+    let started = Instant::now();
+    let found = caller.discover(window).await.expect("discovered");
+    assert!(
+        started.elapsed() >= window,
+        "it gathers for the whole window"
+    );
+    assert!(found.timed_out);
+    let mut ids: Vec<&str> = found.agents.iter().map(|a| a.agent_id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["worker-1", "worker-2"], "{found:?}");
+    assert!(found.agents.iter().all(|a| a.agent_type == "worker"));
+    assert_eq!(found.invalid, 1, "the liar's answer is counted and dropped");
+    assert_eq!(caller.pending(), 0);
+
+    two.shutdown().await;
+    let found = caller.discover(window).await.expect("discovered");
+    let ids: Vec<&str> = found.agents.iter().map(|a| a.agent_id.as_str()).collect();
+    assert_eq!(ids, ["worker-1"], "a stopped instance no longer answers");
 }
