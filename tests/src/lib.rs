@@ -17,6 +17,7 @@
 //!   `task_results`, `send_event`, `last_message`, `health`, `ready`, and polls of the
 //!   results view), each answering an [`Answer`] with the status, the JSON body and the
 //!   body read as the route's type ([`TaskView`], [`LastMessage`], …).
+//! - [`start_agent`] and [`agent_settings`]: an agent runtime on a test broker.
 //! - [`raw`]: raw HTTP/1.1 on a socket, for requests no well-behaved client sends.
 //! - [`OtlpReceiver`]: an in-process OTLP/HTTP trace receiver, keeping the spans the
 //!   services export.
@@ -27,6 +28,7 @@
 //! Tansu comes from the project's venv (`scripts/bootstrap.sh`, run by `make test`):
 //! `$TANSU_BIN`, else `$LGK_VENV` or `<repo>/.venv`.
 
+mod agents;
 mod broker;
 mod browser;
 mod host;
@@ -40,6 +42,7 @@ mod solver_process;
 pub mod sse;
 mod system;
 
+pub use agents::{agent_settings, start_agent};
 pub use broker::Broker;
 pub use browser::{Browser, artifacts_dir};
 pub use host::{free_port, repo_root, site_package_file, venv, wait_for_port};

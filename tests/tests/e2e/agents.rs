@@ -8,41 +8,19 @@ use std::{
 };
 
 use agent_runtime::{
-    agents::{
-        AgentDescription, AgentError, AgentRuntime, RuntimeOptions, SendError, envelope, topics,
-    },
-    kafka::{CloudEvent, KafkaSettings, headers::AGENT_REQUEST},
+    agents::{AgentDescription, AgentError, AgentRuntime, SendError, envelope, topics},
+    kafka::{CloudEvent, headers::AGENT_REQUEST},
 };
-use e2e::{Broker, read_topic};
+use e2e::{Broker, read_topic, start_agent};
 use rdkafka::{
     ClientConfig, Message,
     message::{Header, Headers, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
 };
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 /// Long enough for a consumer group to form on Tansu (about half the 3 s session).
 const FIRST_REPLY: Duration = Duration::from_secs(30);
-
-fn settings(broker: &Broker) -> KafkaSettings {
-    KafkaSettings {
-        session_timeout: Duration::from_secs(3),
-        ..KafkaSettings::for_brokers(&broker.bootstrap())
-    }
-}
-
-async fn runtime(broker: &Broker, instance_id: &str) -> AgentRuntime {
-    AgentRuntime::start(
-        &settings(broker),
-        instance_id,
-        RuntimeOptions::default(),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("runtime starts")
-    .expect("not shut down")
-}
 
 /// Registers `echo` on `runtime`: it answers `{"echo": <message>, "trace_id": <the
 /// request's trace id>}`.
@@ -64,12 +42,12 @@ async fn register_echo(runtime: &AgentRuntime) {
 async fn an_echo_agent_answers_each_request_and_two_instances_share_the_work() {
     let broker = Broker::start();
     let (one, two) = (
-        runtime(&broker, "echo-1").await,
-        runtime(&broker, "echo-2").await,
+        start_agent(&broker, "echo-1").await,
+        start_agent(&broker, "echo-2").await,
     );
     register_echo(&one).await;
     register_echo(&two).await;
-    let caller = runtime(&broker, "caller").await;
+    let caller = start_agent(&broker, "caller").await;
 
     let reply = caller
         .send_message("echo", &json!({"n": -1}), FIRST_REPLY)
@@ -117,7 +95,7 @@ async fn an_echo_agent_answers_each_request_and_two_instances_share_the_work() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_handler_comes_back_as_its_error_well_under_the_timeout() {
     let broker = Broker::start();
-    let agent = runtime(&broker, "agent-1").await;
+    let agent = start_agent(&broker, "agent-1").await;
     agent
         .register("strict", |request| async move {
             if request.value.get("panic").is_some() {
@@ -127,7 +105,7 @@ async fn a_failing_handler_comes_back_as_its_error_well_under_the_timeout() {
         })
         .await
         .expect("registered");
-    let caller = runtime(&broker, "caller").await;
+    let caller = start_agent(&broker, "caller").await;
 
     // The first request waits for the group to form.
     let first = caller.send_message("strict", &json!({}), FIRST_REPLY).await;
@@ -179,7 +157,7 @@ async fn a_failing_handler_comes_back_as_its_error_well_under_the_timeout() {
 async fn a_request_nobody_answers_times_out_at_its_timeout_and_one_waiting_at_shutdown_ends_closed()
 {
     let broker = Broker::start();
-    let caller = runtime(&broker, "caller").await;
+    let caller = start_agent(&broker, "caller").await;
     for timeout in [Duration::from_secs(2), Duration::from_secs(3)] {
         let started = Instant::now();
         let err = caller
@@ -223,7 +201,7 @@ async fn a_request_nobody_answers_times_out_at_its_timeout_and_one_waiting_at_sh
 async fn scatter_gather_keeps_the_replies_within_the_window_and_says_it_ran_out() {
     let broker = Broker::start();
     let topic = "dev-agent-census";
-    let responders = runtime(&broker, "responders").await;
+    let responders = start_agent(&broker, "responders").await;
     // Published messages each type saw.
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     for (agent_type, delay) in [
@@ -250,7 +228,7 @@ async fn scatter_gather_keeps_the_replies_within_the_window_and_says_it_ran_out(
             .expect("subscribed");
         assert!(subscribed);
     }
-    let caller = runtime(&broker, "caller").await;
+    let caller = start_agent(&broker, "caller").await;
 
     // A published message reaches every subscribed type (once each group has formed).
     caller
@@ -307,9 +285,9 @@ async fn scatter_gather_keeps_the_replies_within_the_window_and_says_it_ran_out(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_request_goes_to_the_dead_letter_topic_and_the_agent_goes_on() {
     let broker = Broker::start();
-    let agent = runtime(&broker, "echo-1").await;
+    let agent = start_agent(&broker, "echo-1").await;
     register_echo(&agent).await;
-    let caller = runtime(&broker, "caller").await;
+    let caller = start_agent(&broker, "caller").await;
     caller
         .send_message("echo", &json!("warm-up"), FIRST_REPLY)
         .await
@@ -409,9 +387,9 @@ fn description(agent_type: &str) -> AgentDescription {
 async fn discover_lists_every_instance_once_and_drops_invalid_descriptions() {
     let broker = Broker::start();
     let (one, two, liar) = (
-        runtime(&broker, "worker-1").await,
-        runtime(&broker, "worker-2").await,
-        runtime(&broker, "liar-1").await,
+        start_agent(&broker, "worker-1").await,
+        start_agent(&broker, "worker-2").await,
+        start_agent(&broker, "liar-1").await,
     );
     // Two instances of one type: a broadcast reaches both, unlike a group's message.
     assert!(
@@ -430,7 +408,7 @@ async fn discover_lists_every_instance_once_and_drops_invalid_descriptions() {
             .await
             .expect("serves")
     );
-    let caller = runtime(&broker, "caller").await;
+    let caller = start_agent(&broker, "caller").await;
 
     let window = Duration::from_millis(1500);
     let started = Instant::now();

@@ -3,11 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use agent_runtime::{
-    agents::{AgentRuntime, RuntimeOptions, SendError, envelope, topics},
-    kafka::KafkaSettings,
-};
-use e2e::{Broker, read_topic};
+use agent_runtime::agents::{SendError, envelope, topics};
+use e2e::{Broker, agent_settings, read_topic, start_agent};
 use rdkafka::{
     Message,
     message::{Headers, OwnedMessage},
@@ -18,25 +15,6 @@ use writer_reviewer::{Brief, Error, Outcome, Review, RunOptions};
 
 const BRIEF: &str =
     "Apache Kafka; must mention: topics, partitions, consumer groups, offsets; at most 30 words";
-
-fn settings(broker: &Broker) -> KafkaSettings {
-    KafkaSettings {
-        session_timeout: Duration::from_secs(3),
-        ..KafkaSettings::for_brokers(&broker.bootstrap())
-    }
-}
-
-async fn runtime(broker: &Broker, instance_id: &str) -> AgentRuntime {
-    AgentRuntime::start(
-        &settings(broker),
-        instance_id,
-        RuntimeOptions::default(),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("runtime starts")
-    .expect("not shut down")
-}
 
 /// The replies on the reply topic, as (`agent_type`, `agent_id`, value), once `count`
 /// arrived.
@@ -74,7 +52,7 @@ async fn the_writer_revises_until_the_reviewer_approves_and_every_review_crossed
     let brief: Brief = BRIEF.parse().expect("a brief");
 
     let outcome = writer_reviewer::run(
-        &settings(&broker),
+        &agent_settings(&broker),
         &brief,
         &RunOptions::default(),
         CancellationToken::new(),
@@ -119,7 +97,7 @@ async fn the_writer_revises_until_the_reviewer_approves_and_every_review_crossed
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reviewer_that_never_approves_ends_the_commission_after_max_rounds_not_approved() {
     let broker = Broker::start();
-    let writer = runtime(&broker, "writer-1").await;
+    let writer = start_agent(&broker, "writer-1").await;
     let options = RunOptions {
         max_rounds: 3,
         review_timeout: Duration::from_secs(20),
@@ -130,7 +108,7 @@ async fn a_reviewer_that_never_approves_ends_the_commission_after_max_rounds_not
             .await
             .expect("registered")
     );
-    let harsh = runtime(&broker, "harsh-1").await;
+    let harsh = start_agent(&broker, "harsh-1").await;
     harsh
         .register(writer_reviewer::REVIEWER, |request| async move {
             let words = request.value["draft"]
@@ -145,7 +123,7 @@ async fn a_reviewer_that_never_approves_ends_the_commission_after_max_rounds_not
         })
         .await
         .expect("registered");
-    let caller = runtime(&broker, "caller-1").await;
+    let caller = start_agent(&broker, "caller-1").await;
     let brief: Brief = BRIEF.parse().expect("a brief");
 
     let started = Instant::now();
@@ -170,7 +148,7 @@ async fn a_reviewer_that_never_approves_ends_the_commission_after_max_rounds_not
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_no_reviewer_running_the_writer_answers_reviewer_unavailable() {
     let broker = Broker::start();
-    let writer = runtime(&broker, "writer-1").await;
+    let writer = start_agent(&broker, "writer-1").await;
     let options = RunOptions {
         max_rounds: 2,
         review_timeout: Duration::from_secs(5),
@@ -181,7 +159,7 @@ async fn with_no_reviewer_running_the_writer_answers_reviewer_unavailable() {
             .await
             .expect("registered")
     );
-    let caller = runtime(&broker, "caller-1").await;
+    let caller = start_agent(&broker, "caller-1").await;
     let brief: Brief = BRIEF.parse().expect("a brief");
 
     let err = writer_reviewer::commission(&caller, &brief, &options)
