@@ -160,11 +160,7 @@ fn agent_types(value: Option<&str>) -> Result<Vec<String>> {
     };
     let mut types: Vec<String> = Vec::new();
     for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        let valid = name.len() <= agent_runtime::agents::topics::MAX_AGENT_TYPE_BYTES
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-        if !valid {
+        if !agent_runtime::agents::topics::valid_agent_type(name) {
             return Err(Error::Config(format!(
                 "COMMS_REQUEST_AGENTS: {name:?} is not a valid agent type (1 to {} of a-z, A-Z, 0-9, '.', '_', '-')",
                 agent_runtime::agents::topics::MAX_AGENT_TYPE_BYTES

@@ -168,36 +168,27 @@ async fn serve_agents(settings: Settings, agents: Agents, shutdown: Cancellation
         service: SERVICE.to_owned(),
         ..RuntimeOptions::default()
     };
-    let instance_id = settings.instance_id(SERVICE);
-    let runtime = match AgentRuntime::start_retrying(
-        &settings.kafka,
-        &instance_id,
-        options,
-        shutdown.clone(),
-    )
-    .await
-    {
-        Ok(Some(runtime)) => runtime,
-        Ok(None) => return,
-        Err(err) => {
-            tracing::error!(error = %err, "agent runtime not started: POST /request and GET /agents answer 503");
-            return;
-        }
-    };
-    agents.set(runtime.clone());
-    let described = runtime.clone();
-    let describe = move || AgentDescription {
+    let describe = |runtime: &AgentRuntime| AgentDescription {
         agent_type: SERVICE.into(),
         agent_id: String::new(),
         service: SERVICE.into(),
         version: env!("CARGO_PKG_VERSION").into(),
         model: None,
-        in_flight: described.pending() as u64,
-        concurrency: described.options().max_pending as u64,
+        in_flight: runtime.pending() as u64,
+        concurrency: runtime.options().max_pending as u64,
     };
-    if let Err(err) = runtime.serve_describe(describe).await {
-        tracing::error!(error = %err, "agent runtime: not answering describe");
-    }
-    shutdown.cancelled().await;
-    runtime.shutdown().await;
+    let hand_to_routes = |runtime: &AgentRuntime| {
+        agents.set(runtime.clone());
+        async { Ok(true) }
+    };
+    let instance_id = settings.instance_id(SERVICE);
+    AgentRuntime::run_service(
+        &settings.kafka,
+        &instance_id,
+        options,
+        shutdown,
+        hand_to_routes,
+        describe,
+    )
+    .await;
 }

@@ -226,42 +226,30 @@ async fn describe(settings: Settings, llm: LlmClient, shutdown: CancellationToke
         service: SERVICE.to_owned(),
         ..RuntimeOptions::default()
     };
+    let model = llm.model().to_owned();
+    let describe = move |_: &AgentRuntime| {
+        let load = llm.concurrency();
+        AgentDescription {
+            agent_type: SERVICE.into(),
+            agent_id: String::new(),
+            service: SERVICE.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            model: Some(model.clone()),
+            in_flight: (load.in_flight + load.waiting) as u64,
+            concurrency: load.limit as u64,
+        }
+    };
     let instance_id = settings.instance_id(SERVICE);
-    let runtime = match AgentRuntime::start_retrying(
+    let nothing_to_set_up = |_: &AgentRuntime| async { Ok(true) };
+    AgentRuntime::run_service(
         &settings.kafka,
         &instance_id,
         options,
-        shutdown.clone(),
+        shutdown,
+        nothing_to_set_up,
+        describe,
     )
-    .await
-    {
-        Ok(Some(runtime)) => runtime,
-        Ok(None) => return,
-        Err(err) => {
-            tracing::error!(error = %err, "agent runtime not started: no describe");
-            return;
-        }
-    };
-    let model = llm.model().to_owned();
-    let described = runtime
-        .serve_describe(move || {
-            let load = llm.concurrency();
-            AgentDescription {
-                agent_type: SERVICE.into(),
-                agent_id: String::new(),
-                service: SERVICE.into(),
-                version: env!("CARGO_PKG_VERSION").into(),
-                model: Some(model.clone()),
-                in_flight: (load.in_flight + load.waiting) as u64,
-                concurrency: load.limit as u64,
-            }
-        })
-        .await;
-    if let Err(err) = described {
-        tracing::error!(error = %err, "agent runtime: not answering describe");
-    }
-    shutdown.cancelled().await;
-    runtime.shutdown().await;
+    .await;
 }
 
 /// The results store `settings` name (`RESULTS_STORE`).

@@ -73,35 +73,27 @@ pub async fn serve(
     describe: Describe,
     shutdown: CancellationToken,
 ) {
-    let runtime = match AgentRuntime::start_retrying(
-        &settings,
-        &deps.solver_id.clone(),
-        options,
-        shutdown.clone(),
-    )
-    .await
-    {
-        Ok(Some(runtime)) => runtime,
-        Ok(None) => return,
-        Err(err) => {
-            tracing::error!(error = %err, "agent runtime not started: no agent requests, no describe");
-            return;
+    let instance_id = deps.solver_id.clone();
+    let register = |runtime: &AgentRuntime| {
+        let runtime = runtime.clone();
+        async move {
+            runtime
+                .register(AGENT_TYPE, move |request| {
+                    let deps = deps.clone();
+                    async move { solve_request(&deps, request).await }
+                })
+                .await
         }
     };
-    let registered = runtime
-        .register(AGENT_TYPE, move |request| {
-            let deps = deps.clone();
-            async move { solve_request(&deps, request).await }
-        })
-        .await;
-    let described = runtime.serve_describe(move || describe.describe()).await;
-    for (what, outcome) in [("agent type", registered), ("describe", described)] {
-        if let Err(err) = outcome {
-            tracing::error!(error = %err, what, "agent runtime: not serving");
-        }
-    }
-    shutdown.cancelled().await;
-    runtime.shutdown().await;
+    AgentRuntime::run_service(
+        &settings,
+        &instance_id,
+        options,
+        shutdown,
+        register,
+        move |_| describe.describe(),
+    )
+    .await;
 }
 
 /// Solves the task a request carries; its [`TaskResult`] as JSON. See the [module

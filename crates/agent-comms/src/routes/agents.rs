@@ -196,13 +196,7 @@ pub(crate) async fn request(
         .into());
     };
     let runtime = state.agents.started()?;
-    let valid = !body.agent.is_empty()
-        && body.agent.len() <= agent_runtime::agents::topics::MAX_AGENT_TYPE_BYTES
-        && body
-            .agent
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if !valid {
+    if !agent_runtime::agents::topics::valid_agent_type(&body.agent) {
         return Err(ApiError::Unprocessable(
             "agent must be 1 to 100 characters of a-z, A-Z, 0-9, '.', '_' or '-'".into(),
         )

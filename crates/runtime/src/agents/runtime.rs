@@ -193,6 +193,47 @@ impl AgentRuntime {
         }
     }
 
+    /// A service's agent runtime from start to stop: starts it
+    /// ([`start_retrying`](AgentRuntime::start_retrying)), lets `setup` use it (register
+    /// agent types, hand it to HTTP routes), answers `describe` with `describe(&runtime)`
+    /// ([`serve_describe`](AgentRuntime::serve_describe)) until `shutdown` fires, then
+    /// shuts it down. What fails is logged, not returned: the service goes on without its
+    /// agent runtime.
+    pub async fn run_service<S, Fut, D>(
+        settings: &KafkaSettings,
+        instance_id: &str,
+        options: RuntimeOptions,
+        shutdown: CancellationToken,
+        setup: S,
+        describe: D,
+    ) where
+        S: FnOnce(&Self) -> Fut,
+        Fut: Future<Output = Result<bool>>,
+        D: Fn(&Self) -> super::AgentDescription + Send + Sync + 'static,
+    {
+        let service = options.service.clone();
+        let runtime = match Self::start_retrying(settings, instance_id, options, shutdown.clone())
+            .await
+        {
+            Ok(Some(runtime)) => runtime,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::error!(service, error = %err, "agent runtime not started: no agent requests, no describe");
+                return;
+            }
+        };
+        let set_up = setup(&runtime).await;
+        let described = runtime.clone();
+        let answering = runtime.serve_describe(move || describe(&described)).await;
+        for (what, outcome) in [("setup", set_up), ("describe", answering)] {
+            if let Err(err) = outcome {
+                tracing::error!(service, what, error = %err, "agent runtime: not serving");
+            }
+        }
+        shutdown.cancelled().await;
+        runtime.shutdown().await;
+    }
+
     /// The options it runs with.
     pub fn options(&self) -> &RuntimeOptions {
         &self.inner.options
@@ -588,14 +629,9 @@ where
     Arc::new(move |message| handler(message).boxed())
 }
 
-/// Whether `agent_type` may name an agent type: 1 to 100 of `a-z A-Z 0-9 . _ -`.
+/// [`topics::valid_agent_type`], with the reason when it is not.
 fn check_agent_type(agent_type: &str) -> Result<(), String> {
-    let fits = !agent_type.is_empty()
-        && agent_type.len() <= topics::MAX_AGENT_TYPE_BYTES
-        && agent_type
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if fits {
+    if topics::valid_agent_type(agent_type) {
         Ok(())
     } else {
         Err(format!(

@@ -3,6 +3,16 @@
 /// The longest agent type, in bytes: its request topic stays a valid topic name.
 pub const MAX_AGENT_TYPE_BYTES: usize = 100;
 
+/// Whether `agent_type` may name an agent type: 1 to [`MAX_AGENT_TYPE_BYTES`] of
+/// `a-z A-Z 0-9 . _ -`, so that its request topic is a valid topic name.
+pub fn valid_agent_type(agent_type: &str) -> bool {
+    !agent_type.is_empty()
+        && agent_type.len() <= MAX_AGENT_TYPE_BYTES
+        && agent_type
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 /// The reply topic every instance shares: `{prefix}-agent-replies` (`agent-replies`
 /// without a prefix).
 pub fn reply_topic(prefix: &str) -> String {
